@@ -1,0 +1,102 @@
+"""Settings from the environment (prefix ``NOTIFIER_``); no instance is made at import.
+
+Every field here is listed in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from notifier.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_RULES_FILE = PACKAGE_DIR / "defaults" / "rules.yaml"
+
+
+def default_templates_dir() -> Path:
+    """The shipped templates: ``templates/`` next to the package in a checkout."""
+    return PACKAGE_DIR.parent / "templates"
+
+
+class SmtpTls(StrEnum):
+    """How the SMTP connection is secured."""
+
+    #: plain text (local relays, the dev mail catcher)
+    NONE = "none"
+    #: connect plain, then upgrade with STARTTLS (port 587)
+    STARTTLS = "starttls"
+    #: TLS from the first byte (port 465)
+    TLS = "tls"
+
+
+class Settings(BaseSettings):
+    """All configuration. Build it with :func:`load_settings` to get one clear error line."""
+
+    model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore", frozen=True)
+
+    environment: str = Field(default="production", pattern="^(production|development|test)$")
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_duplicate_window_s: float = Field(default=120.0, gt=0)
+    ingest_consumer: str = Field(default="notifier-ingest", pattern=r"^[A-Za-z0-9_-]+$")
+    ingest_batch_size: int = Field(default=500, ge=1, le=10_000)
+    ingest_batch_wait_s: float = Field(default=0.02, gt=0, le=10)
+    ingest_ack_wait_s: float = Field(default=30.0, ge=1)
+    ingest_max_deliver: int = Field(default=20, ge=1)
+
+    database_url: str = "sqlite+aiosqlite:///notifier.db"
+    dedup_retention_days: int = Field(default=30, ge=1)
+    notification_retention_days: int = Field(default=180, ge=1)
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: SmtpTls = SmtpTls.NONE
+    smtp_ca_file: Path | None = None
+    smtp_from: str = "Orders <orders@localhost>"
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    smtp_pool_size: int = Field(default=4, ge=1, le=64)
+
+    rules_file: Path = DEFAULT_RULES_FILE
+    templates_dir: Path = Field(default_factory=default_templates_dir)
+    default_locale: str = "en"
+
+    dispatch_max_attempts: int = Field(default=12, ge=1)
+    dispatch_backoff_base_s: float = Field(default=2.0, gt=0)
+    dispatch_backoff_max_s: float = Field(default=300.0, gt=0)
+    dispatch_lease_s: float = Field(default=60.0, gt=0)
+    dispatch_batch_size: int = Field(default=50, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _check_paths(self) -> Settings:
+        if not self.rules_file.is_file():
+            raise ValueError(f"rules_file {self.rules_file} does not exist")
+        if not self.templates_dir.is_dir():
+            raise ValueError(f"templates_dir {self.templates_dir} is not a directory")
+        if self.smtp_ca_file is not None and not self.smtp_ca_file.is_file():
+            raise ValueError(f"smtp_ca_file {self.smtp_ca_file} does not exist")
+        if (self.smtp_username is None) != (self.smtp_password is None):
+            raise ValueError("set both NOTIFIER_SMTP_USERNAME and NOTIFIER_SMTP_PASSWORD, or neither")
+        if self.environment == "production" and self.smtp_password and self.smtp_tls == SmtpTls.NONE:
+            raise ValueError("refusing to send SMTP credentials in clear text: set NOTIFIER_SMTP_TLS")
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; any problem becomes one ``ConfigError`` line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = "_".join(str(part) for part in first["loc"])
+        name = f"NOTIFIER_{loc.upper()}" if loc else "settings"
+        raise ConfigError(f"{name}: {first['msg']}") from exc

@@ -1,0 +1,63 @@
+"""Every error notifier raises on purpose, drawn once.
+
+    NotifierError
+    ├── ConfigError                  a setting, the rules file or a template set is unusable
+    │   └── RulesError               the rules file does not validate
+    ├── TemplateError                a template is missing or fails to render
+    │   └── TemplateNotFound
+    ├── DeliveryError                a channel could not hand a message to its provider
+    │   ├── TransientDeliveryError   try again later (timeouts, 4xx SMTP, 429, 5xx)
+    │   └── PermanentDeliveryError   never retry (bad address, unsubscribed, 5xx SMTP reply)
+    └── StoreError                   the database refused or is unreachable
+
+A duplicate event is a normal result of the pipeline, not an error; so is a
+dead letter (see ``notifier.core.outcomes``).
+"""
+
+from __future__ import annotations
+
+
+class NotifierError(Exception):
+    """Base of every error notifier raises deliberately."""
+
+
+class ConfigError(NotifierError):
+    """A setting, the rules file or the template set cannot be used."""
+
+
+class RulesError(ConfigError):
+    """The rules file does not validate; the message names the rule and the field."""
+
+
+class TemplateError(NotifierError):
+    """A template is missing, does not compile, or failed while rendering."""
+
+
+class TemplateNotFound(TemplateError):
+    """No template of that name exists for the requested channel."""
+
+
+class DeliveryError(NotifierError):
+    """A channel could not hand a message to its provider."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransientDeliveryError(DeliveryError):
+    """The provider may accept the message later; retry with backoff."""
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The provider will never accept this message; do not retry."""
+
+
+class StoreError(NotifierError):
+    """The database refused the operation or could not be reached."""
