@@ -1,0 +1,389 @@
+"""The batch pipeline: dedupe → lifecycle → rules → render, as one pure plan.
+
+``plan_batch`` takes the orders a batch touches (loaded and locked by the store) and
+the batch's valid events, and returns everything the store must write in the same
+transaction: history rows, order states, new ledger rows, ledger updates, and the
+events to dead-letter. It does no I/O, so a crash anywhere before the commit leaves
+nothing behind, and the redelivered batch plans the same thing again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from notifier.contracts.events import OrderEvent
+from notifier.core.intents import (
+    Intent,
+    context_digest,
+    derive_intents,
+    recipient_for,
+    template_context,
+)
+from notifier.core.lifecycle import OrderView, Outcome, replay
+from notifier.core.model import (
+    DeadLetter,
+    DeadLetterReason,
+    IncomingEvent,
+    NotificationStatus,
+    OrderAggregate,
+    StoredEvent,
+    StoredNotification,
+    digest,
+)
+from notifier.core.rules import Priority, RuleSet
+from notifier.errors import TemplateError
+
+
+class Rendered(Protocol):
+    """What the pipeline needs of a rendered message."""
+
+    version: str
+    locale: str
+    subject: str | None
+    text: str
+    html: str | None
+
+
+class Renderer(Protocol):
+    """Renders a template for a channel and locale (``notifier.rendering``)."""
+
+    def render(
+        self, template: str, channel: str, locale: str | None, context: dict[str, Any]
+    ) -> Rendered:
+        """Render or raise ``TemplateError``."""
+        ...
+
+
+@dataclass(slots=True)
+class NewNotification:
+    """A ledger row to insert."""
+
+    id: str
+    idempotency_key: str
+    event_id: str
+    order_id: str
+    customer_id: str
+    channel: str
+    template: str
+    template_version: str | None
+    locale: str | None
+    recipient: str | None
+    subject: str | None
+    body_text: str | None
+    body_html: str | None
+    status: NotificationStatus
+    priority: int
+    digest: str
+    state: str
+    last_error: str | None
+
+
+@dataclass(slots=True)
+class LedgerUpdate:
+    """A queued ledger row to withdraw (suppress) or replace with a fresh rendering."""
+
+    id: str
+    replacement: NewNotification | None
+    reason: str
+
+
+@dataclass(slots=True)
+class OrderWrite:
+    """An order's recomputed state."""
+
+    order_id: str
+    source: str
+    customer_id: str
+    derived_state: str
+    order_state: str | None
+    shipments: dict[str, str]
+    last_event_at: datetime | None
+    exists: bool
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """Everything one batch writes, in one transaction."""
+
+    events: list[StoredEvent] = field(default_factory=list)
+    orders: list[OrderWrite] = field(default_factory=list)
+    notifications: list[NewNotification] = field(default_factory=list)
+    updates: list[LedgerUpdate] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, what: str) -> None:
+        """Tally an outcome for metrics and logs."""
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+
+def notification_id(key: str) -> str:
+    """Deterministic: a replanned batch or a retried send keeps the same id."""
+    return "n_" + digest(key)[:24]
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """The pure stages, configured once by the composition root."""
+
+    rules: RuleSet
+    renderer: Renderer
+    enabled_channels: frozenset[str]
+
+    def plan_batch(
+        self,
+        orders: dict[str, OrderAggregate],
+        incoming: Iterable[IncomingEvent],
+        owners: dict[str, str],
+    ) -> BatchPlan:
+        """Plan one batch; ``owners`` maps already-stored event ids to their order."""
+        plan = BatchPlan()
+        before: dict[str, OrderView] = {}
+        touched: dict[str, set[str]] = {}
+        for item in sorted(incoming, key=lambda i: i.message.seq):
+            event = item.event
+            owner = owners.get(event.event_id)
+            if owner is not None and owner != event.order_id:
+                plan.dead_letters.append(
+                    DeadLetter(
+                        item.message,
+                        DeadLetterReason.EVENT_ID_CONFLICT,
+                        f"event_id already used by another order ({owner})",
+                    )
+                )
+                continue
+            order = orders[event.order_id]
+            if event.order_id not in before:
+                before[event.order_id] = _view(order)
+            what = self._dedupe(order, item, plan)
+            plan.count(what)
+            if what in ("new", "revision", "retraction"):
+                touched.setdefault(event.order_id, set()).add(event.event_id)
+        for order_id, event_ids in touched.items():
+            self._settle(orders[order_id], before[order_id], event_ids, plan)
+        return plan
+
+    def _dedupe(self, order: OrderAggregate, item: IncomingEvent, plan: BatchPlan) -> str:
+        event = item.event
+        stored = order.events.get(event.event_id)
+        if stored is not None:
+            if stored.content_hash == item.content_hash or item.message.seq < stored.revised_seq:
+                return "duplicate"
+            snapshot = _snapshot(stored)
+            stored.revise(item)
+            what = "retraction" if event.retracted else "revision"
+        else:
+            if event.retracted:
+                stored = StoredEvent.from_incoming(item)
+                order.events[event.event_id] = stored
+                return "retraction"
+            stored = StoredEvent.from_incoming(item)
+            order.events[event.event_id] = stored
+            snapshot = None
+            what = "new"
+        view = _view(order)
+        outcome = view.outcomes.get(event.event_id)
+        if outcome is Outcome.ILLEGAL:
+            if snapshot is None:
+                del order.events[event.event_id]
+            else:
+                _restore(stored, snapshot)
+            plan.dead_letters.append(
+                DeadLetter(
+                    item.message,
+                    DeadLetterReason.ILLEGAL_TRANSITION,
+                    view.reasons.get(event.event_id, "illegal transition"),
+                )
+            )
+            return "illegal"
+        if outcome is Outcome.STALE:
+            plan.count("stale")
+        return what
+
+    def _settle(
+        self, order: OrderAggregate, before: OrderView, touched: set[str], plan: BatchPlan
+    ) -> None:
+        view = _view(order)
+        for event_id, outcome in view.outcomes.items():
+            stored = order.events[event_id]
+            if stored.outcome != outcome.value:
+                stored.outcome = outcome.value
+                stored.dirty = True
+        for stored in order.events.values():
+            if stored.retracted and stored.outcome != "retracted":
+                stored.outcome = "retracted"
+                stored.dirty = True
+        plan.events.extend(e for e in order.events.values() if e.dirty)
+        latest = max(
+            (e for e in order.events.values() if not e.retracted),
+            key=lambda e: e.seq,
+            default=None,
+        ) or max(order.events.values(), key=lambda e: e.seq)
+        latest_event = latest.parsed()
+        plan.orders.append(
+            OrderWrite(
+                order_id=order.order_id,
+                source=latest_event.source,
+                customer_id=latest_event.customer.id,
+                derived_state=view.derived_state,
+                order_state=view.order_state.value if view.order_state else None,
+                shipments={k: v.value for k, v in view.shipments.items()},
+                last_event_at=view.last_occurred_at,
+                exists=order.exists,
+            )
+        )
+        old = derive_intents(before, self.rules)
+        new = derive_intents(view, self.rules)
+        for key in old.keys() | new.keys():
+            intent = new.get(key) or old[key]
+            if key in old and key in new and intent.event_id not in touched:
+                continue
+            self._reconcile(order, key, old.get(key), new.get(key), plan)
+
+    def _reconcile(
+        self,
+        order: OrderAggregate,
+        key: str,
+        old: Intent | None,
+        new: Intent | None,
+        plan: BatchPlan,
+    ) -> None:
+        existing = order.notifications.get(key)
+        if new is not None:
+            draft = self._draft(order, new, key)
+            if existing is None:
+                plan.notifications.append(draft)
+                return
+            if existing.digest == draft.digest:
+                return
+            if existing.status == NotificationStatus.QUEUED:
+                plan.updates.append(LedgerUpdate(existing.id, draft, "revised before sending"))
+                return
+            if existing.status in (NotificationStatus.SENT, NotificationStatus.SENDING):
+                self._correct(order, existing, new, retracted=False, plan=plan)
+            return
+        if existing is None:
+            return
+        if existing.status == NotificationStatus.QUEUED:
+            plan.updates.append(LedgerUpdate(existing.id, None, "withdrawn before sending"))
+        elif existing.status in (NotificationStatus.SENT, NotificationStatus.SENDING):
+            retracted = old is not None and order.events[old.event_id].retracted
+            self._correct(order, existing, None, retracted=retracted, plan=plan)
+
+    def _draft(self, order: OrderAggregate, intent: Intent, key: str) -> NewNotification:
+        event = order.events[intent.event_id].parsed()
+        context = template_context(event, intent.transition)
+        return self._materialize(
+            order, event, key, intent.template, intent.channel.value, intent.priority,
+            context, intent.transition.to_state.value,
+        )
+
+    def _correct(
+        self,
+        order: OrderAggregate,
+        told: StoredNotification,
+        now: Intent | None,
+        *,
+        retracted: bool,
+        plan: BatchPlan,
+    ) -> None:
+        event = order.events[told.event_id].parsed()
+        view = _view(order)
+        if now is not None:
+            context = template_context(event, now.transition)
+        else:
+            context = template_context(event, _no_transition(event, view))
+        context["correction"] = {
+            "previous": {"template": told.template, "state": told.state},
+            "current": {
+                "template": now.template if now else None,
+                "state": view.derived_state,
+            },
+            "retracted": retracted,
+        }
+        key = f"{told.idempotency_key}:correction:{context_digest(context)[:12]}"
+        if key in order.notifications:
+            return
+        draft = self._materialize(
+            order, event, key, "correction", told.channel, Priority.HIGH, context,
+            view.derived_state,
+        )
+        plan.notifications.append(draft)
+
+    def _materialize(
+        self,
+        order: OrderAggregate,
+        event: OrderEvent,
+        key: str,
+        template: str,
+        channel: str,
+        priority: Priority,
+        context: dict[str, Any],
+        state: str,
+    ) -> NewNotification:
+        from notifier.contracts.events import Channel
+
+        draft = NewNotification(
+            id=notification_id(key),
+            idempotency_key=key,
+            event_id=event.event_id,
+            order_id=order.order_id,
+            customer_id=event.customer.id,
+            channel=channel,
+            template=template,
+            template_version=None,
+            locale=None,
+            recipient=None,
+            subject=None,
+            body_text=None,
+            body_html=None,
+            status=NotificationStatus.SUPPRESSED,
+            priority=int(priority),
+            digest=context_digest(context),
+            state=state,
+            last_error=None,
+        )
+        recipient, why_not = recipient_for(event, Channel(channel))
+        if recipient is None:
+            draft.last_error = why_not
+            return draft
+        if channel not in self.enabled_channels:
+            draft.last_error = f"channel {channel} is not enabled"
+            return draft
+        try:
+            rendered = self.renderer.render(template, channel, event.customer.locale, context)
+        except TemplateError as exc:
+            draft.status = NotificationStatus.FAILED
+            draft.last_error = f"template error: {exc}"
+            return draft
+        draft.recipient = recipient
+        draft.template_version = rendered.version
+        draft.locale = rendered.locale
+        draft.subject = rendered.subject
+        draft.body_text = rendered.text
+        draft.body_html = rendered.html
+        draft.status = NotificationStatus.QUEUED
+        return draft
+
+
+def _view(order: OrderAggregate) -> OrderView:
+    return replay(e.entry() for e in order.events.values() if not e.retracted)
+
+
+def _snapshot(stored: StoredEvent) -> dict[str, Any]:
+    return {name: getattr(stored, name) for name in StoredEvent.__slots__}
+
+
+def _restore(stored: StoredEvent, snapshot: dict[str, Any]) -> None:
+    for name, value in snapshot.items():
+        setattr(stored, name, value)
+
+
+def _no_transition(event: OrderEvent, view: OrderView) -> Any:
+    from notifier.core.lifecycle import Transition, shipment_key
+
+    shipment_id = shipment_key(event.state, event.shipment.id if event.shipment else None)
+    return Transition(event.event_id, shipment_id, None, event.state, view.derived_state)

@@ -1,0 +1,149 @@
+"""The declarative rules file: which transition sends which template on which channels.
+
+Loaded and validated once at start-up; every problem is reported as one
+``RulesError`` line that names the file, the rule and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from notifier.contracts.events import Channel, OrderState
+from notifier.core.lifecycle import Transition
+from notifier.errors import RulesError
+
+
+class Priority(IntEnum):
+    """Lower sends first."""
+
+    HIGH = 0
+    NORMAL = 1
+    LOW = 2
+
+
+class _When(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: list[OrderState] = Field(min_length=1)
+    from_: list[OrderState | None] | None = Field(default=None, alias="from")
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    when: _When
+    template: str = Field(min_length=1)
+    channels: list[Channel] = Field(min_length=1)
+    priority: Literal["high", "normal", "low"] = "normal"
+    once: bool = False
+
+    @field_validator("channels")
+    @classmethod
+    def _unique(cls, value: list[Channel]) -> list[Channel]:
+        if len(set(value)) != len(value):
+            raise ValueError("a channel is listed twice")
+        return value
+
+
+class _RulesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1]
+    rules: list[_Rule] = Field(min_length=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One validated rule."""
+
+    name: str
+    states: frozenset[OrderState]
+    from_states: frozenset[OrderState | None] | None
+    template: str
+    channels: tuple[Channel, ...]
+    priority: Priority
+    once: bool
+
+    def matches(self, transition: Transition) -> bool:
+        """Whether this rule fires for the transition."""
+        if transition.to_state not in self.states:
+            return False
+        return self.from_states is None or transition.from_state in self.from_states
+
+
+class RuleSet:
+    """All rules, indexed by the state they fire on."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = tuple(rules)
+        self._by_state: dict[OrderState, tuple[Rule, ...]] = {
+            state: tuple(r for r in rules if state in r.states) for state in OrderState
+        }
+
+    def matching(self, transition: Transition) -> tuple[Rule, ...]:
+        """The rules a transition fires, in file order."""
+        return tuple(r for r in self._by_state[transition.to_state] if r.matches(transition))
+
+    def templates(self) -> frozenset[str]:
+        """Every template a rule refers to."""
+        return frozenset(r.template for r in self.rules)
+
+
+def _describe(path: Path, raw: Any, error: ValidationError) -> str:
+    first = error.errors()[0]
+    loc = list(first["loc"])
+    where = ".".join(str(p) for p in loc) or "top level"
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        rules = raw.get("rules") if isinstance(raw, dict) else None
+        name = None
+        if isinstance(rules, list) and loc[1] < len(rules) and isinstance(rules[loc[1]], dict):
+            name = rules[loc[1]].get("name")
+        rest = ".".join(str(p) for p in loc[2:]) or "rule"
+        where = f"rule {loc[1] + 1}" + (f" ({name})" if name else "") + f": {rest}"
+    return f"{path}: {where}: {first['msg']}"
+
+
+def load_rules(path: Path, *, template_exists: Callable[[str, str], bool]) -> RuleSet:
+    """Parse and validate the rules file; ``template_exists(template, channel)`` checks parts."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read rules file: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise RulesError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        parsed = _RulesFile.model_validate(raw)
+    except ValidationError as exc:
+        raise RulesError(_describe(path, raw, exc)) from exc
+    names: set[str] = set()
+    rules: list[Rule] = []
+    for index, item in enumerate(parsed.rules, start=1):
+        if item.name in names:
+            raise RulesError(f"{path}: rule {index} ({item.name}): name is used twice")
+        names.add(item.name)
+        for channel in item.channels:
+            if not template_exists(item.template, channel.value):
+                raise RulesError(
+                    f"{path}: rule {index} ({item.name}): template {item.template!r} "
+                    f"has no {channel.value} part"
+                )
+        rules.append(
+            Rule(
+                name=item.name,
+                states=frozenset(item.when.state),
+                from_states=frozenset(item.when.from_) if item.when.from_ is not None else None,
+                template=item.template,
+                channels=tuple(item.channels),
+                priority=Priority[item.priority.upper()],
+                once=item.once,
+            )
+        )
+    return RuleSet(rules)

@@ -1,0 +1,50 @@
+"""Prometheus metrics, on a registry owned by the app (no module-level collectors)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class Metrics:
+    """Every metric the service exports at ``/metrics``."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.events = Counter(
+            "notifier_events_total", "Events by what the pipeline made of them",
+            ["outcome"], registry=r,
+        )
+        self.dead_letters = Counter(
+            "notifier_dead_letters_total", "Events dead-lettered, by reason", ["reason"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "notifier_notifications_total", "Ledger transitions, by channel and status",
+            ["channel", "status"], registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "notifier_ingest_batch_seconds", "Time to apply one ingest batch",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=r,
+        )
+        self.batch_size = Histogram(
+            "notifier_ingest_batch_size", "Messages per ingest batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 5000), registry=r,
+        )
+        self.send_seconds = Histogram(
+            "notifier_send_seconds", "Time for a provider to accept one message", ["channel"],
+            registry=r,
+        )
+        self.event_to_send_seconds = Histogram(
+            "notifier_event_to_send_seconds", "From ledger entry to provider acceptance",
+            ["channel"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "notifier_queued_notifications", "Notifications waiting to be sent", ["channel"],
+            registry=r,
+        )

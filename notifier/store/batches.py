@@ -1,0 +1,205 @@
+"""Load the orders a batch touches (locked) and write the pipeline's plan, in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from notifier.core.model import NotificationStatus, OrderAggregate, StoredEvent, StoredNotification
+from notifier.core.pipeline import BatchPlan, NewNotification
+from notifier.errors import StoreError
+from notifier.store.tables import events, notifications, orders
+
+
+async def lock_orders(conn: AsyncConnection, order_ids: Sequence[str]) -> None:
+    """Serialise work on the same orders across replicas (PostgreSQL advisory locks).
+
+    Locks are taken in one sorted pass, so two replicas can never deadlock on them;
+    they are released at commit. SQLite needs none: ``BEGIN IMMEDIATE`` holds the
+    database's single write lock for the whole transaction.
+    """
+    if conn.dialect.name != "postgresql" or not order_ids:
+        return
+    await conn.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(k) FROM "
+            "(SELECT hashtextextended(x, 0) AS k FROM unnest(CAST(:ids AS text[])) AS x "
+            "ORDER BY k) AS s"
+        ),
+        {"ids": sorted(set(order_ids))},
+    )
+
+
+async def load_orders(
+    conn: AsyncConnection, order_ids: Sequence[str], event_ids: Sequence[str]
+) -> tuple[dict[str, OrderAggregate], dict[str, str]]:
+    """The touched orders with history and ledger, and the owner order of each known event id."""
+    ids = sorted(set(order_ids))
+    aggregates = {oid: OrderAggregate(order_id=oid, exists=False) for oid in ids}
+    for (oid,) in await conn.execute(select(orders.c.order_id).where(orders.c.order_id.in_(ids))):
+        aggregates[oid].exists = True
+    rows = await conn.execute(select(events).where(events.c.order_id.in_(ids)))
+    for r in rows.mappings():
+        aggregates[r["order_id"]].events[r["event_id"]] = StoredEvent(
+            event_id=r["event_id"],
+            order_id=r["order_id"],
+            seq=r["seq"],
+            revised_seq=r["revised_seq"],
+            occurred_at=_aware(r["occurred_at"]),
+            state=r["state"],
+            shipment_id=r["shipment_id"],
+            content_hash=r["content_hash"],
+            payload=r["payload"],
+            retracted=r["retracted"],
+            outcome=r["outcome"],
+            customer_id=r["customer_id"],
+        )
+    n = notifications.c
+    rows = await conn.execute(
+        select(n.id, n.idempotency_key, n.event_id, n.channel, n.template, n.status, n.digest,
+               n.state, n.order_id).where(n.order_id.in_(ids))
+    )
+    for r in rows.mappings():
+        aggregates[r["order_id"]].notifications[r["idempotency_key"]] = StoredNotification(
+            id=r["id"],
+            idempotency_key=r["idempotency_key"],
+            event_id=r["event_id"],
+            channel=r["channel"],
+            template=r["template"],
+            status=r["status"],
+            digest=r["digest"],
+            state=r["state"],
+        )
+    owners: dict[str, str] = {}
+    for oid, agg in aggregates.items():
+        for eid in agg.events:
+            owners[eid] = oid
+    unknown = sorted(set(event_ids) - owners.keys())
+    if unknown:
+        q = select(events.c.event_id, events.c.order_id).where(events.c.event_id.in_(unknown))
+        for eid, oid in await conn.execute(q):
+            owners[eid] = oid
+    return aggregates, owners
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _event_row(e: StoredEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": e.event_id,
+        "order_id": e.order_id,
+        "customer_id": e.customer_id,
+        "seq": e.seq,
+        "revised_seq": e.revised_seq,
+        "occurred_at": e.occurred_at,
+        "state": e.state,
+        "shipment_id": e.shipment_id,
+        "content_hash": e.content_hash,
+        "payload": e.payload,
+        "retracted": e.retracted,
+        "outcome": e.outcome or "applied",
+        "received_at": now,
+    }
+
+
+def _notification_row(d: NewNotification, now: datetime) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "idempotency_key": d.idempotency_key,
+        "event_id": d.event_id,
+        "order_id": d.order_id,
+        "customer_id": d.customer_id,
+        "channel": d.channel,
+        "template": d.template,
+        "template_version": d.template_version,
+        "locale": d.locale,
+        "state": d.state,
+        "recipient": d.recipient,
+        "subject": d.subject,
+        "body_text": d.body_text,
+        "body_html": d.body_html,
+        "status": d.status.value,
+        "priority": d.priority,
+        "digest": d.digest,
+        "attempts": 0,
+        "last_error": d.last_error,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def write_plan(conn: AsyncConnection, plan: BatchPlan) -> None:
+    """Apply the plan. Every statement is batched (executemany) to keep round trips few."""
+    now = datetime.now(UTC)
+    new_events, changed_events = [], []
+    for e in plan.events:
+        row = _event_row(e, now)
+        (new_events if e.new else changed_events).append(row)
+    if new_events:
+        await conn.execute(events.insert(), new_events)
+    if changed_events:
+        stmt = (
+            update(events)
+            .where(events.c.event_id == bindparam("b_event_id"))
+            .values({k: bindparam(k) for k in changed_events[0] if k not in ("event_id",
+                                                                              "received_at")})
+        )
+        for row in changed_events:
+            row["b_event_id"] = row.pop("event_id")
+            row.pop("received_at")
+        await conn.execute(stmt, changed_events)
+    order_rows = [
+        {
+            "order_id": o.order_id,
+            "source": o.source,
+            "customer_id": o.customer_id,
+            "state": o.derived_state,
+            "order_state": o.order_state,
+            "shipments": o.shipments,
+            "last_event_at": o.last_event_at,
+            "updated_at": now,
+        }
+        for o in plan.orders
+    ]
+    inserts = [r for r, o in zip(order_rows, plan.orders, strict=True) if not o.exists]
+    updates = [r for r, o in zip(order_rows, plan.orders, strict=True) if o.exists]
+    if inserts:
+        await conn.execute(orders.insert(), inserts)
+    if updates:
+        stmt = (
+            update(orders)
+            .where(orders.c.order_id == bindparam("b_order_id"))
+            .values({k: bindparam(k) for k in updates[0] if k != "order_id"})
+        )
+        for row in updates:
+            row["b_order_id"] = row.pop("order_id")
+        await conn.execute(stmt, updates)
+    if plan.notifications:
+        await conn.execute(
+            notifications.insert(), [_notification_row(d, now) for d in plan.notifications]
+        )
+    for u in plan.updates:
+        values: dict[str, Any] = {"updated_at": now}
+        if u.replacement is None:
+            values.update(status=NotificationStatus.SUPPRESSED.value, last_error=u.reason)
+        else:
+            row = _notification_row(u.replacement, now)
+            for key in ("id", "idempotency_key", "created_at", "attempts", "next_attempt_at"):
+                row.pop(key)
+            values.update(row)
+        result = await conn.execute(
+            update(notifications)
+            .where(notifications.c.id == u.id)
+            .where(notifications.c.status == NotificationStatus.QUEUED.value)
+            .values(values)
+        )
+        if result.rowcount != 1:
+            raise StoreError(f"notification {u.id} left the queue while its order was locked")

@@ -1,0 +1,87 @@
+"""The schema. Personal data lives in ``events.payload`` and ``notifications`` recipient and
+bodies; both have a retention (see ``store.maintenance``) and an erase-one-customer path.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", String(200), primary_key=True),
+    Column("source", String(100), nullable=False),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("state", String(40), nullable=False),
+    Column("order_state", String(40)),
+    Column("shipments", JSON, nullable=False),
+    Column("last_event_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+#: the dedup records and each order's history in one: an event id is unique forever
+#: (within retention) and its row keeps the content hash that tells a duplicate from a
+#: revision
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("order_id", String(200), nullable=False, index=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("revised_seq", BigInteger, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("state", String(40), nullable=False),
+    Column("shipment_id", String(200)),
+    Column("content_hash", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("retracted", Boolean, nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("idempotency_key", String(700), nullable=False, unique=True),
+    Column("event_id", String(200), nullable=False),
+    Column("order_id", String(200), nullable=False, index=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("channel", String(20), nullable=False),
+    Column("template", String(100), nullable=False),
+    Column("template_version", String(40)),
+    Column("locale", String(40)),
+    Column("state", String(40), nullable=False),
+    Column("recipient", Text),
+    Column("subject", Text),
+    Column("body_text", Text),
+    Column("body_html", Text),
+    Column("status", String(20), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("provider", String(40)),
+    Column("provider_message_id", String(300)),
+    Column("last_error", Text),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Index("ix_notifications_due", "status", "channel", "next_attempt_at"),
+)
