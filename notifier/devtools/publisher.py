@@ -1,0 +1,192 @@
+"""Publish order events the way a platform team would, for ``notifier emit`` and tests.
+
+Events are published as raw dicts, never validated here: a malformed or id-less event
+is exactly what a developer sends to watch the service dead-letter it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.js import JetStreamContext
+from nats.js.api import PubAck, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+
+STREAM = "ORDERS"
+STREAM_SUBJECTS = ["orders.>"]
+#: matches the service's default ``nats_duplicate_window_s``
+DUPLICATE_WINDOW_S = 120.0
+MSG_ID_HEADER = "Nats-Msg-Id"
+#: in flight at once; well under nats-py's default of 4000 pending async publishes
+CHUNK = 1000
+#: how long one chunk may wait for its acks before the rest count as errors
+ACK_TIMEOUT_S = 30.0
+_TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+
+@dataclass
+class PublishReport:
+    """What the stream said about each event: stored, already seen, or refused."""
+
+    published: int = 0
+    #: acknowledged as a duplicate of a ``Nats-Msg-Id`` inside the duplicate window
+    duplicates: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def subject_token(source: object) -> str:
+    """One valid subject token from an event's ``source``; ``unknown`` if there is none."""
+    if not isinstance(source, str):
+        return "unknown"
+    token = _TOKEN_UNSAFE.sub("_", source.strip())[:100]
+    return token if token.strip("_") else "unknown"
+
+
+def _describe(index: int, event: dict[str, Any]) -> str:
+    """Names an event in an error by position and id only: no customer data."""
+    event_id = event.get("event_id")
+    return f"event #{index} ({event_id!r})" if event_id else f"event #{index} (no event_id)"
+
+
+async def ensure_stream(js: JetStreamContext) -> None:
+    """Create the ORDERS stream if it is missing; an existing one is left as the service set it."""
+    try:
+        await js.stream_info(STREAM)
+        return
+    except NotFoundError:
+        pass
+    config = StreamConfig(
+        name=STREAM,
+        subjects=STREAM_SUBJECTS,
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        # The service created it between our two calls; theirs wins.
+        await js.stream_info(STREAM)
+
+
+_Pending = list[tuple[int, dict[str, Any], "asyncio.Future[PubAck]"]]
+
+
+async def _send_chunk(
+    js: JetStreamContext,
+    chunk: list[tuple[int, dict[str, Any]]],
+    subject_prefix: str,
+    msg_id_suffix: Callable[[dict[str, Any]], str] | None,
+    report: PublishReport,
+) -> _Pending:
+    pending: _Pending = []
+    for index, event in chunk:
+        try:
+            payload = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError) as exc:
+            report.errors.append(f"{_describe(index, event)}: not JSON-serialisable: {exc}")
+            continue
+        headers: dict[str, str] | None = None
+        event_id = event.get("event_id")
+        if event_id not in (None, ""):
+            suffix = msg_id_suffix(event) if msg_id_suffix else ""
+            headers = {MSG_ID_HEADER: f"{event_id}{suffix}"}
+        subject = f"{subject_prefix}.{subject_token(event.get('source'))}"
+        pending.append((index, event, await js.publish_async(subject, payload, headers=headers)))
+    return pending
+
+
+def _tally(pending: _Pending, report: PublishReport) -> None:
+    for index, event, future in pending:
+        if not future.done():
+            future.cancel()
+            report.errors.append(f"{_describe(index, event)}: no ack within {ACK_TIMEOUT_S}s")
+        elif (exc := future.exception()) is not None:
+            report.errors.append(f"{_describe(index, event)}: {type(exc).__name__}: {exc}")
+        elif future.result().duplicate:
+            report.duplicates += 1
+        else:
+            report.published += 1
+
+
+async def publish_events(
+    nats_url: str,
+    events: Iterable[dict[str, Any]],
+    *,
+    subject_prefix: str = "orders.state",
+    msg_id_suffix: Callable[[dict[str, Any]], str] | None = None,
+) -> PublishReport:
+    """Publish each event as JSON on ``<subject_prefix>.<source>`` with ``Nats-Msg-Id``.
+
+    ``msg_id_suffix`` is appended to the message id only (the body is untouched), so
+    the same file can be sent again past the stream's deduplication to exercise the
+    service's own dedupe. Events go out in chunks with async publishes, the fast path
+    for bulk loads; a failed event is reported, not raised, so one bad event does not
+    hide what happened to the rest.
+    """
+    report = PublishReport()
+    nc = await nats.connect(nats_url, name="notifier-emit", allow_reconnect=False)
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js)
+        numbered = enumerate(events, start=1)
+        while chunk := list(islice(numbered, CHUNK)):
+            pending = await _send_chunk(js, chunk, subject_prefix, msg_id_suffix, report)
+            # On timeout, _tally reports each event still waiting for its ack.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(js.publish_async_completed(), ACK_TIMEOUT_S)
+            _tally(pending, report)
+    finally:
+        await nc.close()
+    return report
+
+
+def load_events(path: Path) -> list[dict[str, Any]]:
+    """Read events from ``.json`` (one object or a list) or ``.jsonl`` (one per line).
+
+    Only JSON syntax is checked: contract violations are left for the service to
+    dead-letter. Errors name the file and line so a hand-edited file is quick to fix.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    suffix = path.suffix.lower()
+    if suffix in _JSONL_SUFFIXES:
+        return [_jsonl_line(path, number, line) for number, line in _numbered_lines(text)]
+    if suffix != ".json":
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; use .json or .jsonl")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    items = data if isinstance(data, list) else [data]
+    for position, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            raise ValueError(
+                f"{path}: item {position}: expected a JSON object, got {type(item).__name__}"
+            )
+    return items
+
+
+def _numbered_lines(text: str) -> Iterable[tuple[int, str]]:
+    return ((n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip())
+
+
+def _jsonl_line(path: Path, number: int, line: str) -> dict[str, Any]:
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{number}: invalid JSON: {exc.msg}") from exc
+    if not isinstance(item, dict):
+        raise ValueError(f"{path}:{number}: expected a JSON object, got {type(item).__name__}")
+    return item
