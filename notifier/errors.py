@@ -3,6 +3,7 @@
     NotifierError
     ├── ConfigError                  a setting, the rules file or a template set is unusable
     │   └── RulesError               the rules file does not validate
+    ├── StartupError                 NATS, the database or the HTTP port cannot be reached
     ├── TemplateError                a template is missing or fails to render
     │   └── TemplateNotFound
     ├── DeliveryError                a channel could not hand a message to its provider
@@ -27,6 +28,10 @@ class ConfigError(NotifierError):
 
 class RulesError(ConfigError):
     """The rules file does not validate; the message names the rule and the field."""
+
+
+class StartupError(NotifierError):
+    """A dependency (NATS, the database, the HTTP port) is unreachable at start-up."""
 
 
 class TemplateError(NotifierError):

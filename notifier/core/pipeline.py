@@ -76,6 +76,7 @@ class NewNotification:
     body_html: str | None
     status: NotificationStatus
     priority: int
+    event_seq: int
     digest: str
     state: str
     last_error: str | None
@@ -141,6 +142,7 @@ class Pipeline:
     ) -> BatchPlan:
         """Plan one batch; ``owners`` maps already-stored event ids to their order."""
         plan = BatchPlan()
+        owners = dict(owners)
         before: dict[str, OrderView] = {}
         touched: dict[str, set[str]] = {}
         for item in sorted(incoming, key=lambda i: i.message.seq):
@@ -159,6 +161,8 @@ class Pipeline:
             if event.order_id not in before:
                 before[event.order_id] = _view(order)
             what = self._dedupe(order, item, plan)
+            if event.event_id in order.events:
+                owners[event.event_id] = event.order_id
             plan.count(what)
             if what in ("new", "revision", "retraction"):
                 touched.setdefault(event.order_id, set()).add(event.event_id)
@@ -342,6 +346,7 @@ class Pipeline:
             body_html=None,
             status=NotificationStatus.SUPPRESSED,
             priority=int(priority),
+            event_seq=order.events[event.event_id].revised_seq,
             digest=context_digest(context),
             state=state,
             last_error=None,

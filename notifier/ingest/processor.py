@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.model import DeadLetter, DeadLetterReason, IncomingEvent, RawMessage
@@ -25,7 +25,7 @@ from notifier.store.batches import load_orders, lock_orders, write_plan
 log = logging.getLogger(__name__)
 
 #: errors that mean "the database is unavailable": the batch is retried, never dead-lettered
-TRANSIENT = (OperationalError, DBAPIError, StoreError, OSError)
+TRANSIENT = (OperationalError, InterfaceError, StoreError, OSError)
 
 DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[int]]
 

@@ -127,6 +127,7 @@ def _notification_row(d: NewNotification, now: datetime) -> dict[str, Any]:
         "body_html": d.body_html,
         "status": d.status.value,
         "priority": d.priority,
+        "event_seq": d.event_seq,
         "digest": d.digest,
         "attempts": 0,
         "last_error": d.last_error,

@@ -73,6 +73,8 @@ notifications = Table(
     Column("body_html", Text),
     Column("status", String(20), nullable=False),
     Column("priority", Integer, nullable=False),
+    #: stream position of the event behind it: an order's messages go out in this order
+    Column("event_seq", BigInteger, nullable=False),
     Column("digest", String(64), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("provider", String(40)),

@@ -53,6 +53,7 @@ def upgrade() -> None:
     sa.Column('body_html', sa.Text(), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('priority', sa.Integer(), nullable=False),
+    sa.Column('event_seq', sa.BigInteger(), nullable=False),
     sa.Column('digest', sa.String(length=64), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('provider', sa.String(length=40), nullable=True),

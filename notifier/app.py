@@ -1,0 +1,184 @@
+"""Composition root: the only place that builds things and wires them together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, FastAPI
+from faststream.nats import NatsBroker
+from nats.js import JetStreamContext
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.api.routes import build_router
+from notifier.channels.base import ChannelAdapter
+from notifier.channels.email import EmailChannel
+from notifier.config import Settings
+from notifier.core.model import DeadLetter
+from notifier.core.pipeline import Pipeline
+from notifier.core.rules import RuleSet, load_rules
+from notifier.delivery.dispatcher import Dispatcher
+from notifier.delivery.retry import RetryPolicy
+from notifier.ingest.consumer import register_ingest
+from notifier.ingest.deadletters import publish_dead_letters
+from notifier.ingest.processor import BatchProcessor
+from notifier.ingest.streams import StreamSettings, ensure_streams
+from notifier.metrics import Metrics
+from notifier.rendering.templates import TemplateRenderer
+from notifier.store.db import create_engine
+from notifier.store.maintenance import prune
+from notifier.store.migrate import upgrade
+
+log = logging.getLogger("notifier")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+def build_channels(settings: Settings) -> dict[str, ChannelAdapter]:
+    """Every channel that has what it needs; the others are off, said once at start-up."""
+    channels: dict[str, ChannelAdapter] = {}
+    if settings.smtp_host:
+        channels["email"] = EmailChannel.from_settings(settings)
+    else:
+        log.warning("email channel disabled: NOTIFIER_SMTP_HOST is not set")
+    log.info("sms channel disabled: not available yet")
+    log.info("push channel disabled: not available yet")
+    return channels
+
+
+def build_rules(settings: Settings, renderer: TemplateRenderer) -> RuleSet:
+    """Load and validate the rules file against the templates on disk."""
+    return load_rules(settings.rules_file, template_exists=renderer.has)
+
+
+@dataclass
+class Service:
+    """Everything the process runs, started and stopped in order."""
+
+    settings: Settings
+    engine: AsyncEngine
+    broker: NatsBroker
+    dispatcher: Dispatcher
+    metrics: Metrics
+    processor: BatchProcessor
+    before_start: list[Hook] = field(default_factory=list)
+    after_stop: list[Hook] = field(default_factory=list)
+    _maintenance: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Migrate, declare streams, start sending, then start consuming."""
+        for hook in self.before_start:
+            await hook()
+        await upgrade(self.engine)
+        await self.broker.connect()
+        js = self._js()
+        await ensure_streams(
+            js, StreamSettings(duplicate_window_s=self.settings.nats_duplicate_window_s)
+        )
+        await self.dispatcher.start()
+        await self.broker.start()
+        self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
+        log.info("notifier started (channels: %s)", ", ".join(self.dispatcher.channels) or "none")
+
+    async def stop(self) -> None:
+        """Stop pulling first; the batch in hand finishes (or is redelivered); then sends drain."""
+        if self._maintenance:
+            self._maintenance.cancel()
+        await self.broker.stop()
+        await self.dispatcher.stop()
+        await self.engine.dispose()
+        for hook in self.after_stop:
+            await hook()
+        log.info("notifier stopped")
+
+    def _js(self) -> JetStreamContext:
+        js: JetStreamContext = self.broker.config.connection_state.stream
+        return js
+
+    async def dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        """Publish dead letters on the broker's connection."""
+        return await publish_dead_letters(self._js(), letters)
+
+    async def readiness(self) -> dict[str, str]:
+        """NATS and the database, each ``ok`` or why not."""
+        checks: dict[str, str] = {}
+        connection = self.broker.config.connection_state.connection
+        checks["nats"] = "ok" if connection and connection.is_connected else "not connected"
+        try:
+            async with self.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), 2.0)
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - readiness reports any failure, by design
+            checks["database"] = f"error: {type(exc).__name__}"
+        return checks
+
+    async def _maintain(self) -> None:
+        while True:
+            try:
+                report = await prune(
+                    self.engine,
+                    dedup_days=self.settings.dedup_retention_days,
+                    notification_days=self.settings.notification_retention_days,
+                )
+                if report.orders or report.notifications:
+                    log.info("retention removed %s", report)
+            except Exception:
+                log.exception("retention run failed; will try again")
+            await asyncio.sleep(3600)
+
+
+def build_service(
+    settings: Settings, *, channels: dict[str, ChannelAdapter] | None = None
+) -> Service:
+    """Build every component from settings. Nothing connects until ``start``."""
+    metrics = Metrics()
+    renderer = TemplateRenderer(settings.templates_dir, default_locale=settings.default_locale)
+    rules = build_rules(settings, renderer)
+    channels = build_channels(settings) if channels is None else channels
+    engine = create_engine(settings.database_url)
+    broker = NatsBroker(settings.nats_url, log_level=logging.DEBUG, graceful_timeout=30.0)
+    dispatcher = Dispatcher(
+        engine,
+        channels,
+        RetryPolicy(
+            max_attempts=settings.dispatch_max_attempts,
+            base_s=settings.dispatch_backoff_base_s,
+            max_s=settings.dispatch_backoff_max_s,
+        ),
+        metrics,
+        batch_size=settings.dispatch_batch_size,
+        lease_s=settings.dispatch_lease_s,
+        concurrency=settings.smtp_pool_size,
+    )
+    pipeline = Pipeline(rules, renderer, frozenset(channels))
+    service: Service
+
+    async def sink(letters: Sequence[DeadLetter]) -> int:
+        return await service.dead_letters(letters)
+
+    processor = BatchProcessor(engine, pipeline, sink, metrics, on_committed=dispatcher.wake)
+    register_ingest(
+        broker,
+        processor,
+        durable=settings.ingest_consumer,
+        batch_size=settings.ingest_batch_size,
+        batch_wait_s=settings.ingest_batch_wait_s,
+        ack_wait_s=settings.ingest_ack_wait_s,
+        max_deliver=settings.ingest_max_deliver,
+    )
+    service = Service(settings, engine, broker, dispatcher, metrics, processor)
+    return service
+
+
+def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """The HTTP app. The caller starts and stops the service around it (see ``serve``),
+    so a start-up failure is reported before the HTTP port opens."""
+    app = FastAPI(title="notifier", version="0.1.0")
+    app.state.engine = service.engine
+    app.include_router(build_router(service.metrics, service.readiness))
+    for router in extra_routers:
+        app.include_router(router)
+    return app

