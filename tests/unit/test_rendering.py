@@ -1,0 +1,425 @@
+"""The rendering stage against the shipped templates and small template sets in tmp_path."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notifier.errors import ConfigError, TemplateError, TemplateNotFound
+from notifier.rendering import RenderedMessage, TemplateRenderer
+from notifier.rendering.filters import date_filter, datetime_filter, money_filter
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+SHIPPED = (
+    "order_confirmed",
+    "shipped",
+    "out_for_delivery",
+    "delivered",
+    "delivery_failed",
+    "cancelled",
+    "refunded",
+    "on_hold",
+    "correction",
+)
+CHANNELS = ("email", "sms", "push")
+GSM_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM_EXTENDED = set("^{}\\[~]|€")
+
+
+def realistic(template: str) -> dict[str, Any]:
+    return {
+        "order": {
+            "id": "A-10023",
+            "source": "shop",
+            "state": "delivered" if template == "delivered" else template,
+            "attributes": {
+                "items": [
+                    {"name": "Blue mug", "quantity": 2, "price": 12.5},
+                    {"name": "Loose-leaf tea", "quantity": 1, "price": "24.90"},
+                ],
+                "total": 49.9,
+                "currency": "EUR",
+                "store_name": "Maison Lune",
+            },
+        },
+        "customer": {"id": "c-1", "name": "Ana", "locale": "fr-CA", "timezone": "Europe/Paris"},
+        "event": {
+            "event_id": "e-1",
+            "state": template,
+            "occurred_at": "2024-05-03T14:05:00+00:00",
+            "reason": "Nobody was home to sign for the parcel",
+        },
+        "shipment": {
+            "id": "s-1",
+            "carrier": "Colissimo",
+            "tracking_number": "6A12345678901",
+            "tracking_url": "https://track.example.com/6A12345678901",
+            "estimated_delivery": "2024-05-06T18:00:00+02:00",
+            "state": "shipped",
+        },
+        "correction": (
+            {
+                "previous": {"template": "delivered", "state": "delivered"},
+                "current": {"state": "out_for_delivery"},
+                "retracted": True,
+            }
+            if template == "correction"
+            else None
+        ),
+    }
+
+
+def minimal(template: str) -> dict[str, Any]:
+    return {
+        "order": {"id": "A-1", "source": "shop", "state": "processing", "attributes": {}},
+        "customer": {"id": "c-1", "name": None, "locale": "en", "timezone": "UTC"},
+        "event": {
+            "event_id": "e-1",
+            "state": template,
+            "occurred_at": "2024-05-03T14:05:00Z",
+            "reason": None,
+        },
+        "shipment": None,
+        "correction": (
+            {"previous": {}, "current": {}, "retracted": False}
+            if template == "correction"
+            else None
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def renderer() -> TemplateRenderer:
+    return TemplateRenderer(TEMPLATES_DIR)
+
+
+def make_set(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+def sms_only(root: Path, text: str, **renderer_args: Any) -> TemplateRenderer:
+    make_set(root, {"t/en/sms.text.j2": text})
+    return TemplateRenderer(root, **renderer_args)
+
+
+def is_gsm(text: str) -> bool:
+    return all(ch in GSM_BASIC or ch in GSM_EXTENDED for ch in text)
+
+
+def gsm_length(text: str) -> int:
+    return sum(2 if ch in GSM_EXTENDED else 1 for ch in text)
+
+
+@pytest.mark.parametrize("context_of", [realistic, minimal], ids=["realistic", "minimal"])
+@pytest.mark.parametrize("locale", ["en", "fr"])
+@pytest.mark.parametrize("channel", CHANNELS)
+@pytest.mark.parametrize("template", SHIPPED)
+def test_every_shipped_template_renders(
+    renderer: TemplateRenderer, template: str, channel: str, locale: str, context_of: Any
+) -> None:
+    message = renderer.render(template, channel, locale, context_of(template))
+
+    assert isinstance(message, RenderedMessage)
+    assert (message.template, message.channel, message.locale) == (template, channel, locale)
+    assert len(message.version) == 12
+    int(message.version, 16)
+    parts = [message.subject, message.text, message.html]
+    for part in filter(None, parts):
+        assert "None" not in part
+        assert "Undefined" not in part
+    assert message.text
+    if channel == "email":
+        assert message.subject and "\n" not in message.subject
+        assert message.html is not None
+        assert f'<html lang="{locale}">' in message.html
+    elif channel == "push":
+        assert message.subject and message.html is None
+    else:
+        assert message.subject is None and message.html is None
+        assert is_gsm(message.text), message.text
+        assert gsm_length(message.text) <= 160, message.text
+
+
+def test_names_lists_templates_but_not_layouts(renderer: TemplateRenderer) -> None:
+    assert renderer.names() == frozenset(SHIPPED)
+
+
+@pytest.mark.parametrize(
+    ("template", "channel", "expected"),
+    [
+        ("shipped", "email", True),
+        ("shipped", "sms", True),
+        ("shipped", "fax", False),
+        ("nope", "email", False),
+        ("_layouts", "email", False),
+    ],
+)
+def test_has(renderer: TemplateRenderer, template: str, channel: str, expected: bool) -> None:
+    assert renderer.has(template, channel) is expected
+
+
+@pytest.mark.parametrize(
+    ("requested", "used"),
+    [
+        ("fr-CA", "fr"),
+        ("fr-ca", "fr"),
+        ("fr_CA", "fr"),
+        ("FR", "fr"),
+        ("de", "en"),
+        ("de-AT", "en"),
+        (None, "en"),
+        ("", "en"),
+    ],
+)
+def test_locale_fallback(renderer: TemplateRenderer, requested: str | None, used: str) -> None:
+    assert renderer.render("shipped", "push", requested, minimal("shipped")).locale == used
+
+
+def test_region_folder_matches_case_insensitively(tmp_path: Path) -> None:
+    make_set(tmp_path, {"t/en/sms.text.j2": "en", "t/fr-CA/sms.text.j2": "fr-CA"})
+    message = TemplateRenderer(tmp_path).render("t", "sms", "fr-ca", {})
+    assert (message.locale, message.text) == ("fr-CA", "fr-CA")
+
+
+def test_dates_and_money_follow_the_customer_locale_within_the_language(
+    renderer: TemplateRenderer,
+) -> None:
+    context = realistic("order_confirmed")
+    fr_ca = renderer.render("order_confirmed", "email", "fr-CA", context)
+    de = renderer.render("order_confirmed", "email", "de", context)
+    assert "49,90\xa0€" in fr_ca.text
+    assert "€49.90" in de.text
+
+
+def test_delivered_says_whether_it_is_the_whole_order(renderer: TemplateRenderer) -> None:
+    context = realistic("delivered")
+    whole = renderer.render("delivered", "sms", "en", context).text
+    context["order"]["state"] = "shipped"
+    part = renderer.render("delivered", "sms", "en", context).text
+    assert "Your order A-10023 has been delivered" in whole
+    assert "Part of your order" in part
+
+
+def test_correction_states_what_is_true_now(renderer: TemplateRenderer) -> None:
+    context = realistic("correction")
+    retracted = renderer.render("correction", "email", "en", context)
+    context["correction"]["retracted"] = False
+    corrected = renderer.render("correction", "email", "en", context)
+    assert "sent in error" in retracted.text
+    assert "Current status: Out for delivery" in retracted.text
+    assert "sent in error" not in corrected.text
+    assert retracted.subject != corrected.subject
+
+
+def test_html_is_escaped_and_text_is_not(renderer: TemplateRenderer) -> None:
+    context = realistic("shipped")
+    context["customer"]["name"] = "<script>alert(1)</script>"
+    message = renderer.render("shipped", "email", "en", context)
+    assert message.html is not None
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in message.html
+    assert "<script>" not in message.html
+    assert "Hi <script>alert(1)</script>," in message.text
+
+
+def test_subject_is_stripped_and_collapsed_to_one_line(tmp_path: Path) -> None:
+    make_set(
+        tmp_path,
+        {
+            "t/en/email.subject.j2": "\n  Your\n order   {{ n }}\n",
+            "t/en/email.text.j2": "\n body \n",
+            "t/en/email.html.j2": "<p>{{ n }}</p>",
+        },
+    )
+    message = TemplateRenderer(tmp_path).render("t", "email", "en", {"n": "<1>"})
+    assert (message.subject, message.text, message.html) == (
+        "Your order <1>",
+        "body",
+        "<p>&lt;1&gt;</p>",
+    )
+
+
+def test_missing_variable_is_a_template_error_naming_file_and_variable(tmp_path: Path) -> None:
+    renderer = sms_only(tmp_path, "line one\n{{ customer.nickname }}")
+    with pytest.raises(TemplateError) as caught:
+        renderer.render("t", "sms", "en", {"customer": {}})
+    assert not isinstance(caught.value, TemplateNotFound)
+    assert "t/en/sms.text.j2:2" in str(caught.value)
+    assert "nickname" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ order.items.append(1) }}",
+        "{% set x = order.items.clear() %}",
+    ],
+)
+def test_sandbox_blocks_escapes(tmp_path: Path, source: str) -> None:
+    with pytest.raises(TemplateError, match=r"t/en/sms\.text\.j2:1"):
+        sms_only(tmp_path, source).render("t", "sms", "en", {"order": {"items": []}})
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{{ 'a' * 10**9 }}", "{{ 10**9 * 'a' }}", "{{ [0] * 10**9 }}", "{{ 2 ** (10 ** 9) }}"],
+)
+def test_huge_repetition_and_powers_are_refused_quickly(tmp_path: Path, source: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(TemplateError, match="SecurityError"):
+        sms_only(tmp_path, source).render("t", "sms", "en", {})
+    assert time.perf_counter() - started < 1.0
+
+
+def test_small_repetition_still_works(tmp_path: Path) -> None:
+    assert sms_only(tmp_path, "{{ '-' * 3 }}{{ 2 ** 10 }}").render("t", "sms", "en", {}).text == (
+        "---1024"
+    )
+
+
+def test_output_longer_than_the_limit_is_refused(tmp_path: Path) -> None:
+    renderer = sms_only(
+        tmp_path, "{% for i in range(100000) %}xxxxxxxxxx{% endfor %}", max_output_chars=1000
+    )
+    with pytest.raises(TemplateError, match="longer than 1,000 characters"):
+        renderer.render("t", "sms", "en", {})
+
+
+@pytest.mark.parametrize(
+    ("source", "detail"),
+    [
+        ("{% if %}", "t/en/sms.text.j2:1: syntax error"),
+        ("{{ 1 / 0 }}", "ZeroDivisionError"),
+        ("{{ 'x'|datetime('UTC', 'en') }}", "not an ISO-8601"),
+        ("{{ '2024-05-03T10:00:00Z'|datetime('Mars/Base', 'en') }}", "unknown time zone"),
+        ("{{ 5|money(None, 'en') }}", "ISO 4217"),
+        ("{{ none|money('EUR', 'en') }}", "must be a number"),
+        ("{% extends '_layouts/missing.j2' %}", "missing.j2"),
+    ],
+)
+def test_jinja_and_filter_failures_become_template_errors(
+    tmp_path: Path, source: str, detail: str
+) -> None:
+    with pytest.raises(TemplateError) as caught:
+        sms_only(tmp_path, source).render("t", "sms", "en", {})
+    assert detail in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("template", "channel", "locale"),
+    [("nope", "email", "en"), ("shipped", "fax", "en"), ("_layouts", "email", None)],
+)
+def test_unknown_template_or_channel_is_not_found(
+    renderer: TemplateRenderer, template: str, channel: str, locale: str | None
+) -> None:
+    with pytest.raises(TemplateNotFound, match=template):
+        renderer.render(template, channel, locale, minimal("shipped"))
+
+
+def test_channel_missing_in_every_candidate_locale_is_not_found(tmp_path: Path) -> None:
+    renderer = sms_only(tmp_path, "hi")
+    with pytest.raises(TemplateNotFound) as caught:
+        renderer.render("t", "push", "fr-CA", {})
+    assert all(word in str(caught.value) for word in ("'t'", "push", "fr-CA"))
+
+
+def test_incomplete_email_folder_is_an_error_not_a_silent_fallback(tmp_path: Path) -> None:
+    make_set(tmp_path, {"t/en/email.subject.j2": "s", "t/en/email.text.j2": "t"})
+    with pytest.raises(TemplateError, match=r"missing t/en/email\.html\.j2"):
+        TemplateRenderer(tmp_path).render("t", "email", "en", {})
+
+
+def test_a_broken_template_fails_the_same_way_every_time(tmp_path: Path) -> None:
+    renderer = sms_only(tmp_path, "{% if %}")
+    messages = set()
+    for _ in range(2):
+        with pytest.raises(TemplateError) as caught:
+            renderer.render("t", "sms", "en", {})
+        messages.add(str(caught.value))
+    assert len(messages) == 1
+
+
+def test_a_missing_templates_directory_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        TemplateRenderer(tmp_path / "nowhere")
+
+
+def test_version_follows_the_files_used(tmp_path: Path) -> None:
+    root = tmp_path / "templates"
+    shutil.copytree(TEMPLATES_DIR, root)
+    context = realistic("shipped")
+    before = TemplateRenderer(root)
+    email_v1 = before.render("shipped", "email", "en", context).version
+    sms_v1 = before.render("shipped", "sms", "en", context).version
+    assert TemplateRenderer(root).render("shipped", "email", "en", context).version == email_v1
+    assert before.render("shipped", "email", "fr", context).version != email_v1
+
+    layout = root / "_layouts" / "email.html.j2"
+    layout.write_text(layout.read_text(encoding="utf-8") + "<!-- v2 -->\n", encoding="utf-8")
+    after = TemplateRenderer(root)
+    assert after.render("shipped", "email", "en", context).version != email_v1
+    assert after.render("shipped", "sms", "en", context).version == sms_v1
+
+    (root / "shipped" / "en" / "sms.text.j2").write_text("Shipped {{ order.id }}", encoding="utf-8")
+    before.reload()
+    edited = before.render("shipped", "sms", "en", context)
+    assert (edited.text, edited.version != sms_v1) == ("Shipped A-10023", True)
+
+
+def test_a_running_renderer_keeps_its_snapshot_between_checks(tmp_path: Path) -> None:
+    renderer = sms_only(tmp_path, "one")
+    first = renderer.render("t", "sms", "en", {})
+    (tmp_path / "t" / "en" / "sms.text.j2").write_text("two, longer", encoding="utf-8")
+    assert renderer.render("t", "sms", "en", {}) == first
+
+
+def test_a_running_renderer_notices_edits_and_new_locales(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(TemplateRenderer, "reload_check_interval_s", 0.0)
+    renderer = sms_only(tmp_path, "one")
+    first = renderer.render("t", "sms", "fr", {})
+    (tmp_path / "t" / "en" / "sms.text.j2").write_text("two, longer", encoding="utf-8")
+    make_set(tmp_path, {"t/fr/sms.text.j2": "trois"})
+    assert (first.locale, first.text) == ("en", "one")
+    assert renderer.render("t", "sms", "en", {}).text == "two, longer"
+    assert renderer.render("t", "sms", "fr", {}).text == "trois"
+
+
+def test_filters_format_in_the_customer_zone_and_locale() -> None:
+    assert datetime_filter("2024-05-03T14:05:00Z", "Europe/Paris", "fr") == "3 mai 2024, 16:05:00"
+    assert datetime_filter("2024-05-03T14:05:00", "UTC", "en-GB", "short") == "03/05/2024, 14:05"
+    assert date_filter("2024-05-03T23:30:00+00:00", "Asia/Tokyo", "en") == "May 4, 2024"
+    assert date_filter("2024-05-03", "Pacific/Honolulu", "fr-CA") == "3 mai 2024"
+    assert money_filter("24.90", "eur", "fr-CA") == "24,90\xa0€"
+    assert money_filter(3, "USD", "xx-YY") == "$3.00"
+
+
+@pytest.mark.parametrize(
+    ("call", "detail"),
+    [
+        (lambda: datetime_filter(12, "UTC", "en"), "ISO-8601"),
+        (lambda: datetime_filter("2024-05-03", 5, "en"), "IANA"),
+        (lambda: date_filter("2024-13-45", "UTC", "en"), "ISO-8601"),
+        (lambda: datetime_filter("2024-05-03T10:00Z", "UTC", None), "language tag"),
+        (lambda: money_filter(True, "EUR", "en"), "number"),
+        (lambda: money_filter("ten", "EUR", "en"), "not a number"),
+        (lambda: money_filter(float("inf"), "EUR", "en"), "finite"),
+    ],
+)
+def test_filters_raise_only_template_errors(call: Any, detail: str) -> None:
+    with pytest.raises(TemplateError, match=detail):
+        call()
