@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, FastAPI
-from faststream.nats import NatsBroker
+import nats
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,7 +23,7 @@ from notifier.core.pipeline import Pipeline
 from notifier.core.rules import RuleSet, load_rules
 from notifier.delivery.dispatcher import Dispatcher
 from notifier.delivery.retry import RetryPolicy
-from notifier.ingest.consumer import register_ingest
+from notifier.ingest.consumer import ConsumerSettings, IngestConsumer
 from notifier.ingest.deadletters import publish_dead_letters
 from notifier.ingest.processor import BatchProcessor
 from notifier.ingest.streams import StreamSettings, ensure_streams
@@ -60,12 +61,13 @@ class Service:
 
     settings: Settings
     engine: AsyncEngine
-    broker: NatsBroker
+    consumer: IngestConsumer
     dispatcher: Dispatcher
     metrics: Metrics
     processor: BatchProcessor
     before_start: list[Hook] = field(default_factory=list)
     after_stop: list[Hook] = field(default_factory=list)
+    nc: NatsClient | None = None
     _maintenance: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -73,13 +75,16 @@ class Service:
         for hook in self.before_start:
             await hook()
         await upgrade(self.engine)
-        await self.broker.connect()
+        self.nc = await nats.connect(
+            self.settings.nats_url, name="notifier", connect_timeout=5,
+            allow_reconnect=True, max_reconnect_attempts=-1,
+        )
         js = self._js()
         await ensure_streams(
             js, StreamSettings(duplicate_window_s=self.settings.nats_duplicate_window_s)
         )
         await self.dispatcher.start()
-        await self.broker.start()
+        await self.consumer.start(js)
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
         log.info("notifier started (channels: %s)", ", ".join(self.dispatcher.channels) or "none")
 
@@ -87,7 +92,9 @@ class Service:
         """Stop pulling first; the batch in hand finishes (or is redelivered); then sends drain."""
         if self._maintenance:
             self._maintenance.cancel()
-        await self.broker.stop()
+        await self.consumer.stop()
+        if self.nc is not None:
+            await self.nc.drain()
         await self.dispatcher.stop()
         await self.engine.dispose()
         for hook in self.after_stop:
@@ -95,18 +102,18 @@ class Service:
         log.info("notifier stopped")
 
     def _js(self) -> JetStreamContext:
-        js: JetStreamContext = self.broker.config.connection_state.stream
-        return js
+        if self.nc is None:
+            raise RuntimeError("connect to NATS first: call Service.start()")
+        return self.nc.jetstream()
 
     async def dead_letters(self, letters: Sequence[DeadLetter]) -> int:
-        """Publish dead letters on the broker's connection."""
+        """Publish dead letters on the service's NATS connection."""
         return await publish_dead_letters(self._js(), letters)
 
     async def readiness(self) -> dict[str, str]:
         """NATS and the database, each ``ok`` or why not."""
         checks: dict[str, str] = {}
-        connection = self.broker.config.connection_state.connection
-        checks["nats"] = "ok" if connection and connection.is_connected else "not connected"
+        checks["nats"] = "ok" if self.nc is not None and self.nc.is_connected else "not connected"
         try:
             async with self.engine.connect() as conn:
                 await asyncio.wait_for(conn.execute(text("SELECT 1")), 2.0)
@@ -139,7 +146,6 @@ def build_service(
     rules = build_rules(settings, renderer)
     channels = build_channels(settings) if channels is None else channels
     engine = create_engine(settings.database_url)
-    broker = NatsBroker(settings.nats_url, log_level=logging.DEBUG, graceful_timeout=30.0)
     dispatcher = Dispatcher(
         engine,
         channels,
@@ -160,16 +166,17 @@ def build_service(
         return await service.dead_letters(letters)
 
     processor = BatchProcessor(engine, pipeline, sink, metrics, on_committed=dispatcher.wake)
-    register_ingest(
-        broker,
+    consumer = IngestConsumer(
         processor,
-        durable=settings.ingest_consumer,
-        batch_size=settings.ingest_batch_size,
-        batch_wait_s=settings.ingest_batch_wait_s,
-        ack_wait_s=settings.ingest_ack_wait_s,
-        max_deliver=settings.ingest_max_deliver,
+        ConsumerSettings(
+            durable=settings.ingest_consumer,
+            batch_size=settings.ingest_batch_size,
+            batch_wait_s=settings.ingest_batch_wait_s,
+            ack_wait_s=settings.ingest_ack_wait_s,
+            max_deliver=settings.ingest_max_deliver,
+        ),
     )
-    service = Service(settings, engine, broker, dispatcher, metrics, processor)
+    service = Service(settings, engine, consumer, dispatcher, metrics, processor)
     return service
 
 
