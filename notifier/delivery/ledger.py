@@ -63,14 +63,17 @@ async def claim_due(
             attempts=N.attempts + 1,
             updated_at=now,
         )
-        .returning(N.id, N.order_id, N.event_seq, N.channel, N.recipient, N.subject, N.body_text, N.body_html,
-                   N.locale, N.attempts, N.created_at)
+        .returning(
+            N.id, N.order_id, N.event_seq, N.channel, N.recipient, N.subject, N.body_text,
+            N.body_html, N.locale, N.attempts, N.created_at,
+        )
     )
     async with engine.begin() as conn:
         rows = (await conn.execute(stmt)).all()
     claimed = [
         Claimed(
-            id=r.id, order_id=r.order_id, event_seq=r.event_seq, channel=r.channel, recipient=r.recipient or "", subject=r.subject,
+            id=r.id, order_id=r.order_id, event_seq=r.event_seq, channel=r.channel,
+            recipient=r.recipient or "", subject=r.subject,
             body_text=r.body_text or "", body_html=r.body_html, locale=r.locale or "en",
             attempts=r.attempts,
             created_at=r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC),

@@ -17,7 +17,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         ceiling = min(self.max_s, self.base_s * 2 ** max(attempt - 1, 0))
-        jittered = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - not crypto
+        jittered = random.uniform(ceiling / 2, ceiling)
         if retry_after is not None and retry_after > 0:
             return retry_after
         return jittered

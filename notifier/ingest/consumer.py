@@ -16,6 +16,7 @@ mode measured here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -103,10 +104,8 @@ class IngestConsumer:
                 continue
             if messages:
                 await self._handle(messages)
-        try:
+        with contextlib.suppress(ConnectionClosedError):
             await sub.unsubscribe()
-        except ConnectionClosedError:
-            pass
 
     async def _handle(self, messages: list[Msg]) -> None:
         try:

@@ -105,8 +105,8 @@ class BatchProcessor:
             m.events.labels(outcome).inc(n)
         for letter in plan.dead_letters:
             m.dead_letters.labels(letter.reason.value).inc()
-        for n in plan.notifications:
-            m.notifications.labels(n.channel, n.status.value).inc()
+        for note in plan.notifications:
+            m.notifications.labels(note.channel, note.status.value).inc()
         if plan.dead_letters:
             log.info(
                 "dead-lettered %d event(s): %s", len(plan.dead_letters),

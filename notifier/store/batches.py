@@ -140,7 +140,8 @@ def _notification_row(d: NewNotification, now: datetime) -> dict[str, Any]:
 async def write_plan(conn: AsyncConnection, plan: BatchPlan) -> None:
     """Apply the plan. Every statement is batched (executemany) to keep round trips few."""
     now = datetime.now(UTC)
-    new_events, changed_events = [], []
+    new_events: list[dict[str, Any]] = []
+    changed_events: list[dict[str, Any]] = []
     for e in plan.events:
         row = _event_row(e, now)
         (new_events if e.new else changed_events).append(row)

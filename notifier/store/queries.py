@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -11,7 +12,10 @@ from notifier.store.tables import events, notifications, orders
 
 
 def _iso(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
+    if isinstance(value, datetime):
+        # SQLite hands back naive datetimes; everything is stored in UTC.
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return value
 
 
 async def order_view(engine: AsyncEngine, order_id: str) -> dict[str, Any] | None:

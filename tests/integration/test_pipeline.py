@@ -217,7 +217,7 @@ async def test_smtp_down_then_up_delivers_everything_once(
             assert len(catcher.messages()) == 5
             view = await order(client, "S-0")
             assert view is not None
-            sent = [n for n in view["notifications"] if n["channel"] == "email"][0]
+            sent = next(n for n in view["notifications"] if n["channel"] == "email")
             assert sent["status"] == "sent" and sent["attempts"] >= 2
         finally:
             await catcher.stop()
