@@ -75,13 +75,20 @@ class Service:
         for hook in self.before_start:
             await hook()
         await upgrade(self.engine)
+        s = self.settings
         self.nc = await nats.connect(
-            self.settings.nats_url, name="notifier", connect_timeout=5,
-            allow_reconnect=True, max_reconnect_attempts=-1,
+            s.nats_url, name="notifier", connect_timeout=5, allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            user_credentials=str(s.nats_creds_file) if s.nats_creds_file else None,
         )
         js = self._js()
         await ensure_streams(
-            js, StreamSettings(duplicate_window_s=self.settings.nats_duplicate_window_s)
+            js,
+            StreamSettings(
+                duplicate_window_s=s.nats_duplicate_window_s,
+                max_age_days=s.stream_max_age_days,
+                deadletter_max_age_days=s.deadletter_max_age_days,
+            ),
         )
         await self.dispatcher.start()
         await self.consumer.start(js)
@@ -185,7 +192,15 @@ def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> 
     so a start-up failure is reported before the HTTP port opens."""
     app = FastAPI(title="notifier", version="0.1.0")
     app.state.engine = service.engine
-    app.include_router(build_router(service.metrics, service.readiness))
+    token = service.settings.api_token
+    if token is None and service.settings.environment == "production":
+        log.warning("NOTIFIER_API_TOKEN is not set: the /v1 API answers anyone who can reach it")
+    app.include_router(
+        build_router(
+            service.metrics, service.readiness,
+            api_token=token.get_secret_value() if token else None,
+        )
+    )
     for router in extra_routers:
         app.include_router(router)
     return app

@@ -42,7 +42,10 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
     nats_url: str = "nats://127.0.0.1:4222"
+    nats_creds_file: Path | None = None
     nats_duplicate_window_s: float = Field(default=120.0, gt=0)
+    stream_max_age_days: float = Field(default=7.0, gt=0)
+    deadletter_max_age_days: float = Field(default=30.0, gt=0)
     ingest_consumer: str = Field(default="notifier-ingest", pattern=r"^[A-Za-z0-9_-]+$")
     ingest_batch_size: int = Field(default=500, ge=1, le=10_000)
     ingest_batch_wait_s: float = Field(default=0.02, gt=0, le=10)
@@ -55,6 +58,7 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    api_token: SecretStr | None = None
 
     smtp_host: str | None = None
     smtp_port: int = Field(default=25, ge=1, le=65535)
@@ -70,7 +74,7 @@ class Settings(BaseSettings):
     templates_dir: Path = Field(default_factory=default_templates_dir)
     default_locale: str = "en"
 
-    dispatch_max_attempts: int = Field(default=12, ge=1)
+    dispatch_max_attempts: int = Field(default=40, ge=1)
     dispatch_backoff_base_s: float = Field(default=2.0, gt=0)
     dispatch_backoff_max_s: float = Field(default=300.0, gt=0)
     dispatch_lease_s: float = Field(default=60.0, gt=0)
@@ -82,8 +86,10 @@ class Settings(BaseSettings):
             raise ValueError(f"rules_file {self.rules_file} does not exist")
         if not self.templates_dir.is_dir():
             raise ValueError(f"templates_dir {self.templates_dir} is not a directory")
-        if self.smtp_ca_file is not None and not self.smtp_ca_file.is_file():
-            raise ValueError(f"smtp_ca_file {self.smtp_ca_file} does not exist")
+        for name in ("smtp_ca_file", "nats_creds_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name} {path} does not exist")
         if (self.smtp_username is None) != (self.smtp_password is None):
             raise ValueError("set both NOTIFIER_SMTP_USERNAME and NOTIFIER_SMTP_PASSWORD")
         clear_text = self.smtp_tls == SmtpTls.NONE

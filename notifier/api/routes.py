@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -25,9 +26,24 @@ def _engine(request: Request) -> AsyncEngine:
 Engine = Annotated[AsyncEngine, Depends(_engine)]
 
 
-def build_router(metrics: Metrics, readiness: ReadinessCheck) -> APIRouter:
-    """The service's routes; dependencies come from ``app.state`` set by the composition root."""
+def _token_check(api_token: str | None) -> Callable[[Request], None]:
+    def check(request: Request) -> None:
+        if api_token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {api_token}".encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    return check
+
+
+def build_router(
+    metrics: Metrics, readiness: ReadinessCheck, *, api_token: str | None = None
+) -> APIRouter:
+    """The service's routes; ``/v1`` needs ``Authorization: Bearer <api_token>`` when set."""
     router = APIRouter()
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(_token_check(api_token))])
 
     @router.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -47,7 +63,7 @@ def build_router(metrics: Metrics, readiness: ReadinessCheck) -> APIRouter:
         """Prometheus exposition."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @router.get("/v1/orders/{order_id}", tags=["orders"])
+    @v1.get("/orders/{order_id}", tags=["orders"])
     async def get_order(order_id: str, engine: Engine) -> dict[str, Any]:
         """State, shipment states, event history and notifications with their status."""
         view = await order_view(engine, order_id)
@@ -55,11 +71,12 @@ def build_router(metrics: Metrics, readiness: ReadinessCheck) -> APIRouter:
             raise HTTPException(status_code=404, detail=f"order {order_id!r} not found")
         return view
 
-    @router.delete("/v1/customers/{customer_id}/personal-data", tags=["privacy"])
+    @v1.delete("/customers/{customer_id}/personal-data", tags=["privacy"])
     async def erase(customer_id: str, engine: Engine) -> dict[str, Any]:
         """Erase one customer's contacts, names and message bodies (ids and fates stay)."""
         report = await erase_customer(engine, customer_id)
         return {"customer_id": customer_id, "events": report.events,
                 "notifications": report.notifications}
 
+    router.include_router(v1)
     return router
