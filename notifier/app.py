@@ -23,6 +23,7 @@ from notifier.core.pipeline import Pipeline
 from notifier.core.rules import RuleSet, load_rules
 from notifier.delivery.dispatcher import Dispatcher
 from notifier.delivery.retry import RetryPolicy
+from notifier.errors import StartupError
 from notifier.ingest.consumer import ConsumerSettings, IngestConsumer
 from notifier.ingest.deadletters import publish_dead_letters
 from notifier.ingest.processor import BatchProcessor
@@ -36,6 +37,19 @@ from notifier.store.migrate import upgrade
 log = logging.getLogger("notifier")
 
 Hook = Callable[[], Awaitable[None]]
+NATS_STARTUP_TIMEOUT_S = 15.0
+
+
+async def _nats_error(exc: Exception) -> None:
+    log.warning("NATS: %s: %s", type(exc).__name__, exc)
+
+
+async def _nats_disconnected() -> None:
+    log.warning("NATS: disconnected; reconnecting")
+
+
+async def _nats_reconnected() -> None:
+    log.info("NATS: reconnected")
 
 
 def build_channels(settings: Settings) -> dict[str, ChannelAdapter]:
@@ -76,11 +90,23 @@ class Service:
             await hook()
         await upgrade(self.engine)
         s = self.settings
-        self.nc = await nats.connect(
-            s.nats_url, name="notifier", connect_timeout=5, allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            user_credentials=str(s.nats_creds_file) if s.nats_creds_file else None,
-        )
+        try:
+            # Once connected, reconnect forever; at start-up, give up after a bound so
+            # a wrong URL is one clear line, not a silent hang.
+            self.nc = await asyncio.wait_for(
+                nats.connect(
+                    s.nats_url, name="notifier", connect_timeout=5, allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    user_credentials=str(s.nats_creds_file) if s.nats_creds_file else None,
+                    error_cb=_nats_error, disconnected_cb=_nats_disconnected,
+                    reconnected_cb=_nats_reconnected,
+                ),
+                NATS_STARTUP_TIMEOUT_S,
+            )
+        except TimeoutError:
+            raise StartupError(
+                f"NATS at {s.nats_url} unreachable for {NATS_STARTUP_TIMEOUT_S:.0f} s"
+            ) from None
         js = self._js()
         await ensure_streams(
             js,

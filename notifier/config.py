@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from notifier.errors import ConfigError
@@ -80,16 +80,22 @@ class Settings(BaseSettings):
     dispatch_lease_s: float = Field(default=60.0, gt=0)
     dispatch_batch_size: int = Field(default=50, ge=1, le=1000)
 
+    @field_validator("rules_file", "smtp_ca_file", "nats_creds_file")
+    @classmethod
+    def _file_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path} is not a readable file")
+        return path
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _dir_exists(cls, path: Path) -> Path:
+        if not path.is_dir():
+            raise ValueError(f"{path} is not a directory")
+        return path
+
     @model_validator(mode="after")
-    def _check_paths(self) -> Settings:
-        if not self.rules_file.is_file():
-            raise ValueError(f"rules_file {self.rules_file} does not exist")
-        if not self.templates_dir.is_dir():
-            raise ValueError(f"templates_dir {self.templates_dir} is not a directory")
-        for name in ("smtp_ca_file", "nats_creds_file"):
-            path = getattr(self, name)
-            if path is not None and not path.is_file():
-                raise ValueError(f"{name} {path} does not exist")
+    def _check_combinations(self) -> Settings:
         if (self.smtp_username is None) != (self.smtp_password is None):
             raise ValueError("set both NOTIFIER_SMTP_USERNAME and NOTIFIER_SMTP_PASSWORD")
         clear_text = self.smtp_tls == SmtpTls.NONE
@@ -108,4 +114,5 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors()[0]
         loc = "_".join(str(part) for part in first["loc"])
         name = f"NOTIFIER_{loc.upper()}" if loc else "settings"
-        raise ConfigError(f"{name}: {first['msg']}") from exc
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {message}") from exc

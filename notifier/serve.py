@@ -15,7 +15,7 @@ from notifier.app import build_service, create_app
 from notifier.config import Settings, load_settings
 from notifier.devtools.mailcatcher import MailCatcher, outbox_router
 from notifier.devtools.natsserver import NatsServer, free_port
-from notifier.errors import StartupError
+from notifier.errors import NotifierError, StartupError
 
 log = logging.getLogger("notifier")
 
@@ -39,6 +39,9 @@ async def serve(settings: Settings, *, extra_routers: Sequence[APIRouter] = ()) 
     except (OSError, TimeoutError, NoServersError, SQLAlchemyError) as exc:
         await service.stop()
         raise StartupError(f"cannot start: {type(exc).__name__}: {exc}") from exc
+    except NotifierError:
+        await service.stop()
+        raise
     try:
         await server.serve()
     finally:

@@ -246,7 +246,7 @@ class Pipeline:
         )
         old = derive_intents(before, self.rules)
         new = derive_intents(view, self.rules)
-        for key in old.keys() | new.keys():
+        for key in [*new, *(k for k in old if k not in new)]:
             intent = new.get(key) or old[key]
             if key in old and key in new and intent.event_id not in touched:
                 continue
