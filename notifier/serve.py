@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from notifier.devtools.natsserver import NatsServer, free_port
 from notifier.errors import NotifierError, StartupError
 
 log = logging.getLogger("notifier")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _after_http_stopped(signum: int, _frame: object) -> None:
+    log.info("received %s again while stopping; still stopping", signal.Signals(signum).name)
 
 
 async def serve(settings: Settings, *, extra_routers: Sequence[APIRouter] = ()) -> None:
@@ -42,10 +48,18 @@ async def serve(settings: Settings, *, extra_routers: Sequence[APIRouter] = ()) 
     except NotifierError:
         await service.stop()
         raise
+    # uvicorn restores the previous SIGTERM/SIGINT handlers when it stops and re-raises
+    # the signal it caught; with the default handlers that would end the process before
+    # the pipeline stops. A no-op handler makes the re-raise harmless, so the graceful
+    # stop below always runs.
+    previous = {sig: signal.signal(sig, _after_http_stopped) for sig in STOP_SIGNALS}
     try:
         await server.serve()
     finally:
+        log.info("stopping: finishing the batch in hand and the sends in flight")
         await service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not server.started:
         raise StartupError(f"cannot serve HTTP on {settings.http_host}:{settings.http_port}")
 
