@@ -143,12 +143,10 @@ class OrderView:
         """The order's state as a customer would describe it."""
         if self.order_state in _TERMINAL_ORDER or not self.shipments:
             return self.order_state.value if self.order_state else "unknown"
-        states = list(self.shipments.values())
-        if all(s == S.DELIVERED for s in states):
-            return S.DELIVERED.value
-        if all(s == S.RETURNED for s in states):
-            return S.RETURNED.value
-        if any(s in (S.DELIVERED, S.RETURNED) for s in states):
+        states = set(self.shipments.values())
+        if len(states) == 1:
+            return next(iter(states)).value
+        if states & {S.DELIVERED, S.RETURNED}:
             return "partially_delivered"
         return min(states, key=_SHIPMENT_RANK.__getitem__).value
 
@@ -160,14 +158,17 @@ def shipment_key(state: OrderState, shipment_id: str | None) -> str | None:
     return shipment_id or DEFAULT_SHIPMENT
 
 
-class _Replay:
+class Replay:
+    """A replay in progress; ``step`` events in stream order, read ``view``."""
+
     def __init__(self) -> None:
         self.view = OrderView()
         self.order_at: datetime | None = None
         self.terminal_at: datetime | None = None
         self.shipment_at: dict[str, datetime] = {}
 
-    def step(self, entry: HistoryEntry) -> None:
+    def step(self, entry: HistoryEntry) -> Outcome:
+        """Judge one event and apply it if legal; an illegal event changes nothing else."""
         outcome, reason = self._judge(entry)
         self.view.outcomes[entry.event_id] = outcome
         if reason:
@@ -181,6 +182,12 @@ class _Replay:
                 self.shipment_at[entry.shipment_id] = at
             last = self.view.last_occurred_at
             self.view.last_occurred_at = at if last is None else max(last, at)
+        return outcome
+
+    def forget(self, event_id: str) -> None:
+        """Drop the verdict on an event that was judged illegal and will not be kept."""
+        self.view.outcomes.pop(event_id, None)
+        self.view.reasons.pop(event_id, None)
 
     def _judge(self, e: HistoryEntry) -> tuple[Outcome, str]:
         view = self.view
@@ -227,11 +234,16 @@ class _Replay:
         )
 
 
-def replay(history: Iterable[HistoryEntry]) -> OrderView:
-    """Replay events in stream order (ties by event id) and return the order's view."""
-    run = _Replay()
+def replay_run(history: Iterable[HistoryEntry]) -> Replay:
+    """Replay events in stream order (ties by event id); more events can be stepped after."""
+    run = Replay()
     for entry in sorted(history, key=lambda h: (h.seq, h.event_id)):
         if run.view.outcomes.get(entry.event_id) is not None:
             continue
         run.step(entry)
-    return run.view
+    return run
+
+
+def replay(history: Iterable[HistoryEntry]) -> OrderView:
+    """Replay events in stream order (ties by event id) and return the order's view."""
+    return replay_run(history).view

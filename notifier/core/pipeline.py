@@ -22,7 +22,14 @@ from notifier.core.intents import (
     recipient_for,
     template_context,
 )
-from notifier.core.lifecycle import OrderView, Outcome, Transition, replay, shipment_key
+from notifier.core.lifecycle import (
+    OrderView,
+    Outcome,
+    Replay,
+    Transition,
+    replay_run,
+    shipment_key,
+)
 from notifier.core.model import (
     DeadLetter,
     DeadLetterReason,
@@ -148,7 +155,8 @@ class Pipeline:
         """Plan one batch; ``owners`` maps already-stored event ids to their order."""
         plan = BatchPlan()
         owners = dict(owners)
-        before: dict[str, OrderView] = {}
+        before: dict[str, dict[str, Intent]] = {}
+        runs: dict[str, Replay] = {}
         touched: dict[str, set[str]] = {}
         for item in sorted(incoming, key=lambda i: i.message.seq):
             event = item.event
@@ -164,58 +172,83 @@ class Pipeline:
                 continue
             order = orders[event.order_id]
             if event.order_id not in before:
-                before[event.order_id] = _view(order)
-            what = self._dedupe(order, item, plan)
+                runs[event.order_id] = run = _run(order)
+                before[event.order_id] = derive_intents(run.view, self.rules)
+            what = self._dedupe(order, item, plan, runs)
             if event.event_id in order.events:
                 owners[event.event_id] = event.order_id
             plan.count(what)
             if what in ("new", "revision", "retraction"):
                 touched.setdefault(event.order_id, set()).add(event.event_id)
         for order_id, event_ids in touched.items():
-            self._settle(orders[order_id], before[order_id], event_ids, plan)
+            run = runs.get(order_id) or _run(orders[order_id])
+            self._settle(orders[order_id], before[order_id], run.view, event_ids, plan)
         return plan
 
-    def _dedupe(self, order: OrderAggregate, item: IncomingEvent, plan: BatchPlan) -> str:
+    def _dedupe(
+        self, order: OrderAggregate, item: IncomingEvent, plan: BatchPlan, runs: dict[str, Replay]
+    ) -> str:
         event = item.event
         stored = order.events.get(event.event_id)
+        run = runs.pop(order.order_id, None)
         if stored is not None:
             if stored.content_hash == item.content_hash or item.message.seq < stored.revised_seq:
+                if run is not None:
+                    runs[order.order_id] = run
                 return "duplicate"
             snapshot = _snapshot(stored)
             stored.revise(item)
             what = "retraction" if event.retracted else "revision"
+            run = None  # history changed in the middle: replay it whole
         else:
-            if event.retracted:
-                stored = StoredEvent.from_incoming(item)
-                order.events[event.event_id] = stored
-                return "retraction"
             stored = StoredEvent.from_incoming(item)
             order.events[event.event_id] = stored
+            if event.retracted:
+                if run is not None:
+                    runs[order.order_id] = run
+                return "retraction"
             snapshot = None
             what = "new"
-        view = _view(order)
-        outcome = view.outcomes.get(event.event_id)
+        in_order = run is not None and all(
+            e.seq < stored.seq for e in order.events.values() if e is not stored
+        )
+        if not in_order or run is None:
+            run = _run(order)
+            outcome = run.view.outcomes.get(event.event_id)
+        else:
+            # The common case: a new event after everything known; step it on.
+            outcome = run.step(stored.entry())
         if outcome is Outcome.ILLEGAL:
+            reason = run.view.reasons.get(event.event_id)
+            run.forget(event.event_id)
             if snapshot is None:
                 del order.events[event.event_id]
             else:
                 _restore(stored, snapshot)
+                run = None
             plan.dead_letters.append(
                 DeadLetter(
                     item.message,
                     DeadLetterReason.ILLEGAL_TRANSITION,
-                    view.reasons.get(event.event_id, "illegal transition"),
+                    reason or "illegal transition",
                 )
             )
+            if run is not None:
+                runs[order.order_id] = run
             return "illegal"
         if outcome is Outcome.STALE:
             plan.count("stale")
+        runs[order.order_id] = run
         return what
 
     def _settle(
-        self, order: OrderAggregate, before: OrderView, touched: set[str], plan: BatchPlan
+        self,
+        order: OrderAggregate,
+        old: dict[str, Intent],
+        view: OrderView,
+        touched: set[str],
+        plan: BatchPlan,
     ) -> None:
-        view = _view(order)
         for event_id, outcome in view.outcomes.items():
             stored = order.events[event_id]
             if stored.outcome != outcome.value:
@@ -244,7 +277,6 @@ class Pipeline:
                 exists=order.exists,
             )
         )
-        old = derive_intents(before, self.rules)
         new = derive_intents(view, self.rules)
         for key in [*new, *(k for k in old if k not in new)]:
             intent = new.get(key) or old[key]
@@ -379,8 +411,12 @@ class Pipeline:
         return draft
 
 
+def _run(order: OrderAggregate) -> Replay:
+    return replay_run(e.entry() for e in order.events.values() if not e.retracted)
+
+
 def _view(order: OrderAggregate) -> OrderView:
-    return replay(e.entry() for e in order.events.values() if not e.retracted)
+    return _run(order).view
 
 
 def _snapshot(stored: StoredEvent) -> dict[str, Any]:
