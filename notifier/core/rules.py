@@ -118,7 +118,10 @@ def load_rules(path: Path, *, template_exists: Callable[[str, str], bool]) -> Ru
     except OSError as exc:
         raise RulesError(f"{path}: cannot read rules file: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise RulesError(f"{path}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "cannot parse"
+        raise RulesError(f"{path}: not valid YAML: {where}{problem}") from exc
     try:
         parsed = _RulesFile.model_validate(raw)
     except ValidationError as exc:

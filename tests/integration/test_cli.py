@@ -1,0 +1,275 @@
+"""The ``notifier`` command line as a user runs it: a subprocess (``python -m notifier``)
+with ``NOTIFIER_*`` settings in its environment, against a real nats-server and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import nats as nats_client
+from nats.js.errors import NotFoundError
+from sqlalchemy import select
+
+from notifier.config import DEFAULT_RULES_FILE, PACKAGE_DIR
+from notifier.devtools.natsserver import NatsServer
+from notifier.ingest.deadletters import list_dead_letters
+from notifier.store.db import create_engine
+from notifier.store.tables import events, notifications
+from tests.integration.helpers import event, order, publish, running, settings_for
+from tests.support import free_port, wait_until
+
+TIMEOUT_S = 60
+SCHEMA_DOC = PACKAGE_DIR.parent / "docs" / "order-event.v1.schema.json"
+
+
+def _cli(*args: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """``notifier ARGS`` in ``cwd`` with only the given ``NOTIFIER_*`` settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env.update(settings)
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "notifier", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+    )
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+async def _stream_messages(url: str, stream: str) -> int:
+    nc = await nats_client.connect(url)
+    try:
+        try:
+            info = await nc.jetstream().stream_info(stream)
+        except NotFoundError:
+            return 0
+        messages: int = info.state.messages
+        return messages
+    finally:
+        await nc.close()
+
+
+def test_run_refuses_a_bad_setting_with_one_line_naming_it(tmp_path: Path) -> None:
+    result = _cli("run", cwd=tmp_path, NOTIFIER_SMTP_PORT="abc",
+                  NOTIFIER_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    assert result.returncode == 2, result.stderr
+    lines = _lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("notifier: NOTIFIER_SMTP_PORT"), lines[0]
+    assert "integer" in lines[0]
+    assert result.stdout == ""
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_run_refuses_a_rules_file_with_a_typo_naming_file_and_rule(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    shutil.copy(DEFAULT_RULES_FILE, rules)
+    text = rules.read_text()
+    assert "when: {state: [on_hold]}" in text
+    rules.write_text(text.replace("when: {state: [on_hold]}", "when: {state: [on_hodl]}"))
+    result = _cli(
+        "run", cwd=tmp_path,
+        NOTIFIER_RULES_FILE=str(rules),
+        NOTIFIER_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+        NOTIFIER_NATS_URL=f"nats://127.0.0.1:{free_port()}",
+        NOTIFIER_HTTP_PORT=str(free_port()),
+    )
+    assert result.returncode == 2, result.stderr
+    lines = _lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith(f"notifier: {rules}:"), line
+    assert "rule 2 (on_hold)" in line
+    assert "when.state" in line
+
+
+def test_emit_names_the_line_of_invalid_json(tmp_path: Path, nats: NatsServer) -> None:
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_text(
+        json.dumps(event("J-1", "placed", 0)) + "\n"
+        + '{"event_id": "J-1-confirmed", "order_id": \n'
+        + json.dumps(event("J-1", "shipped", 2)) + "\n"
+    )
+    result = _cli("emit", str(events_file), cwd=tmp_path, NOTIFIER_NATS_URL=nats.url)
+    assert result.returncode == 2, result.stderr
+    lines = _lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("notifier: ")
+    assert f"{events_file}:2:" in lines[0]
+    assert "invalid JSON" in lines[0]
+    assert "published" not in result.stdout
+    # nothing at all was published: the file is checked before anything is sent
+    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 0
+
+
+def test_emit_publishes_a_file(tmp_path: Path, nats: NatsServer) -> None:
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_text(
+        "\n".join(json.dumps(event("G-1", s, i)) for i, s in enumerate(["placed", "confirmed"]))
+        + "\n"
+    )
+    result = _cli("emit", str(events_file), cwd=tmp_path, NOTIFIER_NATS_URL=nats.url)
+    assert result.returncode == 0, result.stderr
+    assert f"published 2 event(s) to {nats.url}" in result.stdout
+    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 2
+    # the same file again: JetStream recognises every Nats-Msg-Id
+    again = _cli("emit", str(events_file), cwd=tmp_path, NOTIFIER_NATS_URL=nats.url)
+    assert again.returncode == 0, again.stderr
+    assert "published 0 event(s)" in again.stdout
+    assert "(2 duplicate(s), 0 error(s))" in again.stdout
+    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 2
+
+
+def test_emit_demo_publishes_fourteen_events(tmp_path: Path, nats: NatsServer) -> None:
+    result = _cli("emit", "--demo", cwd=tmp_path, NOTIFIER_NATS_URL=nats.url)
+    assert result.returncode == 0, result.stderr
+    assert "published 14 event(s)" in result.stdout
+    assert nats.url in result.stdout
+    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 14
+
+
+def test_emit_needs_a_file_or_demo(tmp_path: Path) -> None:
+    result = _cli("emit", cwd=tmp_path)
+    assert result.returncode == 2
+    assert _lines(result.stderr) == ["notifier: give a FILE or --demo (one of them)"]
+
+
+async def test_dlq_list_prints_one_json_line_per_dead_letter(
+    tmp_path: Path, nats: NatsServer
+) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
+    async with running(settings_for(nats.url, database_url, None)) as (service, _client):
+        await publish(nats.url, b"{not json", msg_ids=["bad-1"])
+        assert service.nc is not None
+        js = service.nc.jetstream()
+
+        async def dead_lettered() -> bool:
+            return len(await list_dead_letters(js)) == 1
+
+        await wait_until(dead_lettered, timeout=15)
+    result = await asyncio.to_thread(
+        _cli, "dlq", "list", cwd=tmp_path, NOTIFIER_NATS_URL=nats.url)
+    assert result.returncode == 0, result.stderr
+    lines = _lines(result.stdout)
+    assert len(lines) == 1, result.stdout
+    letter = json.loads(lines[0])
+    assert letter["reason"] == "invalid_json"
+    assert letter["data"] == "{not json"
+    assert letter["original_subject"] == "orders.state.web"
+    assert letter["original_seq"] == 1
+    assert letter["detail"]
+    # filtering by another reason shows nothing
+    other = await asyncio.to_thread(
+        _cli, "dlq", "list", "--reason", "schema_violation", cwd=tmp_path,
+        NOTIFIER_NATS_URL=nats.url)
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.strip() == ""
+
+
+def test_dlq_list_names_an_unreachable_server(tmp_path: Path) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    result = _cli("dlq", "list", cwd=tmp_path, NOTIFIER_NATS_URL=url)
+    assert result.returncode == 2
+    lines = _lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"notifier: cannot read dead letters from {url}")
+
+
+def test_schema_prints_the_event_contract(tmp_path: Path) -> None:
+    result = _cli("schema", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "OrderEvent v1"
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert {"event_id", "order_id", "state", "occurred_at", "customer"} <= set(
+        schema["required"])
+    assert schema.get("additionalProperties") is False
+    # the published copy under docs/ is the same document
+    assert json.loads(SCHEMA_DOC.read_text()) == schema
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    result = _cli("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    listed: set[str] = set()
+    in_commands = False
+    for line in text.splitlines():
+        if "Commands" in line:
+            in_commands = True
+            continue
+        match = re.match(r"^[│|\s]*([a-z][a-z-]*)\s{2,}\S", line)
+        if in_commands and match:
+            listed.add(match.group(1))
+    assert {"dev", "run", "emit", "dlq", "migrate"} <= listed, text
+    assert {"schema", "erase-customer"} <= listed, text
+
+
+def test_migrate_creates_the_schema(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    result = _cli("migrate", cwd=tmp_path, NOTIFIER_DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    assert "database schema is up to date" in result.stdout
+    with sqlite3.connect(db) as conn:
+        tables = {name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"orders", "events", "notifications", "alembic_version"} <= tables
+        (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(notifications)")}
+    assert version
+    assert {"recipient", "body_text", "status", "created_at"} <= columns
+    # again: nothing to do, same version
+    again = _cli("migrate", cwd=tmp_path, NOTIFIER_DATABASE_URL=url)
+    assert again.returncode == 0, again.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (version,)
+
+
+def test_migrate_refuses_an_unsupported_database(tmp_path: Path) -> None:
+    result = _cli("migrate", cwd=tmp_path, NOTIFIER_DATABASE_URL="mysql://u@h/db")
+    assert result.returncode == 2
+    lines = _lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("notifier: NOTIFIER_DATABASE_URL"), lines[0]
+
+
+async def test_erase_customer_scrubs_the_database(tmp_path: Path, nats: NatsServer) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
+    async with running(settings_for(nats.url, database_url, None)) as (_service, client):
+        await publish(nats.url, event("X-1", "placed", 0, email="x1@example.com"),
+                      event("Y-1", "placed", 0, email="y1@example.com"))
+
+        async def both() -> bool:
+            return (await order(client, "X-1")) is not None and (
+                await order(client, "Y-1")) is not None
+
+        await wait_until(both, timeout=15)
+    result = await asyncio.to_thread(
+        _cli, "erase-customer", "cust-X-1", cwd=tmp_path, NOTIFIER_DATABASE_URL=database_url)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"erased: 1 event\(s\), [1-9]\d* notification\(s\)\n", result.stdout), (
+        result.stdout)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            payloads = dict((await conn.execute(
+                select(events.c.customer_id, events.c.payload))).all())
+            recipients = (await conn.execute(
+                select(notifications.c.customer_id, notifications.c.recipient,
+                       notifications.c.body_text))).all()
+    finally:
+        await engine.dispose()
+    assert "x1@example.com" not in payloads["cust-X-1"]
+    assert "Ada Lovelace" not in payloads["cust-X-1"]
+    assert "y1@example.com" in payloads["cust-Y-1"]
+    assert all(r.recipient is None and r.body_text is None
+               for r in recipients if r.customer_id == "cust-X-1")

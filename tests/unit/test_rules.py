@@ -1,0 +1,83 @@
+"""The rules file: defaults load, and each mistake is one line naming rule and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from notifier.config import DEFAULT_RULES_FILE
+from notifier.contracts.events import OrderState
+from notifier.core.lifecycle import Transition
+from notifier.core.rules import load_rules
+from notifier.errors import RulesError
+
+
+def always(_template: str, _channel: str) -> bool:
+    return True
+
+
+def test_defaults_cover_the_lifecycle() -> None:
+    rules = load_rules(DEFAULT_RULES_FILE, template_exists=always)
+    fired = {
+        state: [r.template for r in rules.matching(Transition("e", None, None, state, "x"))]
+        for state in OrderState
+    }
+    assert fired[OrderState.PLACED] == ["order_confirmed"]
+    assert fired[OrderState.CONFIRMED] == ["order_confirmed"]
+    for state in ("shipped", "out_for_delivery", "delivered", "delivery_failed", "cancelled",
+                  "refunded"):
+        assert fired[OrderState(state)] == [state]
+    assert fired[OrderState.IN_TRANSIT] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("version: 1\nrules: [", "not valid YAML"),
+        ("version: 2\nrules: []", "version"),
+        ("version: 1\nrules:\n  - name: a\n    when: {state: [shiped]}\n    template: t\n"
+         "    channels: [email]\n", "rule 1 (a): when.state.0"),
+        ("version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n    template: t\n"
+         "    channels: [fax]\n", "rule 1 (a): channels.0"),
+        ("version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n    template: t\n"
+         "    channels: [email, email]\n", "listed twice"),
+        ("version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n    template: t\n"
+         "    channels: [email]\n    priorty: high\n", "rule 1 (a): priorty"),
+        ("version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n    template: t\n"
+         "    channels: [email]\n  - name: a\n    when: {state: [placed]}\n    template: t\n"
+         "    channels: [email]\n", "rule 2 (a): name is used twice"),
+    ],
+)
+def test_mistakes_are_reported_by_rule_and_field(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    with pytest.raises(RulesError) as err:
+        load_rules(path, template_exists=always)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_rule_needs_its_template_for_every_channel(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n"
+                    "    template: shipped\n    channels: [email, sms]\n")
+    with pytest.raises(RulesError, match=r"rule 1 \(a\): template 'shipped' has no sms part"):
+        load_rules(path, template_exists=lambda _t, channel: channel == "email")
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match="cannot read rules file"):
+        load_rules(tmp_path / "nope.yaml", template_exists=always)
+
+
+def test_from_states_restrict_a_rule(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\nrules:\n  - name: back\n    when: {state: [out_for_delivery],"
+                    " from: [delivery_failed]}\n    template: t\n    channels: [sms]\n")
+    rules = load_rules(path, template_exists=always)
+    first = Transition("e", "p", OrderState.SHIPPED, OrderState.OUT_FOR_DELIVERY, "x")
+    retry = Transition("e", "p", OrderState.DELIVERY_FAILED, OrderState.OUT_FOR_DELIVERY, "x")
+    assert rules.matching(first) == ()
+    assert [r.name for r in rules.matching(retry)] == ["back"]
