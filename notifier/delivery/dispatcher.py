@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.channels.base import ChannelAdapter, OutboundMessage
+from notifier.channels.base import ChannelAdapter, OutboundMessage, SendReceipt
 from notifier.delivery.ledger import Claimed, claim_due, mark_failed, mark_retry, mark_sent
 from notifier.delivery.retry import RetryPolicy
-from notifier.errors import PermanentDeliveryError, TransientDeliveryError
+from notifier.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from notifier.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Dispatcher:
         )
         started = time.perf_counter()
         try:
-            receipt = await adapter.send(message)
+            receipt = await _call(adapter, message)
         except PermanentDeliveryError as exc:
             await mark_failed(self.engine, item.id, f"{exc.code or 'permanent'}: {exc}")
             self.metrics.notifications.labels(item.channel, "failed").inc()
@@ -141,3 +141,18 @@ class Dispatcher:
         self.metrics.send_seconds.labels(item.channel).observe(time.perf_counter() - started)
         waited = (datetime.now(UTC) - item.created_at).total_seconds()
         self.metrics.event_to_send_seconds.labels(item.channel).observe(waited)
+
+
+async def _call(adapter: ChannelAdapter, message: OutboundMessage) -> SendReceipt:
+    """The adapter's send; anything but a typed delivery error is an adapter bug, which
+    must not stop the channel: it is retried like a transient failure, and logged."""
+    try:
+        return await adapter.send(message)
+    except DeliveryError:
+        raise
+    except Exception as exc:
+        log.exception("notification %s: unexpected error in %s", message.notification_id,
+                      adapter.name)
+        raise TransientDeliveryError(
+            f"unexpected {type(exc).__name__}: {exc}", code="unexpected"
+        ) from exc

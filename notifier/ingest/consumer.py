@@ -102,16 +102,28 @@ class IngestConsumer:
                 log.warning("ingest cannot fetch (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(s.retry_delay_s)
                 continue
-            if messages:
+            if not messages:
+                continue
+            try:
                 await self._handle(messages)
+            except Exception:
+                # The loop must outlive anything one batch can do (an ack on a dropped
+                # connection, say); unacked messages come back after ack_wait.
+                log.exception("ingest batch of %d failed; continuing", len(messages))
+                await asyncio.sleep(s.retry_delay_s)
         with contextlib.suppress(ConnectionClosedError):
             await sub.unsubscribe()
 
     async def _handle(self, messages: list[Msg]) -> None:
         try:
             await self.processor.process([raw_message(m) for m in messages])
-        except TRANSIENT as exc:
-            log.warning("batch of %d not applied (%s); redelivering", len(messages), exc)
+        except Exception as exc:
+            # The database or NATS (dead letters) is unavailable: nothing is acked, the
+            # batch comes back, and whatever did commit is recognised as duplicates.
+            if isinstance(exc, TRANSIENT):
+                log.warning("batch of %d not applied (%s); redelivering", len(messages), exc)
+            else:
+                log.exception("batch of %d not finished; redelivering", len(messages))
             for m in messages:
                 await m.nak(delay=self.settings.retry_delay_s)
             await asyncio.sleep(self.settings.retry_delay_s)
