@@ -119,14 +119,13 @@ def dlq_list(
     reason: Annotated[str | None, typer.Option(help="Only this reason")] = None,
 ) -> None:
     """List dead letters, one JSON object per line (reason, detail, original payload)."""
-    import nats
-
     from notifier.ingest.deadletters import format_dead_letter, list_dead_letters
+    from notifier.nats_client import connect_once
 
     url = _nats_url()
 
     async def go() -> None:
-        nc = await nats.connect(url, allow_reconnect=False, connect_timeout=5)
+        nc = await connect_once(url, name="notifier-dlq")
         try:
             for letter in await list_dead_letters(nc.jetstream(), limit=limit, reason=reason):
                 typer.echo(format_dead_letter(letter))

@@ -16,10 +16,11 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import nats
 from nats.js import JetStreamContext
 from nats.js.api import PubAck, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
+
+from notifier.nats_client import connect_once
 
 STREAM = "ORDERS"
 STREAM_SUBJECTS = ["orders.>"]
@@ -134,7 +135,7 @@ async def publish_events(
     hide what happened to the rest.
     """
     report = PublishReport()
-    nc = await nats.connect(nats_url, name="notifier-emit", allow_reconnect=False)
+    nc = await connect_once(nats_url, name="notifier-emit")
     try:
         js = nc.jetstream()
         await ensure_stream(js)
