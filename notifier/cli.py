@@ -107,6 +107,9 @@ def emit(
         f"published {report.published} event(s) to {url}"
         f" ({report.duplicates} duplicate(s), {len(report.errors)} error(s))"
     )
+    if demo:
+        order_ids = sorted({str(e.get("order_id")) for e in events})
+        typer.echo(f"demo orders: {', '.join(order_ids)} (see GET /v1/orders/<id>)")
     for error in report.errors:
         typer.echo(f"  {error}", err=True)
     if report.errors:

@@ -110,7 +110,7 @@ def _order_events(n: int, run: str, begin: datetime, rng: random.Random) -> list
     zone = ZoneInfo(persona.timezone)
     tracking = f"{persona.carrier[:2].upper()}{rng.randrange(10**9, 10**10)}"
     shipment = {
-        "id": f"DEMO-{number}-S1",
+        "id": f"DEMO-{number}-{run}-S1",
         "carrier": persona.carrier,
         "tracking_number": tracking,
         "tracking_url": f"https://track.example.com/{tracking}",
@@ -130,7 +130,7 @@ def _order_events(n: int, run: str, begin: datetime, rng: random.Random) -> list
     for step, state in enumerate(PATTERNS[n % len(PATTERNS)], start=1):
         event: dict[str, Any] = {
             "event_id": f"demo-{run}-{number}-{step}",
-            "order_id": f"DEMO-{number}",
+            "order_id": f"DEMO-{number}-{run}",
             "source": _SOURCES[n % len(_SOURCES)],
             "state": state.value,
             "occurred_at": _stamp(at, zone),

@@ -45,15 +45,19 @@ async def client(nats_server: NatsServer) -> AsyncIterator[Client]:
 
 class TestDemoEvents:
     def test_every_event_validates_and_ids_are_unique(self) -> None:
-        events = demo_events(7)
+        events = demo_events(7, run_id="r1")
         parsed = [OrderEvent.model_validate(event) for event in events]
         assert len({event.event_id for event in parsed}) == len(events)
-        assert {event.order_id for event in parsed} == {f"DEMO-{1001 + n}" for n in range(7)}
+        assert {event.order_id for event in parsed} == {f"DEMO-{1001 + n}-r1" for n in range(7)}
+
+    def test_each_run_makes_new_orders(self) -> None:
+        first, second = demo_events(3), demo_events(3)
+        assert not {e["order_id"] for e in first} & {e["order_id"] for e in second}
 
     def test_lifecycles_cycle_through_the_patterns(self) -> None:
-        events = [OrderEvent.model_validate(event) for event in demo_events(4)]
+        events = [OrderEvent.model_validate(event) for event in demo_events(4, run_id="r")]
         for n in range(4):
-            states = tuple(e.state for e in events if e.order_id == f"DEMO-{1001 + n}")
+            states = tuple(e.state for e in events if e.order_id == f"DEMO-{1001 + n}-r")
             assert states == PATTERNS[n % 3]
         assert PATTERNS[1][-1] is OrderState.CANCELLED
 
