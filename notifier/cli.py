@@ -7,8 +7,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -156,7 +157,7 @@ def migrate() -> None:
         finally:
             await engine.dispose()
 
-    asyncio.run(go())
+    _run_db_command(go())
     typer.echo("database schema is up to date")
 
 
@@ -184,7 +185,19 @@ def erase_customer_cmd(customer_id: str) -> None:
             await engine.dispose()
         typer.echo(f"erased: {report.events} event(s), {report.notifications} notification(s)")
 
-    asyncio.run(go())
+    _run_db_command(go())
+
+
+def _run_db_command(work: Coroutine[Any, Any, None]) -> None:
+    """Run a database command; a bad URL or an unreachable server is one line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        asyncio.run(work)
+    except NotifierError as exc:
+        raise _fail(str(exc)) from None
+    except (SQLAlchemyError, OSError) as exc:
+        raise _fail(f"database: {type(exc).__name__}: {exc}") from None
 
 
 def main() -> None:

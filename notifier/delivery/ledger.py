@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.model import NotificationStatus
+from notifier.store.maintenance import ERASED
 from notifier.store.tables import notifications
 
 N = notifications.c
@@ -108,9 +109,13 @@ async def mark_sent(
 async def mark_retry(
     engine: AsyncEngine, notification_id: str, error: str, delay_s: float
 ) -> bool:
-    """A transient failure: back in the queue after ``delay_s``."""
+    """A transient failure: back in the queue after ``delay_s``, unless the customer was
+    erased while it was in flight (no recipient left): then it is suppressed."""
+    erased = N.recipient.is_(None)
     return await _finish(
-        engine, notification_id, status=Q.QUEUED.value, last_error=error[:2000],
+        engine, notification_id,
+        status=case((erased, Q.SUPPRESSED.value), else_=Q.QUEUED.value),
+        last_error=case((erased, ERASED), else_=error[:2000]),
         next_attempt_at=_now() + timedelta(seconds=delay_s),
     )
 

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.core.model import NotificationStatus
 from notifier.store.tables import events, notifications, orders
 
+#: the ledger's reason for a notification withheld because its customer was erased
+ERASED = "customer erased"
 _SETTLED = [
     NotificationStatus.SENT.value,
     NotificationStatus.FAILED.value,
@@ -96,7 +98,7 @@ async def erase_customer(engine: AsyncEngine, customer_id: str) -> EraseReport:
             update(notifications)
             .where(notifications.c.customer_id == customer_id)
             .where(notifications.c.status == NotificationStatus.QUEUED.value)
-            .values(status=NotificationStatus.SUPPRESSED.value, last_error="customer erased")
+            .values(status=NotificationStatus.SUPPRESSED.value, last_error=ERASED)
         )
         nt = await conn.execute(
             update(notifications)

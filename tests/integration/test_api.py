@@ -8,7 +8,6 @@ import asyncio
 import json
 from typing import Any
 
-import pytest
 from httpx import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
@@ -306,12 +305,6 @@ async def test_erasing_an_unknown_customer_touches_nothing(
 
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: erase_customer suppresses only `queued` rows; a notification "
-    "claimed (`sending`) at erase time goes back to `queued` with its recipient and "
-    "subject erased and then fails with no-subject instead of being suppressed",
-)
 async def test_erasing_while_a_send_is_in_flight_still_suppresses_it(
     nats: NatsServer, database_url: str
 ) -> None:

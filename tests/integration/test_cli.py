@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import nats as nats_client
+import pytest
 from nats.js.errors import NotFoundError
 from sqlalchemy import select
 
@@ -29,14 +30,15 @@ TIMEOUT_S = 60
 SCHEMA_DOC = PACKAGE_DIR.parent / "docs" / "order-event.v1.schema.json"
 
 
-def _cli(*args: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, cwd: Path, timeout: float = TIMEOUT_S,
+         **settings: str) -> subprocess.CompletedProcess[str]:
     """``notifier ARGS`` in ``cwd`` with only the given ``NOTIFIER_*`` settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
     env.update(settings)
     env["COLUMNS"] = "200"
     return subprocess.run(
         [sys.executable, "-m", "notifier", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )
 
 
@@ -174,13 +176,29 @@ async def test_dlq_list_prints_one_json_line_per_dead_letter(
     assert other.stdout.strip() == ""
 
 
-def test_dlq_list_names_an_unreachable_server(tmp_path: Path) -> None:
+def test_dlq_list_names_an_unreachable_server_quickly(tmp_path: Path) -> None:
     url = f"nats://127.0.0.1:{free_port()}"
-    result = _cli("dlq", "list", cwd=tmp_path, NOTIFIER_NATS_URL=url)
+    try:
+        result = _cli("dlq", "list", cwd=tmp_path, timeout=20, NOTIFIER_NATS_URL=url)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`notifier dlq list` still waiting for {url} after 20 s")
     assert result.returncode == 2
     lines = _lines(result.stderr)
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"notifier: cannot read dead letters from {url}")
+
+
+def test_emit_names_an_unreachable_server_quickly(tmp_path: Path) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    try:
+        result = _cli("emit", "--demo", cwd=tmp_path, timeout=20, NOTIFIER_NATS_URL=url)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`notifier emit` still waiting for {url} after 20 s")
+    assert result.returncode == 2
+    lines = _lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"notifier: cannot publish to {url}")
+    assert "published" not in result.stdout
 
 
 def test_schema_prints_the_event_contract(tmp_path: Path) -> None:
@@ -234,9 +252,9 @@ def test_migrate_creates_the_schema(tmp_path: Path) -> None:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (version,)
 
 
-def test_migrate_refuses_an_unsupported_database(tmp_path: Path) -> None:
+def test_migrate_refuses_an_unsupported_database_with_one_line(tmp_path: Path) -> None:
     result = _cli("migrate", cwd=tmp_path, NOTIFIER_DATABASE_URL="mysql://u@h/db")
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stderr
     lines = _lines(result.stderr)
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("notifier: NOTIFIER_DATABASE_URL"), lines[0]
