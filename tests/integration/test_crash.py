@@ -34,6 +34,23 @@ EXPECTED_SUBJECTS = [
 POOL = 2
 
 
+def _env(nats_url: str, database_url: str, smtp_port: int, **extra: str) -> dict[str, str]:
+    """The service's environment: short ack wait and lease so a restart picks up fast."""
+    env = dict(os.environ)
+    env.update(
+        NOTIFIER_ENVIRONMENT="test",
+        NOTIFIER_NATS_URL=nats_url,
+        NOTIFIER_DATABASE_URL=database_url,
+        NOTIFIER_SMTP_HOST="127.0.0.1",
+        NOTIFIER_SMTP_PORT=str(smtp_port),
+        NOTIFIER_HTTP_PORT=str(free_port()),
+        NOTIFIER_INGEST_ACK_WAIT_S="2",
+        NOTIFIER_DISPATCH_LEASE_S="2",
+    )
+    env.update(extra)
+    return env
+
+
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -52,20 +69,8 @@ async def _publish_slowly(url: str) -> None:
 async def test_stopping_mid_stream_loses_nothing_and_sends_nothing_twice(
     nats: NatsServer, mail: MailCatcher, database_url: str, tmp_path: Path, sig: signal.Signals
 ) -> None:
-    env = dict(os.environ)
-    env.update(
-        NOTIFIER_ENVIRONMENT="test",
-        NOTIFIER_NATS_URL=nats.url,
-        NOTIFIER_DATABASE_URL=database_url,
-        NOTIFIER_SMTP_HOST="127.0.0.1",
-        NOTIFIER_SMTP_PORT=str(mail.port),
-        NOTIFIER_SMTP_POOL_SIZE=str(POOL),
-        NOTIFIER_HTTP_PORT=str(free_port()),
-        NOTIFIER_INGEST_BATCH_SIZE="25",
-        NOTIFIER_INGEST_ACK_WAIT_S="2",
-        NOTIFIER_DISPATCH_LEASE_S="2",
-        NOTIFIER_DISPATCH_BATCH_SIZE="10",
-    )
+    env = _env(nats.url, database_url, mail.port, NOTIFIER_SMTP_POOL_SIZE=str(POOL),
+               NOTIFIER_INGEST_BATCH_SIZE="25", NOTIFIER_DISPATCH_BATCH_SIZE="10")
     log = tmp_path / "service.log"
     publisher = asyncio.create_task(_publish_slowly(nats.url))
     first = _start(env, log)
@@ -129,18 +134,7 @@ async def test_kill_during_ingest_still_sends_every_notification_once(
     steps = ["placed", "shipped", "delivered"]
     await publish(nats.url, *[event(f"I-{i}", s, n) for n, s in enumerate(steps)
                               for i in range(orders)])
-    env = dict(os.environ)
-    env.update(
-        NOTIFIER_ENVIRONMENT="test",
-        NOTIFIER_NATS_URL=nats.url,
-        NOTIFIER_DATABASE_URL=database_url,
-        NOTIFIER_SMTP_HOST="127.0.0.1",
-        NOTIFIER_SMTP_PORT=str(mail.port),
-        NOTIFIER_HTTP_PORT=str(free_port()),
-        NOTIFIER_INGEST_BATCH_SIZE="10",
-        NOTIFIER_INGEST_ACK_WAIT_S="2",
-        NOTIFIER_DISPATCH_LEASE_S="2",
-    )
+    env = _env(nats.url, database_url, mail.port, NOTIFIER_INGEST_BATCH_SIZE="10")
     log = tmp_path / "service.log"
     total_events = orders * len(steps)
     first = _start(env, log)
