@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import aliased
 
 from notifier.core.model import NotificationStatus
 from notifier.store.maintenance import ERASED
@@ -40,8 +41,23 @@ def _now() -> datetime:
 async def claim_due(
     engine: AsyncEngine, channel: str, limit: int, lease_s: float
 ) -> list[Claimed]:
-    """Take up to ``limit`` due notifications; an expired lease (crashed sender) is due again."""
+    """Take up to ``limit`` due notifications; an expired lease (crashed sender) is due again.
+
+    A notification waits while an earlier one (by event) for the same order on the same
+    channel is still queued or in flight, so a retried "confirmed" is never overtaken
+    by "shipped".
+    """
     now = _now()
+    earlier = aliased(notifications)
+    E = earlier.c
+    blocked = (
+        select(E.id)
+        .where(E.order_id == N.order_id)
+        .where(E.channel == N.channel)
+        .where(E.status.in_([Q.QUEUED.value, Q.SENDING.value]))
+        .where(E.event_seq < N.event_seq)
+        .exists()
+    )
     due = (
         select(N.id)
         .where(N.channel == channel)
@@ -51,6 +67,7 @@ async def claim_due(
                 and_(N.status == Q.SENDING.value, N.lease_until < now),
             )
         )
+        .where(~blocked)
         .order_by(N.priority, N.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -10,7 +10,7 @@ from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer
 from notifier.ingest.deadletters import list_dead_letters
 from tests.integration.helpers import event, order, publish, running, settings_for, statuses
-from tests.support import wait_until
+from tests.support import free_port, wait_until
 
 LIFECYCLE = ["placed", "confirmed", "shipped", "out_for_delivery", "delivered"]
 
@@ -199,8 +199,6 @@ async def test_bad_events_are_dead_lettered_with_reasons(
 async def test_smtp_down_then_up_delivers_everything_once(
     nats: NatsServer, database_url: str
 ) -> None:
-    from tests.support import free_port
-
     port = free_port()
     settings = settings_for(nats.url, database_url, port, smtp_timeout_s=1.0)
     async with running(settings) as (_service, client):
@@ -256,3 +254,24 @@ async def _settled(client: object, order_id: str) -> None:
             n["status"] not in ("queued", "sending") for n in view["notifications"])
 
     await wait_until(done, timeout=15)
+
+
+async def test_retries_never_let_a_later_message_overtake_an_earlier_one(
+    nats: NatsServer, database_url: str
+) -> None:
+    port = free_port()
+    settings = settings_for(nats.url, database_url, port, smtp_timeout_s=1.0)
+    orders = [f"Q-{i}" for i in range(8)]
+    async with running(settings) as (_service, client):
+        await publish(nats.url, *[event(o, "placed", 0) for o in orders],
+                      *[event(o, "shipped", 1) for o in orders])
+        await wait_until(lambda: _attempted(client, orders[-1]), timeout=15)
+        catcher = MailCatcher()
+        await catcher.start(port=port)
+        try:
+            got = await catcher.wait_for(len(orders) * 2, timeout=30)
+        finally:
+            await catcher.stop()
+    for o in orders:
+        assert [m.subject for m in got if f" {o} " in m.subject] == [
+            f"Your order {o} is confirmed", f"Your order {o} has shipped"]
