@@ -44,10 +44,6 @@ async def _nats_error(exc: Exception) -> None:
     log.warning("NATS: %s: %s", type(exc).__name__, exc)
 
 
-async def _nats_disconnected() -> None:
-    log.warning("NATS: disconnected; reconnecting")
-
-
 async def _nats_reconnected() -> None:
     log.info("NATS: reconnected")
 
@@ -83,6 +79,11 @@ class Service:
     after_stop: list[Hook] = field(default_factory=list)
     nc: NatsClient | None = None
     _maintenance: asyncio.Task[None] | None = None
+    _closing: bool = False
+
+    async def _nats_disconnected(self) -> None:
+        if not self._closing:
+            log.warning("NATS: disconnected; reconnecting")
 
     async def start(self) -> None:
         """Migrate, declare streams, start sending, then start consuming."""
@@ -98,7 +99,7 @@ class Service:
                     s.nats_url, name="notifier", connect_timeout=5, allow_reconnect=True,
                     max_reconnect_attempts=-1,
                     user_credentials=str(s.nats_creds_file) if s.nats_creds_file else None,
-                    error_cb=_nats_error, disconnected_cb=_nats_disconnected,
+                    error_cb=_nats_error, disconnected_cb=self._nats_disconnected,
                     reconnected_cb=_nats_reconnected,
                 ),
                 NATS_STARTUP_TIMEOUT_S,
@@ -126,6 +127,7 @@ class Service:
         if self._maintenance:
             self._maintenance.cancel()
         await self.consumer.stop()
+        self._closing = True
         if self.nc is not None:
             await self.nc.drain()
         await self.dispatcher.stop()

@@ -23,7 +23,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _after_http_stopped(signum: int, _frame: object) -> None:
-    log.info("received %s again while stopping; still stopping", signal.Signals(signum).name)
+    log.debug("%s while stopping; the graceful stop goes on", signal.Signals(signum).name)
 
 
 async def serve(settings: Settings, *, extra_routers: Sequence[APIRouter] = ()) -> None:
