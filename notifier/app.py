@@ -118,7 +118,7 @@ class Service:
             ),
         )
         await self.dispatcher.start()
-        await self.consumer.start(js)
+        await self.consumer.start(self.nc)
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
         log.info("notifier started (channels: %s)", ", ".join(self.dispatcher.channels) or "none")
 

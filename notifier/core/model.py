@@ -37,6 +37,7 @@ class DeadLetterReason(StrEnum):
     ILLEGAL_TRANSITION = "illegal_transition"
     EVENT_ID_CONFLICT = "event_id_conflict"
     PROCESSING_ERROR = "processing_error"
+    MAX_DELIVERIES = "max_deliveries"
 
 
 @dataclass(frozen=True, slots=True)

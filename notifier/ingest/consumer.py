@@ -17,20 +17,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass
 
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import ConnectionClosedError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import ServiceUnavailableError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
-from notifier.core.model import RawMessage
+from notifier.core.model import DeadLetter, DeadLetterReason, RawMessage
 from notifier.ingest.processor import TRANSIENT, BatchProcessor
 from notifier.ingest.streams import EVENTS_FILTER, ORDERS_STREAM
 
 log = logging.getLogger(__name__)
+
+#: longest pause between two attempts at a batch the database keeps refusing
+MAX_RETRY_DELAY_S = 30.0
+MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,19 +84,54 @@ class IngestConsumer:
         self.settings = settings
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._advisories: Subscription | None = None
+        self._js: JetStreamContext | None = None
 
-    async def start(self, js: JetStreamContext) -> None:
+    async def start(self, nc: NatsClient) -> None:
         """Create or update the durable consumer, then start pulling."""
+        js = nc.jetstream()
         # Creating a durable that exists with another config updates it in place.
         await js.add_consumer(ORDERS_STREAM, consumer_config(self.settings))
         sub = await js.pull_subscribe_bind(durable=self.settings.durable, stream=ORDERS_STREAM)
+        self._advisories = await nc.subscribe(
+            f"{MAX_DELIVERIES_ADVISORY}.{ORDERS_STREAM}.{self.settings.durable}",
+            queue=f"{self.settings.durable}-advisories",
+            cb=self._on_max_deliveries,
+        )
+        self._js = js
         self._task = asyncio.create_task(self._run(sub), name="ingest")
+
+    async def _on_max_deliveries(self, advisory: Msg) -> None:
+        """JetStream gave up on a message (the process died on it ``max_deliver`` times):
+        copy it to the dead letters rather than lose it."""
+        if self._js is None:
+            raise RuntimeError("start the consumer first")
+        try:
+            body = json.loads(advisory.data)
+            seq = int(body["stream_seq"])
+            stored = await self._js.get_msg(ORDERS_STREAM, seq)
+        except (ValueError, KeyError, TypeError, NotFoundError) as exc:
+            log.error("max-deliveries advisory not usable: %s", exc)
+            return
+        message = RawMessage(
+            data=stored.data or b"", headers=dict(stored.headers or {}),
+            subject=stored.subject or "", seq=seq,
+        )
+        detail = (f"given up after {body.get('deliveries')} deliveries; it may have been "
+                  "applied, and replaying it is harmless (duplicates are recognised)")
+        await self.processor.dead_letter_sink(
+            [DeadLetter(message, DeadLetterReason.MAX_DELIVERIES, detail)]
+        )
+        log.error("event at stream seq %d dead-lettered after max deliveries", seq)
 
     async def stop(self) -> None:
         """Stop pulling; the batch in hand is finished and acked (or left for redelivery)."""
         self._stopping.set()
         if self._task is not None:
             await self._task
+        if self._advisories is not None:
+            with contextlib.suppress(ConnectionClosedError):
+                await self._advisories.unsubscribe()
 
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
         s = self.settings
@@ -115,18 +157,43 @@ class IngestConsumer:
             await sub.unsubscribe()
 
     async def _handle(self, messages: list[Msg]) -> None:
-        try:
-            await self.processor.process([raw_message(m) for m in messages])
-        except Exception as exc:
-            # The database or NATS (dead letters) is unavailable: nothing is acked, the
-            # batch comes back, and whatever did commit is recognised as duplicates.
-            if isinstance(exc, TRANSIENT):
-                log.warning("batch of %d not applied (%s); redelivering", len(messages), exc)
-            else:
-                log.exception("batch of %d not finished; redelivering", len(messages))
-            for m in messages:
-                await m.nak(delay=self.settings.retry_delay_s)
-            await asyncio.sleep(self.settings.retry_delay_s)
-            return
+        """Apply the batch, retrying while the database or NATS is unavailable.
+
+        The batch is held, not naked: ``in_progress`` keeps JetStream from redelivering it
+        while we wait, and does not count as a delivery, so an outage of any length
+        never exhausts ``max_deliver``. Whatever did commit before a failure is
+        recognised as duplicates on the retry.
+        """
+        raw = [raw_message(m) for m in messages]
+        delay = self.settings.retry_delay_s
+        while True:
+            try:
+                await self.processor.process(raw)
+                break
+            except Exception as exc:
+                if self._stopping.is_set():
+                    for m in messages:
+                        await m.nak()
+                    return
+                if isinstance(exc, TRANSIENT):
+                    log.warning("batch of %d not applied (%s); retrying in %.0fs",
+                                len(messages), exc, delay)
+                else:
+                    log.exception("batch of %d not finished; retrying in %.0fs",
+                                  len(messages), delay)
+                await self._hold(messages, delay)
+                delay = min(delay * 2, MAX_RETRY_DELAY_S)
         for m in messages:
             await m.ack()
+
+    async def _hold(self, messages: list[Msg], seconds: float) -> None:
+        """Wait, telling JetStream the batch is still being worked on."""
+        step = max(1.0, self.settings.ack_wait_s / 3)
+        waited = 0.0
+        while waited < seconds and not self._stopping.is_set():
+            for m in messages:
+                await m.in_progress()
+            pause = min(step, seconds - waited)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
+            waited += pause

@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -52,7 +53,8 @@ class BatchProcessor:
             plan = await self._commit(incoming)
         except TRANSIENT:
             raise
-        except Exception:
+        except Exception as exc:
+            await self._unless_database_down(exc)
             # A bug or an input we did not foresee: isolate the message that causes it
             # so the rest of the batch still goes through and the consumer never stalls.
             log.exception("batch of %d failed; retrying one message at a time", len(incoming))
@@ -64,6 +66,16 @@ class BatchProcessor:
         self._observe(plan, len(messages), time.perf_counter() - started)
         self.on_committed()
         return plan
+
+    async def _unless_database_down(self, exc: Exception) -> None:
+        """Before blaming an event, make sure the database itself is fine: drivers report
+        an outage in many shapes (a refused login, a database that takes no connections),
+        and an outage must never dead-letter good events."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as down:
+            raise StoreError(f"database unavailable: {type(down).__name__}") from exc
 
     async def _commit(self, incoming: Sequence[IncomingEvent]) -> BatchPlan:
         if not incoming:
@@ -85,6 +97,7 @@ class BatchProcessor:
             except TRANSIENT:
                 raise
             except Exception as exc:
+                await self._unless_database_down(exc)
                 log.exception("event %s cannot be processed", item.event.event_id)
                 total.dead_letters.append(
                     DeadLetter(item.message, DeadLetterReason.PROCESSING_ERROR,
