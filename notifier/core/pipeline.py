@@ -125,12 +125,18 @@ class BatchPlan:
     orders: list[OrderWrite] = field(default_factory=list)
     notifications: list[NewNotification] = field(default_factory=list)
     updates: list[LedgerUpdate] = field(default_factory=list)
+    #: sent rows whose content a correction superseded: id → what the customer now knows
+    retold: dict[str, str] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
     def count(self, what: str) -> None:
         """Tally an outcome for metrics and logs."""
         self.counts[what] = self.counts.get(what, 0) + 1
+
+
+#: the digest of a sent notification whose event was withdrawn (the customer was told so)
+WITHDRAWN = "withdrawn"
 
 
 def notification_id(key: str) -> str:
@@ -305,6 +311,7 @@ class Pipeline:
                 return
             if existing.status in (NotificationStatus.SENT, NotificationStatus.SENDING):
                 self._correct(order, existing, new, retracted=False, plan=plan)
+                self._retell(existing, draft.digest, plan)
             return
         if existing is None:
             return
@@ -313,6 +320,14 @@ class Pipeline:
         elif existing.status in (NotificationStatus.SENT, NotificationStatus.SENDING):
             retracted = old is not None and order.events[old.event_id].retracted
             self._correct(order, existing, None, retracted=retracted, plan=plan)
+            self._retell(existing, WITHDRAWN, plan)
+
+    @staticmethod
+    def _retell(told: StoredNotification, now_known: str, plan: BatchPlan) -> None:
+        # The next revision is compared with what the customer was told last (through
+        # the correction), not with the first message: changing back is news too.
+        told.digest = now_known
+        plan.retold[told.id] = now_known
 
     def _draft(self, order: OrderAggregate, intent: Intent, key: str) -> NewNotification:
         event = order.events[intent.event_id].parsed()

@@ -188,6 +188,13 @@ async def write_plan(conn: AsyncConnection, plan: BatchPlan) -> None:
         await conn.execute(
             notifications.insert(), [_notification_row(d, now) for d in plan.notifications]
         )
+    if plan.retold:
+        await conn.execute(
+            update(notifications)
+            .where(notifications.c.id == bindparam("b_id"))
+            .values(digest=bindparam("b_digest"), updated_at=now),
+            [{"b_id": nid, "b_digest": value} for nid, value in plan.retold.items()],
+        )
     for u in plan.updates:
         values: dict[str, Any] = {"updated_at": now}
         if u.replacement is None:

@@ -62,6 +62,11 @@ class Harness:
                 n.id, n.idempotency_key, n.event_id, n.channel, n.template, n.status.value,
                 n.digest, n.state,
             )
+        for nid, value in plan.retold.items():
+            for o in self.orders.values():
+                for stored in o.notifications.values():
+                    if stored.id == nid:
+                        stored.digest = value
         for u in plan.updates:
             for o in self.orders.values():
                 for stored in o.notifications.values():
@@ -146,6 +151,20 @@ def test_revision_after_sending_sends_a_correction_and_before_sending_rerenders(
     assert queued(after_send) == ["correction"]
     correction = after_send.notifications[0]
     assert "CCC" in (correction.body_text or "")
+
+
+def test_changing_back_after_a_correction_is_corrected_again() -> None:
+    h = Harness()
+    shipped = ev("o", "shipped", 1, shipment={"id": "p", "tracking_number": "AAA"})
+    h.apply(h.message(ev("o", "placed", 0)), h.message(shipped))
+    h.mark("o", NotificationStatus.SENT)
+    revised = h.apply(h.message(dict(shipped, shipment={"id": "p", "tracking_number": "BBB"})))
+    assert queued(revised) == ["correction"]
+    assert len(revised.retold) == 1
+    h.mark("o", NotificationStatus.SENT)
+    back = h.apply(h.message(shipped, seq=99))
+    assert queued(back) == ["correction"]
+    assert "AAA" in (back.notifications[0].body_text or "")
 
 
 def test_revision_that_changes_nothing_told_is_silent() -> None:
