@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -101,7 +102,7 @@ def emit(
         raise _fail(str(exc)) from None
     url = _nats_url()
     try:
-        report = asyncio.run(publish_events(url, events))
+        report = asyncio.run(publish_events(url, events, msg_id_suffix=_content_suffix))
     except Exception as exc:
         raise _fail(f"cannot publish to {url}: {type(exc).__name__}: {exc}") from None
     typer.echo(
@@ -115,6 +116,13 @@ def emit(
         typer.echo(f"  {error}", err=True)
     if report.errors:
         raise typer.Exit(code=1)
+
+
+def _content_suffix(event: dict[str, Any]) -> str:
+    """``Nats-Msg-Id`` is ``<event_id>.<content hash>``: the same event sent twice is still
+    dropped by JetStream, but a revision or a retraction gets through its window."""
+    body = json.dumps(event, sort_keys=True, separators=(",", ":"), default=str)
+    return "." + hashlib.sha256(body.encode()).hexdigest()[:12]
 
 
 @dlq_app.command("list")

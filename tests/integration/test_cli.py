@@ -128,6 +128,12 @@ def test_emit_publishes_a_file(tmp_path: Path, nats: NatsServer) -> None:
     assert "published 0 event(s)" in again.stdout
     assert "(2 duplicate(s), 0 error(s))" in again.stdout
     assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 2
+    # a revision of one of them (same event_id, new content) gets through at once
+    revision = tmp_path / "revision.json"
+    revision.write_text(json.dumps(dict(event("G-1", "confirmed", 1), reason="phoned in")))
+    revised = _cli("emit", str(revision), cwd=tmp_path, NOTIFIER_NATS_URL=nats.url)
+    assert "published 1 event(s)" in revised.stdout, revised.stdout + revised.stderr
+    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 3
 
 
 def test_emit_demo_publishes_fourteen_events(tmp_path: Path, nats: NatsServer) -> None:
