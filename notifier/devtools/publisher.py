@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import PubAck, StorageType, StreamConfig
+from nats.js.api import PubAck
 from nats.js.errors import BadRequestError, NotFoundError
 
+from notifier.ingest.streams import ORDERS_STREAM, StreamSettings, orders_stream
 from notifier.nats_client import connect_once
 
-STREAM = "ORDERS"
-STREAM_SUBJECTS = ["orders.>"]
-#: matches the service's default ``nats_duplicate_window_s``
-DUPLICATE_WINDOW_S = 120.0
+STREAM = ORDERS_STREAM
 MSG_ID_HEADER = "Nats-Msg-Id"
 #: in flight at once; well under nats-py's default of 4000 pending async publishes
 CHUNK = 1000
@@ -66,14 +64,8 @@ async def ensure_stream(js: JetStreamContext) -> None:
         return
     except NotFoundError:
         pass
-    config = StreamConfig(
-        name=STREAM,
-        subjects=STREAM_SUBJECTS,
-        storage=StorageType.FILE,
-        duplicate_window=DUPLICATE_WINDOW_S,
-    )
     try:
-        await js.add_stream(config)
+        await js.add_stream(orders_stream(StreamSettings()))
     except BadRequestError:
         # The service created it between our two calls; theirs wins.
         await js.stream_info(STREAM)

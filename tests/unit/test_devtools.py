@@ -19,12 +19,12 @@ from notifier.contracts.events import OrderEvent, OrderState
 from notifier.devtools.demo import PATTERNS, demo_events
 from notifier.devtools.natsserver import NatsServer
 from notifier.devtools.publisher import (
-    DUPLICATE_WINDOW_S,
     STREAM,
     load_events,
     publish_events,
     subject_token,
 )
+from notifier.ingest.streams import StreamSettings
 from tests.support import free_port, wait_until
 
 
@@ -205,7 +205,7 @@ class TestPublishEvents:
         assert (second.published, second.duplicates, second.errors) == (0, len(events), [])
         info = await client.jetstream().stream_info(STREAM)
         assert info.state.messages == len(events)
-        assert info.config.duplicate_window == DUPLICATE_WINDOW_S
+        assert info.config.duplicate_window == StreamSettings().duplicate_window_s
         assert info.config.subjects == ["orders.>"]
 
     async def test_subject_and_headers(self, nats_server: NatsServer, client: Client) -> None:
