@@ -42,9 +42,10 @@ async def order_view(engine: AsyncEngine, order_id: str) -> dict[str, Any] | Non
             await conn.execute(
                 select(n.id, n.event_id, n.channel, n.template, n.template_version, n.locale,
                        n.state, n.status, n.attempts, n.provider, n.provider_message_id,
-                       n.last_error, n.created_at, n.updated_at, n.sent_at, n.subject)
+                       n.last_error, n.created_at, n.updated_at, n.sent_at, n.subject,
+                       n.event_seq)
                 .where(n.order_id == order_id)
-                .order_by(n.created_at, n.id)
+                .order_by(n.event_seq, n.created_at, n.id)
             )
         ).mappings().all()
     o = row._mapping
