@@ -10,8 +10,7 @@ nothing behind, and the redelivered batch plans the same thing again.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from notifier.contracts.events import Channel, OrderEvent
@@ -38,7 +37,14 @@ from notifier.core.model import (
     OrderAggregate,
     StoredEvent,
     StoredNotification,
-    digest,
+)
+from notifier.core.plan import (
+    WITHDRAWN,
+    BatchPlan,
+    LedgerUpdate,
+    NewNotification,
+    OrderWrite,
+    notification_id,
 )
 from notifier.core.rules import Priority, RuleSet
 from notifier.errors import TemplateError
@@ -67,81 +73,6 @@ class Renderer(Protocol):
     ) -> Rendered:
         """Render or raise ``TemplateError``."""
         ...
-
-
-@dataclass(slots=True)
-class NewNotification:
-    """A ledger row to insert."""
-
-    id: str
-    idempotency_key: str
-    event_id: str
-    order_id: str
-    customer_id: str
-    channel: str
-    template: str
-    template_version: str | None
-    locale: str | None
-    recipient: str | None
-    subject: str | None
-    body_text: str | None
-    body_html: str | None
-    status: NotificationStatus
-    priority: int
-    event_seq: int
-    digest: str
-    state: str
-    last_error: str | None
-
-
-@dataclass(slots=True)
-class LedgerUpdate:
-    """A queued ledger row to withdraw (suppress) or replace with a fresh rendering."""
-
-    id: str
-    replacement: NewNotification | None
-    reason: str
-
-
-@dataclass(slots=True)
-class OrderWrite:
-    """An order's recomputed state."""
-
-    order_id: str
-    source: str
-    customer_id: str
-    derived_state: str
-    order_state: str | None
-    shipments: dict[str, str]
-    last_event_at: datetime | None
-    exists: bool
-
-
-@dataclass(slots=True)
-class BatchPlan:
-    """Everything one batch writes, in one transaction."""
-
-    events: list[StoredEvent] = field(default_factory=list)
-    orders: list[OrderWrite] = field(default_factory=list)
-    notifications: list[NewNotification] = field(default_factory=list)
-    updates: list[LedgerUpdate] = field(default_factory=list)
-    #: sent rows whose content a correction superseded: id → what the customer now knows
-    retold: dict[str, str] = field(default_factory=dict)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def count(self, what: str) -> None:
-        """Tally an outcome for metrics and logs."""
-        self.counts[what] = self.counts.get(what, 0) + 1
-
-
-#: the digest of a sent notification whose event was withdrawn (the customer was told so)
-WITHDRAWN = "withdrawn"
-
-
-def notification_id(key: str) -> str:
-    """Deterministic: a replanned batch or a retried send keeps the same id."""
-    return "n_" + digest(key)[:24]
 
 
 @dataclass(slots=True)

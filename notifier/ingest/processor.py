@@ -17,7 +17,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.model import DeadLetter, DeadLetterReason, IncomingEvent, RawMessage
-from notifier.core.pipeline import BatchPlan, Pipeline
+from notifier.core.pipeline import Pipeline
+from notifier.core.plan import BatchPlan
 from notifier.errors import StoreError
 from notifier.ingest.decode import decode
 from notifier.metrics import Metrics

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.core.model import NotificationStatus, OrderAggregate, StoredEvent, StoredNotification
-from notifier.core.pipeline import BatchPlan, NewNotification
+from notifier.core.plan import BatchPlan, NewNotification
 from notifier.errors import StoreError
 from notifier.store.tables import events, notifications, orders
 

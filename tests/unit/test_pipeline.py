@@ -20,7 +20,8 @@ from notifier.core.model import (
     RawMessage,
     StoredNotification,
 )
-from notifier.core.pipeline import BatchPlan, Pipeline
+from notifier.core.pipeline import Pipeline
+from notifier.core.plan import BatchPlan
 from notifier.core.rules import load_rules
 from notifier.ingest.decode import decode
 from notifier.rendering.templates import TemplateRenderer
