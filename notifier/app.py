@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.api.routes import build_router
@@ -22,6 +23,7 @@ from notifier.core.model import DeadLetter
 from notifier.core.pipeline import Pipeline
 from notifier.core.rules import RuleSet, load_rules
 from notifier.delivery.dispatcher import Dispatcher
+from notifier.delivery.ledger import queue_depth
 from notifier.delivery.retry import RetryPolicy
 from notifier.errors import StartupError
 from notifier.ingest.consumer import ConsumerSettings, IngestConsumer
@@ -145,6 +147,16 @@ class Service:
         """Publish dead letters on the service's NATS connection."""
         return await publish_dead_letters(self._js(), letters)
 
+    async def refresh_gauges(self) -> None:
+        """Queue depth per channel, read from the ledger when Prometheus scrapes."""
+        try:
+            depth = await queue_depth(self.engine)
+        except SQLAlchemyError as exc:
+            log.warning("queue depth unavailable: %s", type(exc).__name__)
+            return
+        for channel in {*self.dispatcher.channels, *depth}:
+            self.metrics.queue_depth.labels(channel).set(depth.get(channel, 0))
+
     async def readiness(self) -> dict[str, str]:
         """NATS and the database, each ``ok`` or why not."""
         checks: dict[str, str] = {}
@@ -227,6 +239,7 @@ def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> 
         build_router(
             service.metrics, service.readiness,
             api_token=token.get_secret_value() if token else None,
+            before_scrape=service.refresh_gauges,
         )
     )
     for router in extra_routers:

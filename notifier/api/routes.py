@@ -39,7 +39,11 @@ def _token_check(api_token: str | None) -> Callable[[Request], None]:
 
 
 def build_router(
-    metrics: Metrics, readiness: ReadinessCheck, *, api_token: str | None = None
+    metrics: Metrics,
+    readiness: ReadinessCheck,
+    *,
+    api_token: str | None = None,
+    before_scrape: Callable[[], Awaitable[None]] | None = None,
 ) -> APIRouter:
     """The service's routes; ``/v1`` needs ``Authorization: Bearer <api_token>`` when set."""
     router = APIRouter()
@@ -61,6 +65,8 @@ def build_router(
     @router.get("/metrics", tags=["operations"])
     async def metrics_endpoint() -> Response:
         """Prometheus exposition."""
+        if before_scrape is not None:
+            await before_scrape()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @v1.get("/orders/{order_id}", tags=["orders"])

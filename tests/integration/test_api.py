@@ -336,3 +336,16 @@ async def test_erasing_while_a_send_is_in_flight_still_suppresses_it(
         server.close()
         for writer in stalled:
             writer.close()
+
+
+async def test_metrics_show_the_queue_depth_per_channel(
+    nats: NatsServer, database_url: str
+) -> None:
+    # SMTP on a closed port: the confirmation and what waits behind it stay in the queue
+    settings = settings_for(nats.url, database_url, free_port(), smtp_timeout_s=1.0,
+                            dispatch_backoff_base_s=120.0, dispatch_backoff_max_s=120.0)
+    async with running(settings) as (_service, client):
+        await publish(nats.url, event("QD-1", "placed", 0), event("QD-1", "shipped", 1))
+        await wait_until(lambda: order(client, "QD-1"), timeout=15)
+        samples = await _metrics(client)
+        assert _sample(samples, "notifier_queued_notifications", channel="email") == 2
