@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -91,13 +92,17 @@ async def list_dead_letters(
                     detail=headers.get(DETAIL, ""),
                     original_subject=headers.get(ORIGINAL_SUBJECT, ""),
                     original_seq=int(raw_seq) if raw_seq and raw_seq.isdigit() else None,
-                    received_at=str(getattr(msg, "time", "") or ""),
+                    received_at=_iso(getattr(msg, "time", None)),
                     data=(msg.data or b"").decode("utf-8", errors="replace"),
                 )
             )
         seq -= 1
     found.reverse()
     return found
+
+
+def _iso(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value or "")
 
 
 def format_dead_letter(letter: StoredDeadLetter) -> str:
