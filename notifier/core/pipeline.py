@@ -9,7 +9,7 @@ nothing behind, and the redelivered batch plans the same thing again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -262,10 +262,10 @@ class Pipeline:
 
     def _draft(self, order: OrderAggregate, intent: Intent, key: str) -> NewNotification:
         event = order.events[intent.event_id].parsed()
-        context = template_context(event, intent.transition)
         return self._materialize(
             order, event=event, key=key, template=intent.template,
-            channel=intent.channel.value, priority=intent.priority, context=context,
+            channel=intent.channel.value, priority=intent.priority,
+            context=lambda: template_context(event, intent.transition),
             state=intent.transition.to_state.value,
         )
 
@@ -297,7 +297,7 @@ class Pipeline:
             return
         draft = self._materialize(
             order, event=event, key=key, template="correction", channel=told.channel,
-            priority=Priority.HIGH, context=context, state=view.derived_state,
+            priority=Priority.HIGH, context=lambda: context, state=view.derived_state,
         )
         plan.notifications.append(draft)
 
@@ -310,9 +310,11 @@ class Pipeline:
         template: str,
         channel: str,
         priority: Priority,
-        context: dict[str, Any],
+        context: Callable[[], dict[str, Any]],
         state: str,
     ) -> NewNotification:
+        """The ledger row for one notification. A suppressed one is neither rendered nor
+        hashed (its digest stays empty): it was never told, so no revision corrects it."""
         draft = NewNotification(
             id=notification_id(key),
             idempotency_key=key,
@@ -330,7 +332,7 @@ class Pipeline:
             status=NotificationStatus.SUPPRESSED,
             priority=int(priority),
             event_seq=order.events[event.event_id].revised_seq,
-            digest=context_digest(context),
+            digest="",
             state=state,
             last_error=None,
         )
@@ -341,8 +343,10 @@ class Pipeline:
         if channel not in self.enabled_channels:
             draft.last_error = f"channel {channel} is not enabled"
             return draft
+        values = context()
+        draft.digest = context_digest(values)
         try:
-            rendered = self.renderer.render(template, channel, event.customer.locale, context)
+            rendered = self.renderer.render(template, channel, event.customer.locale, values)
         except TemplateError as exc:
             draft.status = NotificationStatus.FAILED
             draft.last_error = f"template error: {exc}"
