@@ -97,7 +97,7 @@ def emit(
     if (file is None) == (not demo):
         raise _fail("give a FILE or --demo (one of them)")
     try:
-        events = demo_events(orders) if demo else load_events(file)  # type: ignore[arg-type]
+        events = load_events(file) if file is not None else demo_events(orders)
     except (OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
     url = _nats_url()

@@ -49,7 +49,10 @@ class BatchProcessor:
         dead: list[DeadLetter] = []
         for message in messages:
             decoded = decode(message)
-            (dead if isinstance(decoded, DeadLetter) else incoming).append(decoded)  # type: ignore[arg-type]
+            if isinstance(decoded, DeadLetter):
+                dead.append(decoded)
+            else:
+                incoming.append(decoded)
         try:
             plan = await self._commit(incoming)
         except TRANSIENT:
