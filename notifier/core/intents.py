@@ -26,10 +26,17 @@ class Intent:
     channel: Channel
     priority: Priority
     transition: Transition
+    #: a once-per-order rule: its key names the order, not the event that fired it
+    once: bool = False
 
 
-def derive_intents(view: OrderView, rules: RuleSet) -> dict[str, Intent]:
-    """Every notification the order's history calls for, keyed by idempotency key."""
+def derive_intents(view: OrderView, rules: RuleSet, order_id: str) -> dict[str, Intent]:
+    """Every notification the order's history calls for, keyed by idempotency key.
+
+    A once-per-order rule is keyed by the order, so when the event that fires it changes
+    (a redelivered ``placed`` lands before an applied ``confirmed``, or ``placed`` is
+    retracted) it is still the same, single notification.
+    """
     intents: dict[str, Intent] = {}
     fired_once: set[str] = set()
     for transition in view.transitions:
@@ -39,10 +46,11 @@ def derive_intents(view: OrderView, rules: RuleSet) -> dict[str, Intent]:
                     continue
                 fired_once.add(rule.name)
             for channel in rule.channels:
-                key = f"{transition.event_id}:{rule.name}:{channel.value}"
+                scope = f"order:{order_id}" if rule.once else transition.event_id
+                key = f"{scope}:{rule.name}:{channel.value}"
                 intents[key] = Intent(
                     key, transition.event_id, rule.name, rule.template, channel,
-                    rule.priority, transition,
+                    rule.priority, transition, once=rule.once,
                 )
     return intents
 

@@ -110,7 +110,7 @@ class Pipeline:
             order = orders[event.order_id]
             if event.order_id not in before:
                 runs[event.order_id] = run = _run(order)
-                before[event.order_id] = derive_intents(run.view, self.rules)
+                before[event.order_id] = derive_intents(run.view, self.rules, event.order_id)
             what = self._dedupe(order, item, plan, runs)
             if event.event_id in order.events:
                 owners[event.event_id] = event.order_id
@@ -214,7 +214,7 @@ class Pipeline:
                 exists=order.exists,
             )
         )
-        new = derive_intents(view, self.rules)
+        new = derive_intents(view, self.rules, order.order_id)
         for key in [*new, *(k for k in old if k not in new)]:
             intent = new.get(key) or old[key]
             if key in old and key in new and intent.event_id not in touched:
@@ -231,14 +231,22 @@ class Pipeline:
     ) -> None:
         existing = order.notifications.get(key)
         if new is not None:
+            if new.once and existing is not None and existing.event_id != new.event_id:
+                return  # already decided for another event of the order; it still holds
             draft = self._draft(order, new, key)
             if existing is None:
                 plan.notifications.append(draft)
                 return
             if existing.digest == draft.digest:
                 return
-            if existing.status == NotificationStatus.QUEUED:
-                plan.updates.append(LedgerUpdate(existing.id, draft, "revised before sending"))
+            if existing.status in UNSENT:
+                # not told yet (waiting, withheld, or failed on what the revision fixes):
+                # the row takes the revised content, and is tried afresh
+                plan.updates.append(
+                    LedgerUpdate(existing.id, draft, "revised before sending", existing.status)
+                )
+                existing.status = draft.status.value
+                existing.digest = draft.digest
                 return
             if existing.status in (NotificationStatus.SENT, NotificationStatus.SENDING):
                 self._correct(order, existing, new, retracted=False, plan=plan)
@@ -248,6 +256,8 @@ class Pipeline:
             return
         if existing.status == NotificationStatus.QUEUED:
             plan.updates.append(LedgerUpdate(existing.id, None, "withdrawn before sending"))
+            existing.status = NotificationStatus.SUPPRESSED.value
+            existing.digest = ""
         elif existing.status in (NotificationStatus.SENT, NotificationStatus.SENDING):
             retracted = old is not None and order.events[old.event_id].retracted
             self._correct(order, existing, None, retracted=retracted, plan=plan)
@@ -292,9 +302,9 @@ class Pipeline:
             },
             "retracted": retracted,
         }
-        key = f"{told.idempotency_key}:correction:{context_digest(context)[:12]}"
-        if key in order.notifications:
-            return
+        # numbered, so a change back and forth is corrected each time it happens
+        prefix = f"{told.idempotency_key}:correction:"
+        key = prefix + str(1 + sum(k.startswith(prefix) for k in order.notifications))
         draft = self._materialize(
             order, event=event, key=key, template="correction", channel=told.channel,
             priority=Priority.HIGH, context=lambda: context, state=view.derived_state,
@@ -344,7 +354,8 @@ class Pipeline:
             draft.last_error = f"channel {channel} is not enabled"
             return draft
         values = context()
-        draft.digest = context_digest(values)
+        # the address is part of what is told: a revision that fixes it is a change
+        draft.digest = context_digest({"context": values, "to": recipient})
         try:
             rendered = self.renderer.render(template, channel, event.customer.locale, values)
         except TemplateError as exc:
@@ -359,6 +370,12 @@ class Pipeline:
         draft.body_html = rendered.html
         draft.status = NotificationStatus.QUEUED
         return draft
+
+
+#: ledger states in which the customer has not been told: a revision may rewrite the row
+UNSENT = frozenset(
+    {NotificationStatus.QUEUED, NotificationStatus.SUPPRESSED, NotificationStatus.FAILED}
+)
 
 
 def _run(order: OrderAggregate) -> Replay:

@@ -40,6 +40,8 @@ class LedgerUpdate:
     id: str
     replacement: NewNotification | None
     reason: str
+    #: the status the row must still have (the dispatcher may have taken it since)
+    from_status: str = NotificationStatus.QUEUED.value
 
 
 @dataclass(slots=True)

@@ -26,6 +26,10 @@ from notifier.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+#: the share of a lease in which a claimed message may still be handed to a provider; the
+#: rest is left for the send itself (bounded by the provider timeout) and its record
+LEASE_USABLE = 0.5
+
 
 class Dispatcher:
     """Owns one send loop per enabled channel."""
@@ -91,21 +95,29 @@ class Dispatcher:
                     await asyncio.wait_for(wake.wait(), self.idle_poll_s)
                 continue
             gate = asyncio.Semaphore(self.concurrency)
+            # Past this, a lease may run out before the send is recorded and another
+            # replica could claim the same message: such items are handed back instead.
+            send_by = time.monotonic() + self.lease_s * LEASE_USABLE
             by_order: dict[str, list[Claimed]] = {}
             for item in claimed:
                 by_order.setdefault(item.order_id, []).append(item)
             await asyncio.gather(
-                *(self._send_in_order(adapter, gate, items) for items in by_order.values())
+                *(self._send_in_order(adapter, gate, items, send_by)
+                  for items in by_order.values())
             )
 
     async def _send_in_order(
-        self, adapter: ChannelAdapter, gate: asyncio.Semaphore, items: list[Claimed]
+        self, adapter: ChannelAdapter, gate: asyncio.Semaphore, items: list[Claimed],
+        send_by: float,
     ) -> None:
         # One order's messages go out one after another, in the order of the events
         # behind them: "shipped" never overtakes "confirmed".
         async with gate:
             for item in items:
                 try:
+                    if time.monotonic() > send_by:
+                        await mark_retry(self.engine, item.id, "lease ran short; requeued", 0)
+                        continue
                     await self._send(adapter, item)
                 except SQLAlchemyError as exc:
                     # Its lease runs out and it is retried, with the same identity.

@@ -201,14 +201,14 @@ async def write_plan(conn: AsyncConnection, plan: BatchPlan) -> None:
             values.update(status=NotificationStatus.SUPPRESSED.value, last_error=u.reason)
         else:
             row = _notification_row(u.replacement, now)
-            for key in ("id", "idempotency_key", "created_at", "attempts", "next_attempt_at"):
+            for key in ("id", "idempotency_key", "created_at", "event_seq"):
                 row.pop(key)
-            values.update(row)
+            values.update(row)  # attempts and next attempt start afresh
         result = await conn.execute(
             update(notifications)
             .where(notifications.c.id == u.id)
-            .where(notifications.c.status == NotificationStatus.QUEUED.value)
+            .where(notifications.c.status == u.from_status)
             .values(values)
         )
         if result.rowcount != 1:
-            raise StoreError(f"notification {u.id} left the queue while its order was locked")
+            raise StoreError(f"notification {u.id} changed status while its order was locked")

@@ -34,13 +34,19 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An engine tuned for the pipeline: WAL and immediate transactions on SQLite."""
+    """An engine tuned for the pipeline: WAL and immediate transactions on SQLite.
+
+    ``hide_parameters``: a database error must not carry event payloads or recipients
+    into logs and dead-letter details.
+    """
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _sqlite_tuning(engine)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(
+        url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def _sqlite_tuning(engine: AsyncEngine) -> None:

@@ -74,8 +74,10 @@ class Harness:
                     if stored.id == u.id:
                         if u.replacement is None:
                             stored.status = NotificationStatus.SUPPRESSED.value
+                            stored.digest = ""
                         else:
                             stored.digest = u.replacement.digest
+                            stored.status = u.replacement.status.value
         return plan
 
     def mark(self, order_id: str, status: NotificationStatus) -> None:
@@ -202,14 +204,62 @@ def test_retraction_suppresses_what_is_queued_and_corrects_what_was_sent() -> No
     assert plan.notifications == []
 
 
-def test_retracting_the_first_of_two_once_rules_moves_the_confirmation() -> None:
+@pytest.mark.parametrize("told", [False, True], ids=["queued", "sent"])
+def test_retracting_the_event_behind_a_once_rule_keeps_the_one_confirmation(told: bool) -> None:
     h = Harness()
     placed = ev("o", "placed", 0)
     h.apply(h.message(placed), h.message(ev("o", "confirmed", 1)))
+    if told:
+        h.mark("o", NotificationStatus.SENT)
     plan = h.apply(h.message(dict(placed, retracted=True)))
-    # placed's confirmation was still queued: withdrawn; confirmed now carries it
-    assert [u.reason for u in plan.updates] == ["withdrawn before sending"]
-    assert queued(plan) == ["order_confirmed"]
+    # `confirmed` still justifies the confirmation: no withdrawal, no correction, no second
+    assert plan.updates == [] and plan.notifications == []
+
+
+def test_redelivered_placed_after_confirmed_sends_no_second_confirmation() -> None:
+    h = Harness()
+    placed, confirmed = h.message(ev("o", "placed", 0)), h.message(ev("o", "confirmed", 1))
+    assert queued(h.apply(confirmed)) == ["order_confirmed"]
+    h.mark("o", NotificationStatus.SENT)
+    late = h.apply(placed)
+    assert late.notifications == [] and late.updates == []
+
+
+def test_revision_fixing_the_address_rewrites_what_waits_or_failed() -> None:
+    h = Harness()
+    wrong = ev("o", "placed", 0, customer={"id": "c1", "email": "ada@exmaple.com"})
+    first = h.apply(h.message(wrong))
+    assert [n.recipient for n in first.notifications if n.channel == "email"] == [
+        "ada@exmaple.com"]
+    h.mark("o", NotificationStatus.FAILED)
+    fixed = h.apply(h.message(dict(wrong, customer={"id": "c1", "email": "ada@example.com"})))
+    (update,) = fixed.updates
+    assert update.from_status == "failed"
+    assert update.replacement is not None and update.replacement.recipient == "ada@example.com"
+    assert update.replacement.status is NotificationStatus.QUEUED
+
+
+def test_a_withdrawn_notification_comes_back_when_its_event_does() -> None:
+    h = Harness()
+    shipped = ev("o", "shipped", 1)
+    h.apply(h.message(ev("o", "placed", 0)), h.message(shipped))
+    withdrawn = h.apply(h.message(dict(shipped, retracted=True)))
+    assert [u.reason for u in withdrawn.updates] == ["withdrawn before sending"]
+    restored = h.apply(h.message(dict(shipped, retracted=False, reason="it did ship")))
+    assert [(u.from_status, u.replacement and u.replacement.status.value)
+            for u in restored.updates if u.replacement and u.replacement.channel == "email"] == [
+        ("suppressed", "queued")]
+
+
+def test_back_and_forth_revisions_are_corrected_every_time() -> None:
+    h = Harness()
+    shipped = ev("o", "shipped", 1, shipment={"id": "p", "tracking_number": "A"})
+    h.apply(h.message(ev("o", "placed", 0)), h.message(shipped))
+    for tracking in ["B", "A", "B"]:
+        h.mark("o", NotificationStatus.SENT)
+        plan = h.apply(h.message(dict(shipped, shipment={"id": "p", "tracking_number": tracking})))
+        assert queued(plan) == ["correction"], tracking
+        assert f"Tracking number: {tracking}" in (plan.notifications[0].body_text or "")
 
 
 def test_illegal_transition_is_dead_lettered_and_leaves_no_trace() -> None:
