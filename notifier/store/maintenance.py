@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, case, delete, false, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.model import NotificationStatus
@@ -37,21 +37,34 @@ async def prune(engine: AsyncEngine, *, dedup_days: int, notification_days: int)
     and settled notifications older than ``notification_days``.
 
     An event re-published after its order was forgotten is treated as new: the dedup
-    window is the retention, by design, so storage stays bounded.
+    window is the retention, by design, so storage stays bounded. On PostgreSQL an order
+    that a batch is working on right now (its advisory lock is held) is left for the
+    next run, so a new event can never land on an order that is half deleted; SQLite
+    runs one transaction at a time anyway.
     """
     now = datetime.now(UTC)
-    idle = select(orders.c.order_id).where(orders.c.updated_at < now - timedelta(days=dedup_days))
+    cutoff = now - timedelta(days=dedup_days)
+    idle: ColumnElement[bool] = orders.c.updated_at < cutoff
+    if engine.dialect.name == "postgresql":
+        # CASE fixes the order: only idle orders are tried for their lock
+        lock = text("pg_try_advisory_xact_lock(hashtextextended(orders.order_id, 0))")
+        idle = case((orders.c.updated_at < cutoff, lock), else_=false()).is_(True)
     async with engine.begin() as conn:
-        ev = await conn.execute(delete(events).where(events.c.order_id.in_(idle)))
-        od = await conn.execute(
-            delete(orders).where(orders.c.updated_at < now - timedelta(days=dedup_days))
-        )
+        gone = (await conn.execute(delete(orders).where(idle).returning(orders.c.order_id)))
+        order_ids = [oid for (oid,) in gone]
+        deleted_events = 0
+        for start in range(0, len(order_ids), 500):
+            chunk = order_ids[start : start + 500]
+            result = await conn.execute(delete(events).where(events.c.order_id.in_(chunk)))
+            deleted_events += result.rowcount
         nt = await conn.execute(
             delete(notifications)
             .where(notifications.c.created_at < now - timedelta(days=notification_days))
             .where(notifications.c.status.in_(_SETTLED))
         )
-    return PruneReport(orders=od.rowcount, events=ev.rowcount, notifications=nt.rowcount)
+    return PruneReport(
+        orders=len(order_ids), events=deleted_events, notifications=nt.rowcount
+    )
 
 
 def _scrub(payload: str) -> str:

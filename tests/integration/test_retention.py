@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from httpx import AsyncClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.devtools.mailcatcher import MailCatcher
@@ -282,3 +283,29 @@ async def _duplicates(client: AsyncClient, n: int) -> bool:
 
 async def _new_events(client: AsyncClient, n: int) -> bool:
     return await _counter(client, "new") == n
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_prune_leaves_an_order_a_batch_is_working_on(
+    nats: NatsServer, mail: MailCatcher, database_url: str
+) -> None:
+    async with running(settings_for(nats.url, database_url, mail.port)):
+        await publish(nats.url, event("LK-1", "placed", 0), event("LK-2", "placed", 0))
+        await mail.wait_for(2, timeout=15)
+    engine = create_engine(database_url)
+    try:
+        await _backdate_orders(engine, ["LK-1", "LK-2"], DEDUP_DAYS + 1)
+        async with engine.connect() as holder:
+            # what the ingest transaction holds while it works on LK-1
+            await holder.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended('LK-1', 0))"))
+            report = await prune(engine, dedup_days=DEDUP_DAYS,
+                                 notification_days=NOTIFICATION_DAYS)
+            assert report.orders == 1
+            assert (await _rows(engine))["orders"] == {"LK-1"}
+            await holder.rollback()
+        report = await prune(engine, dedup_days=DEDUP_DAYS, notification_days=NOTIFICATION_DAYS)
+        assert report.orders == 1
+        assert (await _rows(engine))["orders"] == set()
+    finally:
+        await engine.dispose()
