@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,9 @@ def _cancel_all_tasks_bounded(loop: asyncio.AbstractEventLoop) -> None:
     to_cancel = asyncio.all_tasks(loop)
     if not to_cancel:
         return
+    if os.environ.get("NOTIFIER_TEST_SHOW_LEFTOVERS"):
+        for task in to_cancel:
+            print(f"\nleftover task at loop close: {task!r}", file=sys.stderr)
     for task in to_cancel:
         task.cancel()
     done, pending = loop.run_until_complete(asyncio.wait(to_cancel, timeout=10))
