@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import nats
 from fastapi import APIRouter, FastAPI
@@ -38,7 +38,6 @@ from notifier.store.migrate import upgrade
 
 log = logging.getLogger("notifier")
 
-Hook = Callable[[], Awaitable[None]]
 NATS_STARTUP_TIMEOUT_S = 15.0
 
 
@@ -76,9 +75,6 @@ class Service:
     consumer: IngestConsumer
     dispatcher: Dispatcher
     metrics: Metrics
-    processor: BatchProcessor
-    before_start: list[Hook] = field(default_factory=list)
-    after_stop: list[Hook] = field(default_factory=list)
     nc: NatsClient | None = None
     _maintenance: asyncio.Task[None] | None = None
     _closing: bool = False
@@ -89,8 +85,6 @@ class Service:
 
     async def start(self) -> None:
         """Migrate, declare streams, start sending, then start consuming."""
-        for hook in self.before_start:
-            await hook()
         await upgrade(self.engine)
         s = self.settings
         try:
@@ -134,8 +128,6 @@ class Service:
             await self.nc.drain()
         await self.dispatcher.stop()
         await self.engine.dispose()
-        for hook in self.after_stop:
-            await hook()
         log.info("notifier stopped")
 
     def _js(self) -> JetStreamContext:
@@ -223,7 +215,7 @@ def build_service(
             max_deliver=settings.ingest_max_deliver,
         ),
     )
-    service = Service(settings, engine, consumer, dispatcher, metrics, processor)
+    service = Service(settings, engine, consumer, dispatcher, metrics)
     return service
 
 
