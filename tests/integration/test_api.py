@@ -346,6 +346,12 @@ async def test_metrics_show_the_queue_depth_per_channel(
                             dispatch_backoff_base_s=120.0, dispatch_backoff_max_s=120.0)
     async with running(settings) as (_service, client):
         await publish(nats.url, event("QD-1", "placed", 0), event("QD-1", "shipped", 1))
-        await wait_until(lambda: order(client, "QD-1"), timeout=15)
+        async def both_in_ledger() -> bool:
+            view = await order(client, "QD-1")
+            return view is not None and len(
+                [n for n in view["notifications"] if n["channel"] == "email"]) == 2
+
+        # the two events may arrive in separate batches: wait for both ledger rows
+        await wait_until(both_in_ledger, timeout=15)
         samples = await _metrics(client)
         assert _sample(samples, "notifier_queued_notifications", channel="email") == 2
