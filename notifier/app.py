@@ -22,7 +22,13 @@ from notifier.config import Settings
 from notifier.core.model import DeadLetter
 from notifier.core.pipeline import Pipeline
 from notifier.core.rules import RuleSet, load_rules
-from notifier.delivery.dispatcher import Dispatcher
+from notifier.delivery.dispatcher import (
+    ChannelLimits,
+    ChannelWorker,
+    Dispatcher,
+    DispatchSettings,
+)
+from notifier.delivery.outbox import Outbox
 from notifier.delivery.ledger import queue_depth
 from notifier.delivery.retry import RetryPolicy
 from notifier.errors import StartupError
@@ -61,6 +67,23 @@ def build_channels(settings: Settings) -> dict[str, ChannelAdapter]:
     return channels
 
 
+def channel_limits(settings: Settings, channel: str) -> ChannelLimits:
+    """The concurrency, rate and breaker settings of one channel."""
+    s = settings
+    concurrency = {
+        "email": s.smtp_pool_size, "sms": s.sms_concurrency, "push": s.push_concurrency,
+        "webhook": s.webhook_concurrency,
+    }.get(channel, 4)
+    rate = {
+        "email": s.email_rate_per_s, "sms": s.sms_rate_per_s, "push": s.push_rate_per_s,
+        "webhook": s.webhook_rate_per_s,
+    }.get(channel, 0.0)
+    return ChannelLimits(
+        concurrency=concurrency, rate_per_s=rate, breaker_failures=s.breaker_failures,
+        breaker_open_s=s.breaker_open_s,
+    )
+
+
 def build_rules(settings: Settings, renderer: TemplateRenderer) -> RuleSet:
     """Load and validate the rules file against the templates on disk."""
     return load_rules(settings.rules_file, template_exists=renderer.has)
@@ -74,6 +97,7 @@ class Service:
     engine: AsyncEngine
     consumer: IngestConsumer
     dispatcher: Dispatcher
+    outbox: Outbox
     metrics: Metrics
     nc: NatsClient | None = None
     _maintenance: asyncio.Task[None] | None = None
@@ -113,7 +137,8 @@ class Service:
                 deadletter_max_age_days=s.deadletter_max_age_days,
             ),
         )
-        await self.dispatcher.start()
+        await self.dispatcher.start(self.nc)
+        self.outbox.start(js)
         await self.consumer.start(self.nc)
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
         log.info("notifier started (channels: %s)", ", ".join(self.dispatcher.channels) or "none")
@@ -123,10 +148,11 @@ class Service:
         if self._maintenance:
             self._maintenance.cancel()
         await self.consumer.stop()
+        await self.dispatcher.stop()
+        await self.outbox.stop()
         self._closing = True
         if self.nc is not None:
             await self.nc.drain()
-        await self.dispatcher.stop()
         await self.engine.dispose()
         log.info("notifier stopped")
 
@@ -185,26 +211,30 @@ def build_service(
     rules = build_rules(settings, renderer)
     channels = build_channels(settings) if channels is None else channels
     engine = create_engine(settings.database_url)
-    dispatcher = Dispatcher(
-        engine,
-        channels,
-        RetryPolicy(
-            max_attempts=settings.dispatch_max_attempts,
-            base_s=settings.dispatch_backoff_base_s,
-            max_s=settings.dispatch_backoff_max_s,
-        ),
-        metrics,
-        batch_size=settings.dispatch_batch_size,
-        lease_s=settings.dispatch_lease_s,
-        concurrency=settings.smtp_pool_size,
+    metrics.providers.update({name: adapter.provider for name, adapter in channels.items()})
+    outbox = Outbox(engine)
+    policy = RetryPolicy(
+        max_attempts=settings.dispatch_max_attempts,
+        base_s=settings.dispatch_backoff_base_s,
+        max_s=settings.dispatch_backoff_max_s,
     )
+    dispatch = DispatchSettings(
+        batch_size=settings.dispatch_batch_size, lease_s=settings.dispatch_lease_s
+    )
+    dispatcher = Dispatcher({
+        name: ChannelWorker(
+            engine, adapter, policy, channel_limits(settings, name), dispatch, metrics,
+            on_requeued=outbox.wake,
+        )
+        for name, adapter in channels.items()
+    })
     pipeline = Pipeline(rules, renderer, frozenset(channels))
     service: Service
 
     async def sink(letters: Sequence[DeadLetter]) -> int:
         return await service.dead_letters(letters)
 
-    processor = BatchProcessor(engine, pipeline, sink, metrics, on_committed=dispatcher.wake)
+    processor = BatchProcessor(engine, pipeline, sink, metrics, on_committed=outbox.wake)
     consumer = IngestConsumer(
         processor,
         ConsumerSettings(
@@ -215,7 +245,7 @@ def build_service(
             max_deliver=settings.ingest_max_deliver,
         ),
     )
-    service = Service(settings, engine, consumer, dispatcher, metrics)
+    service = Service(settings, engine, consumer, dispatcher, outbox, metrics)
     return service
 
 

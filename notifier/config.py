@@ -70,6 +70,43 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = Field(default=10.0, gt=0)
     smtp_pool_size: int = Field(default=4, ge=1, le=64)
 
+    #: where this service is reachable from outside (provider callbacks, links)
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    #: the sender: an E.164 number, or a Messaging Service SID (``MG…``)
+    twilio_from: str | None = None
+    twilio_api_base: str = Field(default="https://api.twilio.com", pattern=r"^https?://\S+$")
+    sms_timeout_s: float = Field(default=10.0, gt=0)
+    sms_max_segments: int = Field(default=6, ge=1, le=10)
+
+    fcm_credentials_file: Path | None = None
+    fcm_api_base: str = Field(default="https://fcm.googleapis.com", pattern=r"^https?://\S+$")
+    push_timeout_s: float = Field(default=10.0, gt=0)
+
+    webhooks_file: Path | None = None
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+
+    #: sends per second per channel (token bucket; 0 = unlimited) and sends in flight
+    email_rate_per_s: float = Field(default=0.0, ge=0)
+    sms_rate_per_s: float = Field(default=30.0, ge=0)
+    sms_concurrency: int = Field(default=8, ge=1, le=256)
+    push_rate_per_s: float = Field(default=500.0, ge=0)
+    push_concurrency: int = Field(default=16, ge=1, le=256)
+    webhook_rate_per_s: float = Field(default=50.0, ge=0)
+    webhook_concurrency: int = Field(default=8, ge=1, le=256)
+    #: consecutive transient failures that open a provider's circuit, and for how long
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_open_s: float = Field(default=30.0, gt=0)
+
+    #: operations alert when the delivery rate over the window drops below this
+    alert_delivery_rate: float = Field(default=0.999, ge=0, le=1)
+    alert_window_s: float = Field(default=3600.0, ge=60)
+    alert_min_samples: int = Field(default=20, ge=1)
+    alert_email: str | None = None
+    alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+
     rules_file: Path = DEFAULT_RULES_FILE
     templates_dir: Path = Field(default_factory=default_templates_dir)
     default_locale: str = "en"
@@ -80,7 +117,9 @@ class Settings(BaseSettings):
     dispatch_lease_s: float = Field(default=60.0, gt=0)
     dispatch_batch_size: int = Field(default=50, ge=1, le=1000)
 
-    @field_validator("rules_file", "smtp_ca_file", "nats_creds_file")
+    @field_validator(
+        "rules_file", "smtp_ca_file", "nats_creds_file", "fcm_credentials_file", "webhooks_file"
+    )
     @classmethod
     def _file_exists(cls, path: Path | None) -> Path | None:
         if path is not None and not path.is_file():

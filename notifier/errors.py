@@ -61,7 +61,17 @@ class TransientDeliveryError(DeliveryError):
 
 
 class PermanentDeliveryError(DeliveryError):
-    """The provider will never accept this message; do not retry."""
+    """The provider will never accept this message; do not retry.
+
+    ``dead_recipient`` says the address itself is gone for good (an unregistered push
+    token): it is recorded and never used again.
+    """
+
+    def __init__(
+        self, message: str, *, code: str | None = None, dead_recipient: bool = False
+    ) -> None:
+        super().__init__(message, code=code)
+        self.dead_recipient = dead_recipient
 
 
 class StoreError(NotifierError):

@@ -12,6 +12,8 @@ class Metrics:
     """Every metric the service exports at ``/metrics``."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    #: channel → provider, for labels (set by the composition root)
+    providers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -24,8 +26,24 @@ class Metrics:
             registry=r,
         )
         self.notifications = Counter(
-            "notifier_notifications_total", "Ledger transitions, by channel and status",
+            "notifier_notifications_total",
+            "Ledger transitions, by channel, provider, template and status",
+            ["channel", "provider", "template", "status"], registry=r,
+        )
+        self.receipts = Counter(
+            "notifier_receipts_total", "Delivery receipts, by channel and what they said",
             ["channel", "status"], registry=r,
+        )
+        self.breaker_open = Gauge(
+            "notifier_circuit_open", "1 while a provider's circuit breaker is open",
+            ["channel", "key"], registry=r,
+        )
+        self.delivery_rate = Gauge(
+            "notifier_delivery_rate", "Share of finished notifications that got through, "
+            "over the alert window", ["channel"], registry=r,
+        )
+        self.alerts = Counter(
+            "notifier_ops_alerts_total", "Operations alerts raised", ["kind"], registry=r,
         )
         self.batch_seconds = Histogram(
             "notifier_ingest_batch_seconds", "Time to apply one ingest batch",
@@ -48,3 +66,8 @@ class Metrics:
             "notifier_queued_notifications", "Notifications waiting to be sent", ["channel"],
             registry=r,
         )
+
+    def count(self, channel: str, template: str, status: str, provider: str | None = None) -> None:
+        """Tally one ledger transition."""
+        who = provider or self.providers.get(channel, "none")
+        self.notifications.labels(channel, who, template, status).inc()

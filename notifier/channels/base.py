@@ -17,6 +17,10 @@ class OutboundMessage:
     subject: str | None = None
     html: str | None = None
     locale: str = "en"
+    #: the order it is about, the template and the state it tells (never contacts)
+    order_id: str = ""
+    template: str = ""
+    state: str = ""
     #: extra provider hints (push collapse key, SMS sender); never contacts
     meta: dict[str, str] = field(default_factory=dict)
 
@@ -38,6 +42,8 @@ class ChannelAdapter(Protocol):
 
     name: ClassVar[str]
     provider: ClassVar[str]
+    #: one circuit breaker per recipient (webhook endpoints) rather than per provider
+    breaker_per_recipient: ClassVar[bool]
 
     async def start(self) -> None:
         """Open connections; called once before the first send."""

@@ -64,6 +64,7 @@ class EmailChannel:
 
     name: ClassVar[str] = "email"
     provider: ClassVar[str] = "smtp"
+    breaker_per_recipient: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -22,10 +22,16 @@ class NotificationStatus(StrEnum):
     SENDING = "sending"
     #: the provider accepted it
     SENT = "sent"
+    #: the provider's receipt says it reached the handset (SMS)
+    DELIVERED = "delivered"
+    #: the provider's receipt says it could not reach the handset (SMS)
+    UNDELIVERED = "undelivered"
     #: given up: a permanent error or too many attempts
     FAILED = "failed"
-    #: decided not to send (no contact, opted out, channel off, withdrawn)
+    #: decided not to send (no contact, opted out, channel off, withdrawn, dead token)
     SUPPRESSED = "suppressed"
+    #: a fallback channel, sent only if the ones before it in its rule fail
+    STANDBY = "standby"
 
 
 class DeadLetterReason(StrEnum):

@@ -31,6 +31,9 @@ class NewNotification:
     digest: str
     state: str
     last_error: str | None
+    #: a fallback rule's channels share a group; rank 0 is tried first
+    fallback_group: str | None = None
+    fallback_rank: int | None = None
 
 
 @dataclass(slots=True)

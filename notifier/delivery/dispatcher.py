@@ -1,27 +1,58 @@
-"""Sends queued notifications: one loop per channel, so a slow provider delays only its own.
+"""Sends notifications: one JetStream consumer per channel on ``notify.<channel>``.
 
-A notification is claimed with a lease (``sending``), handed to the channel, and its
-fate recorded right after. The only window in which a crash can cause a second send is
-between the provider accepting the message and that record: the lease then expires
-and the message is sent again with the same provider identity (email ``Message-ID``).
+Each channel has its own work queue, consumer, concurrency limit, token bucket and
+circuit breaker, so a slow or failing provider delays only its own channel. A
+dispatch message only names a notification; the ledger says whether it is still due
+(see ``ledger.claim``), so duplicates and redeliveries send nothing twice.
+
+Transient failures go back on the queue with ``nak(delay)`` (exponential backoff with
+jitter, or the provider's ``Retry-After``); permanent ones, and the last allowed
+attempt, end ``failed`` in the ledger and in ``deadletter.notify.<channel>``.
+
+The only window in which a crash can cause a second send is between the provider
+accepting the message and the ledger recording it: the lease then runs out, the
+dispatch message is redelivered, and the message is sent again with the same
+provider identity (email ``Message-ID``, push collapse key, webhook delivery id).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.channels.base import ChannelAdapter, OutboundMessage, SendReceipt
-from notifier.delivery.ledger import Claimed, claim_due, mark_failed, mark_retry, mark_sent
+from notifier.core.model import NotificationStatus
+from notifier.delivery import deadletters
+from notifier.delivery.ledger import (
+    Claimed,
+    claim,
+    dead_tokens,
+    mark_failed,
+    mark_retry,
+    mark_sent,
+    record_dead_token,
+    release,
+)
+from notifier.delivery.limits import CircuitBreaker, TokenBucket
+from notifier.delivery.outbox import dispatch_subject
 from notifier.delivery.retry import RetryPolicy
 from notifier.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from notifier.ingest.streams import NOTIFY_STREAM
 from notifier.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -29,130 +60,284 @@ log = logging.getLogger(__name__)
 #: the share of a lease in which a claimed message may still be handed to a provider; the
 #: rest is left for the send itself (bounded by the provider timeout) and its record
 LEASE_USABLE = 0.5
+#: channels whose "sent" is not the last word: a delivery receipt follows
+RECEIPT_CHANNELS = frozenset({"sms"})
 
 
-class Dispatcher:
-    """Owns one send loop per enabled channel."""
+@dataclass(frozen=True, slots=True)
+class ChannelLimits:
+    """How hard one channel may push its provider."""
+
+    concurrency: int = 4
+    rate_per_s: float = 0.0
+    breaker_failures: int = 5
+    breaker_open_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    """What every channel worker shares."""
+
+    batch_size: int = 50
+    lease_s: float = 60.0
+    fetch_wait_s: float = 0.05
+
+
+class ChannelWorker:
+    """The consumer of one channel's dispatch queue."""
 
     def __init__(
-        self,
-        engine: AsyncEngine,
-        channels: Mapping[str, ChannelAdapter],
-        policy: RetryPolicy,
-        metrics: Metrics,
-        *,
-        batch_size: int = 50,
-        lease_s: float = 60.0,
-        concurrency: int = 4,
-        idle_poll_s: float = 0.5,
+        self, engine: AsyncEngine, adapter: ChannelAdapter, policy: RetryPolicy,
+        limits: ChannelLimits, settings: DispatchSettings, metrics: Metrics,
+        on_requeued: Callable[[], None],
     ) -> None:
         self.engine = engine
-        self.channels = dict(channels)
+        self.adapter = adapter
+        self.channel = adapter.name
         self.policy = policy
+        self.limits = limits
+        self.settings = settings
         self.metrics = metrics
-        self.batch_size = batch_size
-        self.lease_s = lease_s
-        self.concurrency = concurrency
-        self.idle_poll_s = idle_poll_s
-        self._wake = {name: asyncio.Event() for name in self.channels}
+        self.on_requeued = on_requeued
+        self.bucket = TokenBucket(limits.rate_per_s)
+        self.gate = asyncio.Semaphore(limits.concurrency)
+        self._breakers: dict[str, CircuitBreaker] = {}
         self._stopping = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._js: JetStreamContext | None = None
 
-    def wake(self) -> None:
-        """New work was committed: look now rather than at the next poll."""
-        for event in self._wake.values():
-            event.set()
+    @property
+    def durable(self) -> str:
+        """The consumer's durable name, shared by every replica."""
+        return f"dispatch-{self.channel}"
 
-    async def start(self) -> None:
-        """Start one loop per channel."""
-        for name, adapter in self.channels.items():
-            await adapter.start()
-            self._tasks.append(asyncio.create_task(self._loop(name), name=f"dispatch-{name}"))
+    def breaker(self, key: str) -> CircuitBreaker:
+        """The breaker for the provider (or, for webhooks, one endpoint)."""
+        found = self._breakers.get(key)
+        if found is None:
+            found = self._breakers[key] = CircuitBreaker(
+                self.limits.breaker_failures, self.limits.breaker_open_s
+            )
+        return found
 
-    async def stop(self, grace_s: float = 30.0) -> None:
-        """Stop claiming; let sends in flight finish and be recorded; close providers."""
+    def _breaker_key(self, item: Claimed) -> str:
+        return item.recipient if self.adapter.breaker_per_recipient else self.adapter.provider
+
+    async def start(self, nc: NatsClient) -> None:
+        """Open the provider, bind the durable consumer and start pulling."""
+        await self.adapter.start()
+        js = self._js = nc.jetstream()
+        s = self.settings
+        await js.add_consumer(
+            NOTIFY_STREAM,
+            ConsumerConfig(
+                durable_name=self.durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=s.lease_s,
+                max_deliver=-1,  # the ledger counts attempts; JetStream never gives up
+                max_ack_pending=max(s.batch_size * 4, 1000),
+                max_waiting=512,
+                deliver_policy=DeliverPolicy.ALL,
+                filter_subject=dispatch_subject(self.channel),
+            ),
+        )
+        sub = await js.pull_subscribe_bind(durable=self.durable, stream=NOTIFY_STREAM)
+        self._task = asyncio.create_task(self._run(sub), name=self.durable)
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop pulling; sends in flight finish and are recorded; close the provider."""
         self._stopping.set()
-        self.wake()
-        if self._tasks:
-            _done, pending = await asyncio.wait(self._tasks, timeout=grace_s)
+        if self._task is not None:
+            _done, pending = await asyncio.wait([self._task], timeout=grace_s)
             for task in pending:
                 task.cancel()
-        for adapter in self.channels.values():
-            await adapter.close()
+        await self.adapter.close()
 
-    async def _loop(self, channel: str) -> None:
-        adapter = self.channels[channel]
-        wake = self._wake[channel]
+    async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
+        s = self.settings
         while not self._stopping.is_set():
-            wake.clear()
             try:
-                claimed = await claim_due(self.engine, channel, self.batch_size, self.lease_s)
-            except SQLAlchemyError as exc:
-                log.warning("dispatch-%s cannot reach the database: %s", channel, exc)
-                claimed = []
-            if not claimed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.idle_poll_s)
+                messages = await sub.fetch(s.batch_size, timeout=max(s.fetch_wait_s, 0.5))
+            except TimeoutError:
                 continue
-            gate = asyncio.Semaphore(self.concurrency)
-            # Past this, a lease may run out before the send is recorded and another
-            # replica could claim the same message: such items are handed back instead.
-            send_by = time.monotonic() + self.lease_s * LEASE_USABLE
-            by_order: dict[str, list[Claimed]] = {}
-            for item in claimed:
-                by_order.setdefault(item.order_id, []).append(item)
-            await asyncio.gather(
-                *(self._send_in_order(adapter, gate, items, send_by)
-                  for items in by_order.values())
-            )
+            except (ConnectionClosedError, ServiceUnavailableError) as exc:
+                log.warning("%s cannot fetch (%s); retrying", self.durable, type(exc).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                await self._handle(messages)
+            except Exception:
+                # Unacked messages come back after ack_wait; the loop must go on.
+                log.exception("%s: batch of %d failed; continuing", self.durable, len(messages))
+                await asyncio.sleep(1.0)
+        with contextlib.suppress(ConnectionClosedError):
+            await sub.unsubscribe()
+
+    async def _handle(self, messages: list[Msg]) -> None:
+        by_id: dict[str, Msg] = {}
+        for msg in messages:
+            nid = _notification_id(msg)
+            if nid is None:
+                log.error("%s: unreadable dispatch message dropped", self.durable)
+                await msg.term()
+            elif nid in by_id:
+                await msg.ack()  # the same notification twice in one batch
+            else:
+                by_id[nid] = msg
+        if not by_id:
+            return
+        if not self.adapter.breaker_per_recipient:
+            wait = self.breaker(self.adapter.provider).remaining()
+            if wait > 0:
+                for msg in by_id.values():
+                    await msg.nak(delay=wait)
+                return
+        try:
+            claimed, held = await claim(self.engine, list(by_id), self.settings.lease_s)
+        except SQLAlchemyError as exc:
+            log.warning("%s cannot reach the database: %s", self.durable, type(exc).__name__)
+            for msg in by_id.values():
+                await msg.nak(delay=2.0)
+            return
+        for nid, why in held.items():
+            if why.done:
+                await by_id[nid].ack()
+            else:
+                await by_id[nid].nak(delay=why.delay_s)
+        send_by = time.monotonic() + self.settings.lease_s * LEASE_USABLE
+        by_order: dict[str, list[Claimed]] = {}
+        for item in claimed:
+            by_order.setdefault(item.order_id, []).append(item)
+        await asyncio.gather(
+            *(self._send_in_order(items, by_id, send_by) for items in by_order.values())
+        )
 
     async def _send_in_order(
-        self, adapter: ChannelAdapter, gate: asyncio.Semaphore, items: list[Claimed],
-        send_by: float,
+        self, items: list[Claimed], by_id: Mapping[str, Msg], send_by: float
     ) -> None:
         # One order's messages go out one after another, in the order of the events
         # behind them: "shipped" never overtakes "confirmed".
-        async with gate:
+        async with self.gate:
             for item in items:
+                msg = by_id[item.id]
                 try:
-                    if time.monotonic() > send_by:
-                        await mark_retry(self.engine, item.id, "lease ran short; requeued", 0)
+                    if time.monotonic() > send_by or self._stopping.is_set():
+                        await release(self.engine, item.id)
+                        await msg.nak()
                         continue
-                    await self._send(adapter, item)
+                    delay = await self._send(item)
                 except SQLAlchemyError as exc:
                     # Its lease runs out and it is retried, with the same identity.
-                    log.warning("notification %s: fate not recorded: %s", item.id, exc)
+                    log.warning("notification %s: fate not recorded: %s", item.id,
+                                type(exc).__name__)
+                    continue
+                if delay is None:
+                    await msg.ack()
+                else:
+                    await msg.nak(delay=delay)
 
-    async def _send(self, adapter: ChannelAdapter, item: Claimed) -> None:
+    async def _send(self, item: Claimed) -> float | None:
+        """Send one claimed notification and record its fate; the redelivery delay, if any."""
+        provider = self.adapter.provider
+        if self.channel == "push" and await dead_tokens(self.engine, [item.recipient]):
+            await mark_failed(self.engine, item, "push token is unregistered",
+                              status=NotificationStatus.SUPPRESSED)
+            self._count(item, "suppressed")
+            self.on_requeued()
+            return None
+        breaker = self.breaker(self._breaker_key(item))
+        wait = breaker.wait()
+        if wait > 0:
+            await release(self.engine, item.id)
+            return wait
+        await self.bucket.take()
         message = OutboundMessage(
             notification_id=item.id, channel=item.channel, to=item.recipient,
             text=item.body_text, subject=item.subject, html=item.body_html, locale=item.locale,
+            order_id=item.order_id, template=item.template, state=item.state,
         )
         started = time.perf_counter()
         try:
-            receipt = await _call(adapter, message)
+            receipt = await _call(self.adapter, message)
         except PermanentDeliveryError as exc:
-            await mark_failed(self.engine, item.id, f"{exc.code or 'permanent'}: {exc}")
-            self.metrics.notifications.labels(item.channel, "failed").inc()
+            breaker.success()  # the provider answered; the message was at fault
+            error = f"{exc.code or 'permanent'}: {exc}"
+            reason = deadletters.PERMANENT
+            if exc.dead_recipient:
+                reason = deadletters.DEAD_RECIPIENT
+            if exc.dead_recipient and self.channel == "push":
+                await record_dead_token(self.engine, item.recipient, item.customer_id,
+                                        exc.code or "dead")
+            await self._give_up(item, provider, reason, error)
             log.info("notification %s failed permanently (%s)", item.id, exc.code)
-            return
+            return None
         except TransientDeliveryError as exc:
+            breaker.failure(exc.retry_after)
             error = f"{exc.code or 'transient'}: {exc}"
             if self.policy.exhausted(item.attempts):
-                await mark_failed(self.engine, item.id, f"gave up after {item.attempts}: {error}")
-                self.metrics.notifications.labels(item.channel, "failed").inc()
+                await self._give_up(item, provider, deadletters.EXHAUSTED,
+                                    f"gave up after {item.attempts} attempts: {error}")
                 log.warning("notification %s failed after %d attempts", item.id, item.attempts)
-                return
+                return None
             delay = self.policy.delay(item.attempts, exc.retry_after)
             await mark_retry(self.engine, item.id, error, delay)
-            self.metrics.notifications.labels(item.channel, "retry").inc()
+            self._count(item, "retry")
             log.info("notification %s will be retried in %.1fs (%s)", item.id, delay, exc.code)
-            return
-        await mark_sent(self.engine, item.id, receipt.provider, receipt.provider_message_id)
-        self.metrics.notifications.labels(item.channel, "sent").inc()
+            return delay
+        breaker.success()
+        await mark_sent(self.engine, item, receipt.provider, receipt.provider_message_id,
+                        final=self.channel not in RECEIPT_CHANNELS)
+        self._count(item, "sent", receipt)
         self.metrics.send_seconds.labels(item.channel).observe(time.perf_counter() - started)
         waited = (datetime.now(UTC) - item.created_at).total_seconds()
         self.metrics.event_to_send_seconds.labels(item.channel).observe(waited)
+        return None
+
+    async def _give_up(self, item: Claimed, provider: str, reason: str, error: str) -> None:
+        # Dead letter first: if the process dies before the ledger says failed, the
+        # message is tried once more and the dead letter is deduplicated.
+        if self._js is not None:
+            await deadletters.publish_failed(
+                self._js, item, provider=provider, reason=reason, error=error,
+                generation=item.attempts,
+            )
+        await mark_failed(self.engine, item, error)
+        self._count(item, "failed")
+        self.on_requeued()
+
+    def _count(self, item: Claimed, status: str, receipt: SendReceipt | None = None) -> None:
+        provider = receipt.provider if receipt else self.adapter.provider
+        self.metrics.count(item.channel, item.template, status, provider)
+
+
+class Dispatcher:
+    """Owns one worker per enabled channel."""
+
+    def __init__(self, workers: Mapping[str, ChannelWorker]) -> None:
+        self.workers = dict(workers)
+
+    @property
+    def channels(self) -> dict[str, ChannelAdapter]:
+        """The enabled channels' adapters."""
+        return {name: w.adapter for name, w in self.workers.items()}
+
+    async def start(self, nc: NatsClient) -> None:
+        """Start every channel's consumer."""
+        for worker in self.workers.values():
+            await worker.start(nc)
+
+    async def stop(self, grace_s: float = 30.0) -> None:
+        """Stop every channel; in-flight sends are recorded first."""
+        await asyncio.gather(*(w.stop(grace_s) for w in self.workers.values()))
+
+
+def _notification_id(msg: Msg) -> str | None:
+    try:
+        body = json.loads(msg.data)
+    except ValueError:
+        return None
+    nid = body.get("id") if isinstance(body, dict) else None
+    return nid if isinstance(nid, str) and nid else None
 
 
 async def _call(adapter: ChannelAdapter, message: OutboundMessage) -> SendReceipt:

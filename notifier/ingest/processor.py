@@ -123,7 +123,7 @@ class BatchProcessor:
         for letter in plan.dead_letters:
             m.dead_letters.labels(letter.reason.value).inc()
         for note in plan.notifications:
-            m.notifications.labels(note.channel, note.status.value).inc()
+            m.count(note.channel, note.template, note.status.value)
         if plan.dead_letters:
             log.info(
                 "dead-lettered %d event(s): %s", len(plan.dead_letters),

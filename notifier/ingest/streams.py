@@ -13,6 +13,10 @@ ORDERS_SUBJECTS = ["orders.>"]
 EVENTS_FILTER = "orders.state.>"
 DEADLETTER_STREAM = "DEADLETTER"
 DEADLETTER_PREFIX = "deadletter.orders"
+#: the per-channel dispatch work queues: ``notify.<channel>``, one consumer each
+NOTIFY_STREAM = "NOTIFY"
+NOTIFY_PREFIX = "notify"
+NOTIFY_DEADLETTER_PREFIX = "deadletter.notify"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +45,7 @@ def deadletter_stream(s: StreamSettings) -> StreamConfig:
     """Refused events with their reason; kept for inspection, bounded by age."""
     return StreamConfig(
         name=DEADLETTER_STREAM,
-        subjects=[f"{DEADLETTER_PREFIX}.>"],
+        subjects=[f"{DEADLETTER_PREFIX}.>", f"{NOTIFY_DEADLETTER_PREFIX}.>"],
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         duplicate_window=s.duplicate_window_s,
@@ -49,9 +53,21 @@ def deadletter_stream(s: StreamSettings) -> StreamConfig:
     )
 
 
+def notify_stream(s: StreamSettings) -> StreamConfig:
+    """Dispatch messages ("send notification N now"), one subject per channel; a work
+    queue, so a message is gone once its channel's consumer acks it."""
+    return StreamConfig(
+        name=NOTIFY_STREAM,
+        subjects=[f"{NOTIFY_PREFIX}.>"],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.WORK_QUEUE,
+        duplicate_window=s.duplicate_window_s,
+    )
+
+
 async def ensure_streams(js: JetStreamContext, s: StreamSettings) -> None:
     """Create each stream, or bring an existing one to this configuration."""
-    for config in (orders_stream(s), deadletter_stream(s)):
+    for config in (orders_stream(s), deadletter_stream(s), notify_stream(s)):
         try:
             await js.stream_info(config.name or "")
         except NotFoundError:

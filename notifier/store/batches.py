@@ -129,6 +129,11 @@ def _notification_row(d: NewNotification, now: datetime) -> dict[str, Any]:
         "priority": d.priority,
         "event_seq": d.event_seq,
         "digest": d.digest,
+        "fallback_group": d.fallback_group,
+        "fallback_rank": d.fallback_rank,
+        # the outbox: a queued row is published to its channel's dispatch queue
+        "dispatch_pending": d.status is NotificationStatus.QUEUED,
+        "dispatch_gen": 1 if d.status is NotificationStatus.QUEUED else 0,
         "attempts": 0,
         "last_error": d.last_error,
         "next_attempt_at": now,
@@ -201,9 +206,14 @@ async def write_plan(conn: AsyncConnection, plan: BatchPlan) -> None:
             values.update(status=NotificationStatus.SUPPRESSED.value, last_error=u.reason)
         else:
             row = _notification_row(u.replacement, now)
-            for key in ("id", "idempotency_key", "created_at", "event_seq"):
+            for key in ("id", "idempotency_key", "created_at", "event_seq", "dispatch_gen"):
                 row.pop(key)
             values.update(row)  # attempts and next attempt start afresh
+            if u.from_status == NotificationStatus.QUEUED.value:
+                # its dispatch message is already on the queue and reads the new content
+                values.pop("dispatch_pending")
+            elif row["dispatch_pending"]:
+                values["dispatch_gen"] = notifications.c.dispatch_gen + 1
         result = await conn.execute(
             update(notifications)
             .where(notifications.c.id == u.id)

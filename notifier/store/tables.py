@@ -85,5 +85,37 @@ notifications = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True)),
+    #: the provider's final word (delivery receipt), when it sends one
+    Column("delivered_at", DateTime(timezone=True)),
+    #: a dispatch message must still be published to ``notify.<channel>`` (the outbox);
+    #: ``dispatch_gen`` counts publications, so each one has its own ``Nats-Msg-Id``
+    Column("dispatch_pending", Boolean, nullable=False, default=False),
+    Column("dispatch_gen", Integer, nullable=False, default=0),
+    #: a fallback rule's notifications share a group; ``standby`` rows wait by rank
+    Column("fallback_group", String(700)),
+    Column("fallback_rank", Integer),
     Index("ix_notifications_due", "status", "channel", "next_attempt_at"),
+    Index("ix_notifications_pending", "dispatch_pending"),
+    Index("ix_notifications_fallback", "fallback_group"),
+    Index("ix_notifications_provider_id", "provider_message_id"),
+)
+
+#: push tokens the provider said are gone for good; only a hash of the token is kept
+dead_push_tokens = Table(
+    "dead_push_tokens",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("reason", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+#: operations alerts already raised, so each is sent at most once per window
+ops_alerts = Table(
+    "ops_alerts",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("subject", String(100), nullable=False, index=True),
+    Column("detail", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
 )

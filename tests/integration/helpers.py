@@ -87,6 +87,7 @@ def settings_for(nats_url: str, database_url: str, smtp_port: int | None,
         "dispatch_backoff_base_s": 0.2,
         "dispatch_backoff_max_s": 1.0,
         "dispatch_max_attempts": 50,
+        "breaker_open_s": 1.0,
     }
     values.update(overrides)
     return load_settings(**values)

@@ -47,7 +47,10 @@ async def _metrics(client: AsyncClient) -> dict[tuple[str, tuple[tuple[str, str]
 
 def _sample(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
             **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
+    """The sum over every series of ``name`` whose labels include ``labels``."""
+    found = [value for (n, series), value in samples.items()
+             if n == name and set(labels.items()) <= set(series)]
+    return sum(found) if found else None
 
 
 async def _settled(client: AsyncClient, order_id: str, count: int | None = None) -> dict[str, Any]:

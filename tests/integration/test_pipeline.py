@@ -260,7 +260,9 @@ async def test_retries_never_let_a_later_message_overtake_an_earlier_one(
     nats: NatsServer, database_url: str
 ) -> None:
     port = free_port()
-    settings = settings_for(nats.url, database_url, port, smtp_timeout_s=1.0)
+    # the breaker stays closed, so every message is retried on its own backoff
+    settings = settings_for(nats.url, database_url, port, smtp_timeout_s=1.0,
+                            breaker_failures=10_000)
     orders = [f"Q-{i}" for i in range(8)]
     async with running(settings) as (_service, client):
         await publish(nats.url, *[event(o, "placed", 0) for o in orders],

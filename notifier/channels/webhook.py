@@ -1,0 +1,480 @@
+"""Webhooks: partner systems receive order and shipment transitions as signed JSON POSTs.
+
+Three parts, in the order a delivery meets them:
+
+- the endpoints file (``NOTIFIER_WEBHOOKS_FILE``), loaded once at start-up; every
+  problem is one ``ConfigError`` line naming the file, the endpoint and the field;
+- signing: hex HMAC-SHA256 over ``"<unix seconds>." + body``, sent as
+  ``X-Notifier-Signature: t=<seconds>,v1=<hex>``. The timestamp is inside the MAC, so a
+  captured request cannot be replayed once it is older than the partner's tolerance;
+- the adapter: one shared ``httpx.AsyncClient``, one POST per delivery, redirects not
+  followed (a redirect would carry a signed body somewhere nobody registered).
+
+How answers map (the caller never sees an httpx error):
+
+    2xx                                        SendReceipt (provider id = notification id)
+    429, 503                                   TransientDeliveryError, Retry-After honoured
+    408, 425, any other 5xx                    TransientDeliveryError
+    timeout, cannot connect, connection lost   TransientDeliveryError
+    410 Gone, 3xx, any other 4xx               PermanentDeliveryError
+    endpoint no longer in the file             PermanentDeliveryError
+
+Error codes: ``http_<status>``, ``timeout``, ``connect``, ``network``, ``unknown_endpoint``.
+
+URLs may carry tokens in their query or user info, so no error text, repr or config
+error shows a URL or a secret: the endpoint is named instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import httpx
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from notifier.channels.base import OutboundMessage, SendReceipt
+from notifier.config import Settings
+from notifier.contracts.events import OrderState
+from notifier.errors import (
+    ConfigError,
+    DeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+
+SIGNATURE_HEADER = "X-Notifier-Signature"
+DELIVERY_HEADER = "X-Notifier-Delivery"
+TIMESTAMP_HEADER = "X-Notifier-Timestamp"
+USER_AGENT = "notifier-webhook/1"
+#: shorter secrets are guessable offline from one captured request
+MIN_SECRET_LENGTH = 16
+#: a partner's Retry-After longer than this is cut short: an hour-long outage is the
+#: breaker's and the backoff's business, not a reason to park a delivery for days
+MAX_RETRY_AFTER_S = 3600.0
+#: answers that are "busy, come back" and may say when (RFC 9110 §10.2.3)
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+#: 4xx answers that say nothing about the delivery itself: timeout, too early, too many
+TRANSIENT_4XX = frozenset({408, 425, 429})
+#: a response body up to this size is read so the connection can be reused; a larger
+#: one is left unread and its connection closed (bodies are never looked at)
+MAX_DRAINED_BYTES = 64 * 1024
+
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_STATES = frozenset(s.value for s in OrderState)
+_KNOWN_STATES = ", ".join(s.value for s in OrderState)
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+
+Source = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    """One partner endpoint; ``url`` stays out of the repr because it may hold a token."""
+
+    name: str
+    url: str = field(repr=False)
+    secret: SecretStr
+    #: only events from these sources; None = every source
+    sources: frozenset[str] | None = None
+    #: only these states; None = every state
+    states: frozenset[str] | None = None
+    #: seconds to wait for an answer; None = the channel's NOTIFIER_WEBHOOK_TIMEOUT_S
+    timeout_s: float | None = None
+
+    def wants(self, source: str, state: str) -> bool:
+        """Whether a transition from ``source`` into ``state`` is delivered here."""
+        return (self.sources is None or source in self.sources) and (
+            self.states is None or state in self.states
+        )
+
+
+class WebhookEndpoints:
+    """Every configured endpoint, by name: the planner asks which ones want a transition,
+    the adapter looks up the one a delivery is addressed to."""
+
+    def __init__(self, endpoints: Iterable[WebhookEndpoint] = ()) -> None:
+        self._by_name: dict[str, WebhookEndpoint] = {}
+        for endpoint in endpoints:
+            if endpoint.name in self._by_name:
+                raise ValueError(f"webhook endpoint {endpoint.name!r} is given twice")
+            self._by_name[endpoint.name] = endpoint
+
+    def get(self, name: str) -> WebhookEndpoint | None:
+        """The endpoint called ``name``, or None when the file no longer has it."""
+        return self._by_name.get(name)
+
+    def matching(self, source: str, state: str) -> tuple[WebhookEndpoint, ...]:
+        """The endpoints that want this transition, in file order."""
+        return tuple(e for e in self._by_name.values() if e.wants(source, state))
+
+    def __iter__(self) -> Iterator[WebhookEndpoint]:
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+
+def _check_url(value: str) -> str:
+    # Messages never repeat the value: it may carry a token.
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("must not contain whitespace or control characters")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    try:
+        _ = parts.port
+        httpx.URL(value)
+    except (ValueError, httpx.InvalidURL):
+        raise ValueError("is not a valid URL (check the host and port)") from None
+    return value
+
+
+class _EndpointEntry(BaseModel):
+    # hide_input_in_errors: a rejected value (a URL with a token, a secret) stays out of
+    # the chained ValidationError's text, which a traceback would print.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=100)
+    url: str
+    secret_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    secret: SecretStr | None = None
+    sources: list[Source] | None = Field(default=None, min_length=1)
+    states: list[str] | None = Field(default=None, min_length=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_url(value)
+
+    @field_validator("states")
+    @classmethod
+    def _known_states(cls, value: list[str] | None) -> list[str] | None:
+        for state in value or ():
+            if state not in _STATES:
+                raise ValueError(f"unknown state {state!r} (known: {_KNOWN_STATES})")
+        return value
+
+
+class _WebhooksFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    version: Literal[1]
+    endpoints: list[_EndpointEntry]
+
+
+def _entry_name(raw: Any, index: int) -> str | None:
+    entries = raw.get("endpoints") if isinstance(raw, dict) else None
+    if isinstance(entries, list) and index < len(entries) and isinstance(entries[index], dict):
+        name = entries[index].get("name")
+        return name if isinstance(name, str) else None
+    return None
+
+
+def _describe(path: Path, raw: Any, error: ValidationError) -> str:
+    first = error.errors()[0]
+    loc = list(first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if len(loc) >= 2 and loc[0] == "endpoints" and isinstance(loc[1], int):
+        name = _entry_name(raw, loc[1])
+        where = f"endpoint {loc[1] + 1}" + (f" ({name})" if name else "")
+        rest = ".".join(str(p) for p in loc[2:]) or "entry"
+        return f"{path}: {where}: {rest}: {message}"
+    return f"{path}: {'.'.join(str(p) for p in loc) or 'top level'}: {message}"
+
+
+def _resolve_secret(entry: _EndpointEntry, environ: Mapping[str, str]) -> SecretStr:
+    """The signing secret, or a ``ValueError("<field>: <problem>")`` that never shows it."""
+    if entry.secret_env is not None and entry.secret is not None:
+        raise ValueError("secret: set secret_env or secret, not both")
+    if entry.secret is not None:
+        if len(entry.secret.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"secret: must be at least {MIN_SECRET_LENGTH} characters "
+                "(better: keep it in an environment variable and use secret_env)"
+            )
+        return entry.secret
+    if entry.secret_env is None:
+        raise ValueError("secret_env: required (the environment variable holding the secret)")
+    value = environ.get(entry.secret_env, "")
+    if not value:
+        raise ValueError(f"secret_env: environment variable {entry.secret_env} is not set")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"secret_env: {entry.secret_env} holds fewer than {MIN_SECRET_LENGTH} characters"
+        )
+    return SecretStr(value)
+
+
+def load_webhooks(path: Path, environ: Mapping[str, str] = os.environ) -> WebhookEndpoints:
+    """Parse and validate the endpoints file, reading secrets named by ``secret_env``."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read webhooks file: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "cannot parse"
+        # from None: the YAML error's text quotes the offending line, which may hold a secret.
+        raise ConfigError(f"{path}: not valid YAML: {where}{problem}") from None
+    try:
+        parsed = _WebhooksFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, raw, exc)) from exc
+    endpoints: list[WebhookEndpoint] = []
+    for index, entry in enumerate(parsed.endpoints, start=1):
+        where = f"{path}: endpoint {index} ({entry.name})"
+        if any(e.name == entry.name for e in endpoints):
+            raise ConfigError(f"{where}: name: used by an earlier endpoint")
+        try:
+            secret = _resolve_secret(entry, environ)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        endpoints.append(
+            WebhookEndpoint(
+                name=entry.name,
+                url=entry.url,
+                secret=secret,
+                sources=frozenset(entry.sources) if entry.sources is not None else None,
+                states=frozenset(entry.states) if entry.states is not None else None,
+                timeout_s=entry.timeout_s,
+            )
+        )
+    return WebhookEndpoints(endpoints)
+
+
+def sign(secret: bytes | str, timestamp: int, body: bytes) -> str:
+    """Hex HMAC-SHA256 of ``b"<timestamp>." + body`` under ``secret``."""
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return hmac.new(key, f"{timestamp}.".encode("ascii") + body, hashlib.sha256).hexdigest()
+
+
+def signature_header(secret: bytes | str, timestamp: int, body: bytes) -> str:
+    """The ``X-Notifier-Signature`` value: ``t=<timestamp>,v1=<hex>``."""
+    return f"t={timestamp},v1={sign(secret, timestamp, body)}"
+
+
+def verify(
+    secret: bytes | str,
+    header: str,
+    body: bytes,
+    *,
+    tolerance_s: float = 300,
+    now: float | None = None,
+) -> bool:
+    """Whether ``header`` signs ``body`` under ``secret`` within ``tolerance_s`` of ``now``.
+
+    Any one ``v1=`` may match (several are sent while a secret is rotated); unknown
+    keys are ignored so a later scheme can be added alongside. Malformed means False.
+    """
+    timestamp: int | None = None
+    candidates: list[bytes] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t" and _TIMESTAMP.fullmatch(value):
+            timestamp = int(value)
+        elif key == "v1" and value:
+            candidates.append(value.encode("utf-8"))
+    if timestamp is None or not candidates:
+        return False
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance_s:
+        return False
+    expected = sign(secret, timestamp, body).encode("ascii")
+    # Every candidate is compared, so timing says nothing about which one matched.
+    return any([hmac.compare_digest(expected, candidate) for candidate in candidates])
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` value (delta-seconds or HTTP-date), capped at
+    :data:`MAX_RETRY_AFTER_S`; None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def error_for_status(
+    endpoint: str, status: int, retry_after: str | None = None, *, now: datetime | None = None
+) -> DeliveryError | None:
+    """The delivery error an HTTP answer means (None for 2xx); see the module's table."""
+    if 200 <= status < 300:
+        return None
+    code = f"http_{status}"
+    answered = f"webhook endpoint {endpoint} answered HTTP {status}"
+    if status in RETRY_AFTER_STATUSES:
+        return TransientDeliveryError(
+            answered, code=code, retry_after=parse_retry_after(retry_after, now=now)
+        )
+    if status in TRANSIENT_4XX or status >= 500:
+        return TransientDeliveryError(answered, code=code)
+    if status == 410:
+        answered += " (Gone); if the partner retired it, remove it from the webhooks file"
+    elif 300 <= status < 400:
+        answered += "; redirects are not followed, register the final URL"
+    return PermanentDeliveryError(answered, code=code)
+
+
+class WebhookChannel:
+    """The ``webhook`` channel: ``message.to`` names an endpoint, ``message.text`` is the
+    JSON body, sent byte for byte. The dispatcher keeps one breaker per endpoint."""
+
+    name: ClassVar[str] = "webhook"
+    provider: ClassVar[str] = "webhook"
+    breaker_per_recipient: ClassVar[bool] = True
+
+    def __init__(self, endpoints: WebhookEndpoints, *, default_timeout_s: float) -> None:
+        if default_timeout_s <= 0:
+            raise ConfigError("webhook channel: default_timeout_s must be > 0")
+        self._endpoints = endpoints
+        self._default_timeout_s = default_timeout_s
+        self._client: httpx.AsyncClient | None = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WebhookChannel:
+        """Build the channel from ``NOTIFIER_WEBHOOKS_FILE``; refuses when it is not set."""
+        if settings.webhooks_file is None:
+            raise ConfigError("NOTIFIER_WEBHOOKS_FILE is not set; the webhook channel needs it")
+        return cls(
+            load_webhooks(settings.webhooks_file),
+            default_timeout_s=settings.webhook_timeout_s,
+        )
+
+    @property
+    def endpoints(self) -> WebhookEndpoints:
+        """The endpoints this channel delivers to."""
+        return self._endpoints
+
+    async def start(self) -> None:
+        """Open the shared HTTP client (connections are pooled per partner host)."""
+        if self._client is not None:
+            raise RuntimeError("WebhookChannel is already running")
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            timeout=self._default_timeout_s,
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    async def send(self, message: OutboundMessage) -> SendReceipt:
+        """POST one delivery; raises a typed error for anything but a 2xx answer."""
+        client = self._client
+        if client is None:
+            raise RuntimeError("WebhookChannel is not running: call start() first")
+        endpoint = self._endpoints.get(message.to)
+        if endpoint is None:
+            raise PermanentDeliveryError(
+                f"no webhook endpoint named {message.to!r} in the webhooks file",
+                code="unknown_endpoint",
+            )
+        body = message.text.encode("utf-8")
+        # A fresh timestamp per attempt, so a retry hours later is not stale; the
+        # delivery id stays the same, so the partner can drop a repeat.
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: signature_header(
+                endpoint.secret.get_secret_value(), timestamp, body
+            ),
+            DELIVERY_HEADER: message.notification_id,
+            TIMESTAMP_HEADER: str(timestamp),
+        }
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            status, retry_after = await self._post(client, endpoint, body, headers)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+        error = error_for_status(endpoint.name, status, retry_after)
+        if error is not None:
+            raise error
+        return SendReceipt(provider=self.provider, provider_message_id=message.notification_id)
+
+    async def close(self) -> None:
+        """Refuse new sends, wait for those in flight, then close the client."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        await self._idle.wait()
+        await client.aclose()
+
+    async def _post(
+        self,
+        client: httpx.AsyncClient,
+        endpoint: WebhookEndpoint,
+        body: bytes,
+        headers: dict[str, str],
+    ) -> tuple[int, str | None]:
+        timeout = endpoint.timeout_s if endpoint.timeout_s is not None else self._default_timeout_s
+        try:
+            # httpx's timeout bounds each read; this bounds the whole exchange.
+            async with (
+                asyncio.timeout(timeout),
+                client.stream(
+                    "POST", endpoint.url, content=body, headers=headers, timeout=timeout
+                ) as response,
+            ):
+                length = response.headers.get("Content-Length", "")
+                if length.isdigit() and int(length) <= MAX_DRAINED_BYTES:
+                    await response.aread()
+                return response.status_code, response.headers.get("Retry-After")
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise TransientDeliveryError(
+                f"webhook endpoint {endpoint.name} did not answer within {timeout:g}s",
+                code="timeout",
+            ) from exc
+        except httpx.ConnectError as exc:
+            raise TransientDeliveryError(
+                f"cannot connect to webhook endpoint {endpoint.name}", code="connect"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise TransientDeliveryError(
+                f"webhook endpoint {endpoint.name}: connection failed ({type(exc).__name__})",
+                code="network",
+            ) from exc
+
+
+def webhook_disabled_reason(settings: Settings) -> str | None:
+    """Why the webhook channel is off (shown at start-up), or None when it can run."""
+    if settings.webhooks_file is None:
+        return "NOTIFIER_WEBHOOKS_FILE is not set"
+    return None
