@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import nats
@@ -15,21 +15,34 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.api.receipts import build_receipts_router
 from notifier.api.routes import build_router
 from notifier.channels.base import ChannelAdapter
 from notifier.channels.email import EmailChannel
+from notifier.channels.gsm import count_segments
+from notifier.channels.push import PushChannel, push_disabled_reason, push_limit_problem
+from notifier.channels.sms import SmsChannel, sms_disabled_reason
+from notifier.channels.webhook import WebhookChannel, webhook_disabled_reason
 from notifier.config import Settings
+from notifier.core.intents import WebhookRoutes
 from notifier.core.model import DeadLetter
-from notifier.core.pipeline import Pipeline
+from notifier.core.pipeline import Check, Pipeline
 from notifier.core.rules import RuleSet, load_rules
+from notifier.delivery.alerts import (
+    AlertSettings,
+    AlertSink,
+    DeliveryAlerter,
+    email_sink,
+    webhook_sink,
+)
 from notifier.delivery.dispatcher import (
     ChannelLimits,
     ChannelWorker,
     Dispatcher,
     DispatchSettings,
 )
-from notifier.delivery.outbox import Outbox
 from notifier.delivery.ledger import queue_depth
+from notifier.delivery.outbox import Outbox
 from notifier.delivery.retry import RetryPolicy
 from notifier.errors import StartupError
 from notifier.ingest.consumer import ConsumerSettings, IngestConsumer
@@ -62,9 +75,62 @@ def build_channels(settings: Settings) -> dict[str, ChannelAdapter]:
         channels["email"] = EmailChannel.from_settings(settings)
     else:
         log.warning("email channel disabled: NOTIFIER_SMTP_HOST is not set")
-    log.info("sms channel disabled: not available yet")
-    log.info("push channel disabled: not available yet")
+    makers: list[tuple[str, Callable[[Settings], str | None], Callable[[Settings], ChannelAdapter]]]
+    makers = [
+        ("sms", sms_disabled_reason, SmsChannel.from_settings),
+        ("push", push_disabled_reason, PushChannel.from_settings),
+        ("webhook", webhook_disabled_reason, WebhookChannel.from_settings),
+    ]
+    for name, disabled, make in makers:
+        reason = disabled(settings)
+        if reason is None:
+            channels[name] = make(settings)
+        else:
+            log.warning("%s channel disabled: %s", name, reason)
+    if "sms" in channels and settings.public_base_url is None:
+        log.warning("NOTIFIER_PUBLIC_BASE_URL is not set: SMS delivery receipts are off")
     return channels
+
+
+def render_checks(settings: Settings) -> dict[str, Check]:
+    """What each channel cannot send, checked when a notification is rendered."""
+    def sms(_subject: str | None, text: str) -> str | None:
+        segments = count_segments(text)
+        if segments > settings.sms_max_segments:
+            return (f"{segments} SMS segments, more than NOTIFIER_SMS_MAX_SEGMENTS="
+                    f"{settings.sms_max_segments}")
+        return None
+
+    return {"sms": sms, "push": push_limit_problem}
+
+
+def webhook_routes(channels: Mapping[str, ChannelAdapter]) -> WebhookRoutes:
+    """The endpoints of the webhook channel, if it is on, as the pipeline asks for them."""
+    adapter = channels.get("webhook")
+    if not isinstance(adapter, WebhookChannel):
+        return lambda _source, _state: ()
+    endpoints = adapter.endpoints
+
+    def route(source: str, state: str) -> Sequence[str]:
+        return [e.name for e in endpoints.matching(source, state)]
+
+    return route
+
+
+def alert_sinks(settings: Settings, channels: Mapping[str, ChannelAdapter]) -> list[AlertSink]:
+    """Where operations alerts go: the ops email (through the email channel), a webhook."""
+    sinks: list[AlertSink] = []
+    if settings.alert_email:
+        if "email" in channels:
+            sinks.append(email_sink(channels["email"], settings.alert_email))
+        else:
+            log.warning("NOTIFIER_ALERT_EMAIL is set but the email channel is off")
+    if settings.alert_webhook_url:
+        sinks.append(webhook_sink(settings.alert_webhook_url))
+    if not sinks:
+        log.info("no ops alert sink (NOTIFIER_ALERT_EMAIL / NOTIFIER_ALERT_WEBHOOK_URL): "
+                 "delivery-rate alerts are logged only")
+    return sinks
 
 
 def channel_limits(settings: Settings, channel: str) -> ChannelLimits:
@@ -98,6 +164,7 @@ class Service:
     consumer: IngestConsumer
     dispatcher: Dispatcher
     outbox: Outbox
+    alerter: DeliveryAlerter
     metrics: Metrics
     nc: NatsClient | None = None
     _maintenance: asyncio.Task[None] | None = None
@@ -141,12 +208,14 @@ class Service:
         self.outbox.start(js)
         await self.consumer.start(self.nc)
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
+        self.alerter.start()
         log.info("notifier started (channels: %s)", ", ".join(self.dispatcher.channels) or "none")
 
     async def stop(self) -> None:
         """Stop pulling first; the batch in hand finishes (or is redelivered); then sends drain."""
         if self._maintenance:
             self._maintenance.cancel()
+        await self.alerter.stop()
         await self.consumer.stop()
         await self.dispatcher.stop()
         await self.outbox.stop()
@@ -223,12 +292,15 @@ def build_service(
     )
     dispatcher = Dispatcher({
         name: ChannelWorker(
-            engine, adapter, policy, channel_limits(settings, name), dispatch, metrics,
-            on_requeued=outbox.wake,
+            engine, adapter, policy=policy, limits=channel_limits(settings, name),
+            settings=dispatch, metrics=metrics, on_requeued=outbox.wake,
         )
         for name, adapter in channels.items()
     })
-    pipeline = Pipeline(rules, renderer, frozenset(channels))
+    pipeline = Pipeline(
+        rules, renderer, frozenset(channels), webhooks=webhook_routes(channels),
+        checks=render_checks(settings),
+    )
     service: Service
 
     async def sink(letters: Sequence[DeadLetter]) -> int:
@@ -245,7 +317,13 @@ def build_service(
             max_deliver=settings.ingest_max_deliver,
         ),
     )
-    service = Service(settings, engine, consumer, dispatcher, outbox, metrics)
+    alerter = DeliveryAlerter(
+        engine, metrics,
+        AlertSettings(threshold=settings.alert_delivery_rate, window_s=settings.alert_window_s,
+                      min_samples=settings.alert_min_samples),
+        alert_sinks(settings, channels), providers=metrics.providers,
+    )
+    service = Service(settings, engine, consumer, dispatcher, outbox, alerter, metrics)
     return service
 
 
@@ -261,7 +339,17 @@ def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> 
         build_router(
             service.metrics, service.readiness,
             api_token=token.get_secret_value() if token else None,
-            before_scrape=service.refresh_gauges,
+            before_scrape=service.refresh_gauges, providers=service.metrics.providers,
+        )
+    )
+    auth = service.settings.twilio_auth_token
+    sms_on = auth is not None and "sms" in service.dispatcher.workers
+    app.include_router(
+        build_receipts_router(
+            service.engine, service.metrics,
+            twilio_auth_token=auth.get_secret_value() if auth and sms_on else None,
+            public_base_url=service.settings.public_base_url,
+            on_requeued=service.outbox.wake,
         )
     )
     for router in extra_routers:

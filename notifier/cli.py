@@ -18,11 +18,15 @@ from notifier.config import Settings, load_settings
 from notifier.errors import NotifierError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: events the service refused.")
+dlq_app = typer.Typer(
+    no_args_is_help=True,
+    help="Dead letters: events the service refused, and notifications it gave up on.",
+)
 app.add_typer(dlq_app, name="dlq")
 
 DEV_DIR = Path(".notifier-dev")
 DEV_NATS_URL_FILE = DEV_DIR / "nats.url"
+DEV_DATABASE_URL_FILE = DEV_DIR / "database.url"
 
 
 def _fail(message: str) -> typer.Exit:
@@ -148,6 +152,72 @@ def dlq_list(
         asyncio.run(go())
     except Exception as exc:
         raise _fail(f"cannot read dead letters from {url}: {type(exc).__name__}: {exc}") from None
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    notification_id: Annotated[
+        list[str] | None, typer.Option("--id", help="This notification (repeatable)")
+    ] = None,
+    channel: Annotated[str | None, typer.Option(help="Every dead letter of this channel")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Every notification dead letter")] = (
+        False
+    ),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would go")] = False,
+) -> None:
+    """Re-drive dead-lettered notifications, exactly once each.
+
+    Each one goes back in the ledger's queue (only if it is still failed, so a second
+    replay, even a concurrent one, does nothing) and its dead letter is removed; the
+    running service sends it within a second.
+    """
+    from notifier.delivery.deadletters import notification_dead_letters, replay
+    from notifier.nats_client import connect_once
+    from notifier.store.db import create_engine
+
+    if not (notification_id or channel or replay_all):
+        raise _fail("say what to replay: --id ID, --channel NAME or --all")
+    url = _nats_url()
+    settings = _settings(database_url=_database_url())
+
+    async def go() -> None:
+        nc = await connect_once(url, name="notifier-dlq")
+        engine = create_engine(settings.database_url)
+        try:
+            js = nc.jetstream()
+            letters = await notification_dead_letters(js, channel=channel,
+                                                      ids=notification_id or ())
+            if dry_run:
+                for letter in letters:
+                    typer.echo(json.dumps({"seq": letter.seq, "id": letter.notification_id,
+                                           "channel": letter.channel, "reason": letter.reason,
+                                           "error": letter.error}))
+                return
+            report = await replay(js, engine, letters)
+        finally:
+            await engine.dispose()
+            await nc.close()
+        missing = set(notification_id or ()) - {*report.replayed, *report.stale}
+        typer.echo(f"replayed {len(report.replayed)}, already re-driven or gone "
+                   f"{len(report.stale)}" + (f", not found {len(missing)}" if missing else ""))
+        for nid in report.replayed:
+            typer.echo(f"replayed {nid}")
+        for nid in sorted(missing):
+            typer.echo(f"no dead letter for {nid}", err=True)
+
+    try:
+        asyncio.run(go())
+    except Exception as exc:
+        raise _fail(f"cannot replay ({url}): {type(exc).__name__}: {exc}") from None
+
+
+def _database_url() -> str:
+    """The URL from the environment, else the one a running ``notifier dev`` wrote down."""
+    if url := os.environ.get("NOTIFIER_DATABASE_URL"):
+        return url
+    if DEV_DATABASE_URL_FILE.is_file():
+        return DEV_DATABASE_URL_FILE.read_text().strip()
+    return Settings.model_fields["database_url"].default  # type: ignore[no-any-return]
 
 
 @app.command()

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.delivery.stats import delivery_stats, parse_window
 from notifier.metrics import Metrics
 from notifier.store.maintenance import erase_customer
 from notifier.store.queries import order_view
+from notifier.store.tables import dead_push_tokens
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 
@@ -44,6 +47,7 @@ def build_router(
     *,
     api_token: str | None = None,
     before_scrape: Callable[[], Awaitable[None]] | None = None,
+    providers: Mapping[str, str] | None = None,
 ) -> APIRouter:
     """The service's routes; ``/v1`` needs ``Authorization: Bearer <api_token>`` when set."""
     router = APIRouter()
@@ -83,6 +87,34 @@ def build_router(
         report = await erase_customer(engine, customer_id)
         return {"customer_id": customer_id, "events": report.events,
                 "notifications": report.notifications}
+
+    @v1.get("/stats/delivery", tags=["operations"])
+    async def stats(
+        engine: Engine,
+        window: Annotated[str, Query(description="e.g. 15m, 1h, 24h, 7d")] = "1h",
+        channel: Annotated[str | None, Query(description="only this channel")] = None,
+    ) -> dict[str, Any]:
+        """Notifications created in the window, by status, with delivery rates: in total,
+        per channel, and per channel x provider x template x state."""
+        try:
+            window_s = parse_window(window)
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        found = await delivery_stats(engine, window_s, channel=channel, providers=providers)
+        return found.as_dict()
+
+    @v1.get("/customers/{customer_id}/dead-push-tokens", tags=["privacy"])
+    async def dead_tokens(customer_id: str, engine: Engine) -> dict[str, Any]:
+        """Push tokens FCM said are gone, never used again (shown by hash prefix only)."""
+        t = dead_push_tokens.c
+        async with engine.connect() as conn:
+            rows = (await conn.execute(
+                select(t.token_sha256, t.reason, t.created_at)
+                .where(t.customer_id == customer_id).order_by(t.created_at)
+            )).all()
+        return {"customer_id": customer_id, "dead_push_tokens": [
+            {"token_sha256_prefix": r.token_sha256[:12], "reason": r.reason,
+             "marked_at": r.created_at.isoformat()} for r in rows]}
 
     router.include_router(v1)
     return router

@@ -6,6 +6,7 @@ the same ledger row however often it is replayed, redelivered or recomputed.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,19 +24,40 @@ class Intent:
     event_id: str
     rule: str
     template: str
-    channel: Channel
+    channel: str
     priority: Priority
     transition: Transition
     #: a once-per-order rule: its key names the order, not the event that fired it
     once: bool = False
+    #: a fallback rule: the group its channels share, and this channel's place in it
+    fallback_group: str | None = None
+    fallback_rank: int | None = None
+    #: the rule's channels in order (a fallback rule tries them one after another)
+    chain: tuple[str, ...] = ()
+    #: a webhook delivery: the endpoint's name
+    endpoint: str | None = None
 
 
-def derive_intents(view: OrderView, rules: RuleSet, order_id: str) -> dict[str, Intent]:
+#: the ledger's channel for partner webhooks (not a customer channel)
+WEBHOOK = "webhook"
+#: which webhook endpoints want a transition: (source, state) → endpoint names
+WebhookRoutes = Callable[[str, str], Sequence[str]]
+
+
+def _no_webhooks(_source: str, _state: str) -> Sequence[str]:
+    return ()
+
+
+def derive_intents(
+    view: OrderView, rules: RuleSet, order_id: str, *, source: str = "",
+    webhooks: WebhookRoutes = _no_webhooks,
+) -> dict[str, Intent]:
     """Every notification the order's history calls for, keyed by idempotency key.
 
     A once-per-order rule is keyed by the order, so when the event that fires it changes
     (a redelivered ``placed`` lands before an applied ``confirmed``, or ``placed`` is
-    retracted) it is still the same, single notification.
+    retracted) it is still the same, single notification. Every applied transition
+    also goes to the partner webhook endpoints that want it.
     """
     intents: dict[str, Intent] = {}
     fired_once: set[str] = set()
@@ -45,13 +67,22 @@ def derive_intents(view: OrderView, rules: RuleSet, order_id: str) -> dict[str, 
                 if rule.name in fired_once:
                     continue
                 fired_once.add(rule.name)
-            for channel in rule.channels:
-                scope = f"order:{order_id}" if rule.once else transition.event_id
-                key = f"{scope}:{rule.name}:{channel.value}"
+            scope = f"order:{order_id}" if rule.once else transition.event_id
+            chain = tuple(c.value for c in rule.channels)
+            for rank, channel in enumerate(chain):
+                key = f"{scope}:{rule.name}:{channel}"
                 intents[key] = Intent(
                     key, transition.event_id, rule.name, rule.template, channel,
                     rule.priority, transition, once=rule.once,
+                    fallback_group=f"{scope}:{rule.name}" if rule.fallback else None,
+                    fallback_rank=rank if rule.fallback else None, chain=chain,
                 )
+        for endpoint in webhooks(source, transition.to_state.value):
+            key = f"{transition.event_id}:{WEBHOOK}:{endpoint}"
+            intents[key] = Intent(
+                key, transition.event_id, WEBHOOK, WEBHOOK, WEBHOOK, Priority.NORMAL,
+                transition, endpoint=endpoint,
+            )
     return intents
 
 
@@ -98,6 +129,42 @@ def template_context(event: OrderEvent, transition: Transition) -> dict[str, Any
 def context_digest(context: dict[str, Any]) -> str:
     """What the customer is told, as a hash: a revision that changes it needs a correction."""
     return digest(canonical_json(context))
+
+
+def webhook_body(
+    event: OrderEvent, transition: Transition, delivery_id: str, endpoint: str,
+    correction: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a partner endpoint receives: the event without the customer's contact
+    details (ids only), the transition it caused, and the delivery's own id."""
+    shipment = event.shipment
+    return {
+        "type": "order.transition",
+        "delivery_id": delivery_id,
+        "endpoint": endpoint,
+        "event": {
+            "event_id": event.event_id,
+            "source": event.source,
+            "order_id": event.order_id,
+            "customer_id": event.customer.id,
+            "state": event.state.value,
+            "occurred_at": event.occurred_at.isoformat(),
+            "reason": event.reason,
+            "shipment": None if shipment is None else {
+                "id": shipment.id, "carrier": shipment.carrier,
+                "tracking_number": shipment.tracking_number,
+                "tracking_url": shipment.tracking_url,
+            },
+            "attributes": event.attributes,
+        },
+        "transition": {
+            "from": transition.from_state.value if transition.from_state else None,
+            "to": transition.to_state.value,
+            "shipment_id": transition.shipment_id,
+            "order_state": transition.order_state_after,
+        },
+        "correction": correction,
+    }
 
 
 def recipient_for(event: OrderEvent, channel: Channel) -> tuple[str | None, str]:

@@ -9,17 +9,21 @@ nothing behind, and the redelivered batch plans the same thing again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from notifier.contracts.events import Channel, OrderEvent
 from notifier.core.intents import (
+    WEBHOOK,
     Intent,
+    WebhookRoutes,
     context_digest,
     derive_intents,
     recipient_for,
     template_context,
+    webhook_body,
 )
 from notifier.core.lifecycle import (
     OrderView,
@@ -65,6 +69,10 @@ class Rendered(Protocol):
     def html(self) -> str | None: ...
 
 
+#: (subject or title, text) → what makes it unsendable, or ``None``
+Check = Callable[[str | None, str], str | None]
+
+
 class Renderer(Protocol):
     """Renders a template for a channel and locale (``notifier.rendering``)."""
 
@@ -82,6 +90,11 @@ class Pipeline:
     rules: RuleSet
     renderer: Renderer
     enabled_channels: frozenset[str]
+    #: which partner webhook endpoints want a transition
+    webhooks: WebhookRoutes = field(default=lambda _source, _state: ())
+    #: per channel, what is wrong with a rendering (too long for a push, too many SMS
+    #: segments), or ``None``: checked at render time, so it fails before any send
+    checks: Mapping[str, Check] = field(default_factory=dict)
 
     def plan_batch(
         self,
@@ -110,7 +123,10 @@ class Pipeline:
             order = orders[event.order_id]
             if event.order_id not in before:
                 runs[event.order_id] = run = _run(order)
-                before[event.order_id] = derive_intents(run.view, self.rules, event.order_id)
+                before[event.order_id] = derive_intents(
+                    run.view, self.rules, event.order_id, source=_source(order) or event.source,
+                    webhooks=self.webhooks,
+                )
             what = self._dedupe(order, item, plan, runs)
             if event.event_id in order.events:
                 owners[event.event_id] = event.order_id
@@ -214,7 +230,9 @@ class Pipeline:
                 exists=order.exists,
             )
         )
-        new = derive_intents(view, self.rules, order.order_id)
+        new = derive_intents(
+            view, self.rules, order.order_id, source=latest_event.source, webhooks=self.webhooks
+        )
         for key in [*new, *(k for k in old if k not in new)]:
             intent = new.get(key) or old[key]
             if key in old and key in new and intent.event_id not in touched:
@@ -241,14 +259,18 @@ class Pipeline:
                 return
             if existing.status in UNSENT:
                 # not told yet (waiting, withheld, or failed on what the revision fixes):
-                # the row takes the revised content, and is tried afresh
+                # the row takes the revised content, and is tried afresh; a fallback
+                # channel already handed the message keeps it
+                if (existing.status == NotificationStatus.QUEUED
+                        and draft.status == NotificationStatus.STANDBY):
+                    draft.status = NotificationStatus.QUEUED
                 plan.updates.append(
                     LedgerUpdate(existing.id, draft, "revised before sending", existing.status)
                 )
                 existing.status = draft.status.value
                 existing.digest = draft.digest
                 return
-            if existing.status in (NotificationStatus.SENT, NotificationStatus.SENDING):
+            if existing.status in TOLD:
                 self._correct(order, existing, new, retracted=False, plan=plan)
                 self._retell(existing, draft.digest, plan)
             return
@@ -258,7 +280,7 @@ class Pipeline:
             plan.updates.append(LedgerUpdate(existing.id, None, "withdrawn before sending"))
             existing.status = NotificationStatus.SUPPRESSED.value
             existing.digest = ""
-        elif existing.status in (NotificationStatus.SENT, NotificationStatus.SENDING):
+        elif existing.status in TOLD:
             retracted = old is not None and order.events[old.event_id].retracted
             self._correct(order, existing, None, retracted=retracted, plan=plan)
             self._retell(existing, WITHDRAWN, plan)
@@ -272,11 +294,52 @@ class Pipeline:
 
     def _draft(self, order: OrderAggregate, intent: Intent, key: str) -> NewNotification:
         event = order.events[intent.event_id].parsed()
-        return self._materialize(
+        if intent.endpoint is not None:
+            return self._webhook(
+                order, event, key, intent.transition, endpoint=intent.endpoint, correction=None
+            )
+        draft = self._materialize(
             order, event=event, key=key, template=intent.template,
-            channel=intent.channel.value, priority=intent.priority,
+            channel=intent.channel, priority=intent.priority,
             context=lambda: template_context(event, intent.transition),
             state=intent.transition.to_state.value,
+        )
+        if intent.fallback_group is not None:
+            draft.fallback_group = intent.fallback_group
+            draft.fallback_rank = intent.fallback_rank
+            earlier = intent.chain[: intent.fallback_rank or 0]
+            if draft.status is NotificationStatus.QUEUED and any(
+                self._reachable(event, c) for c in earlier
+            ):
+                # an earlier channel goes first; this one waits in case it fails
+                draft.status = NotificationStatus.STANDBY
+        return draft
+
+    def _reachable(self, event: OrderEvent, channel: str) -> bool:
+        return (channel in self.enabled_channels
+                and recipient_for(event, Channel(channel))[0] is not None)
+
+    def _webhook(
+        self, order: OrderAggregate, event: OrderEvent, key: str, transition: Transition, *,
+        endpoint: str, correction: dict[str, Any] | None,
+    ) -> NewNotification:
+        """A partner delivery: a JSON body instead of a template, the endpoint's name as
+        its recipient. Its digest covers the body, so a revision is a correction too."""
+        nid = notification_id(key)
+        body = webhook_body(event, transition, nid, endpoint, correction)
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        enabled = WEBHOOK in self.enabled_channels
+        return NewNotification(
+            id=nid, idempotency_key=key, event_id=event.event_id, order_id=order.order_id,
+            customer_id=event.customer.id, channel=WEBHOOK, template=WEBHOOK,
+            template_version=None, locale=None, recipient=endpoint if enabled else None,
+            subject=None, body_text=text if enabled else None, body_html=None,
+            status=NotificationStatus.QUEUED if enabled else NotificationStatus.SUPPRESSED,
+            priority=int(Priority.NORMAL),
+            event_seq=order.events[event.event_id].revised_seq,
+            digest=context_digest({"webhook": body}) if enabled else "",
+            state=transition.to_state.value,
+            last_error=None if enabled else "channel webhook is not enabled",
         )
 
     def _correct(
@@ -305,6 +368,14 @@ class Pipeline:
         # numbered, so a change back and forth is corrected each time it happens
         prefix = f"{told.idempotency_key}:correction:"
         key = prefix + str(1 + sum(k.startswith(prefix) for k in order.notifications))
+        if told.channel == WEBHOOK:
+            transition = now.transition if now else _no_transition(event, view)
+            endpoint = told.idempotency_key.rsplit(":", 1)[1]
+            plan.notifications.append(
+                self._webhook(order, event, key, transition, endpoint=endpoint,
+                              correction=context["correction"])
+            )
+            return
         draft = self._materialize(
             order, event=event, key=key, template="correction", channel=told.channel,
             priority=Priority.HIGH, context=lambda: context, state=view.derived_state,
@@ -362,6 +433,12 @@ class Pipeline:
             draft.status = NotificationStatus.FAILED
             draft.last_error = f"template error: {exc}"
             return draft
+        check = self.checks.get(channel)
+        problem = check(rendered.subject, rendered.text) if check else None
+        if problem is not None:
+            draft.status = NotificationStatus.FAILED
+            draft.last_error = f"template output not sendable on {channel}: {problem}"
+            return draft
         draft.recipient = recipient
         draft.template_version = rendered.version
         draft.locale = rendered.locale
@@ -373,9 +450,22 @@ class Pipeline:
 
 
 #: ledger states in which the customer has not been told: a revision may rewrite the row
-UNSENT = frozenset(
-    {NotificationStatus.QUEUED, NotificationStatus.SUPPRESSED, NotificationStatus.FAILED}
-)
+UNSENT = frozenset({
+    NotificationStatus.QUEUED, NotificationStatus.SUPPRESSED, NotificationStatus.FAILED,
+    NotificationStatus.STANDBY,
+})
+
+#: ledger states in which the customer was (or is being) told: a revision is corrected
+TOLD = frozenset({
+    NotificationStatus.SENT, NotificationStatus.SENDING, NotificationStatus.DELIVERED,
+    NotificationStatus.UNDELIVERED,
+})
+
+
+def _source(order: OrderAggregate) -> str:
+    """The platform an order comes from, as its latest stored event says."""
+    latest = max(order.events.values(), key=lambda e: e.seq, default=None)
+    return latest.parsed().source if latest is not None else ""
 
 
 def _run(order: OrderAggregate) -> Replay:

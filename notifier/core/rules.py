@@ -44,6 +44,7 @@ class _Rule(BaseModel):
     channels: list[Channel] = Field(min_length=1)
     priority: Literal["high", "normal", "low"] = "normal"
     once: bool = False
+    fallback: bool = False
 
     @field_validator("channels")
     @classmethod
@@ -71,6 +72,8 @@ class Rule:
     channels: tuple[Channel, ...]
     priority: Priority
     once: bool
+    #: send on the first channel the customer can receive; the next only if it fails
+    fallback: bool = False
 
     def matches(self, transition: Transition) -> bool:
         """Whether this rule fires for the transition."""
@@ -147,6 +150,7 @@ def load_rules(path: Path, *, template_exists: Callable[[str, str], bool]) -> Ru
                 channels=tuple(item.channels),
                 priority=Priority[item.priority.upper()],
                 once=item.once,
+                fallback=item.fallback,
             )
         )
     return RuleSet(rules)

@@ -8,6 +8,7 @@ letter is re-driven exactly once) and removes the dead letter from the stream.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -146,8 +147,6 @@ async def replay(
         (report.replayed if result.rowcount == 1 else report.stale).append(
             letter.notification_id
         )
-        try:
+        with contextlib.suppress(NotFoundError):  # removed by a concurrent replay
             await js.delete_msg(DEADLETTER_STREAM, letter.seq)
-        except NotFoundError:
-            pass  # removed by a concurrent replay
     return report

@@ -87,7 +87,7 @@ class ChannelWorker:
     """The consumer of one channel's dispatch queue."""
 
     def __init__(
-        self, engine: AsyncEngine, adapter: ChannelAdapter, policy: RetryPolicy,
+        self, engine: AsyncEngine, adapter: ChannelAdapter, *, policy: RetryPolicy,
         limits: ChannelLimits, settings: DispatchSettings, metrics: Metrics,
         on_requeued: Callable[[], None],
     ) -> None:

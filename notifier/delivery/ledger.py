@@ -266,8 +266,20 @@ class ReceiptResult:
     found: bool
     changed: bool
     channel: str | None = None
+    template: str | None = None
     status: str | None = None
     fell_back: bool = False
+
+
+async def find_by_provider_id(engine: AsyncEngine, provider_message_id: str) -> str | None:
+    """The notification a provider knows by this id, if any."""
+    async with engine.connect() as conn:
+        found: str | None = (
+            await conn.execute(
+                select(N.id).where(N.provider_message_id == provider_message_id).limit(1)
+            )
+        ).scalar()
+    return found
 
 
 async def record_receipt(
@@ -281,8 +293,8 @@ async def record_receipt(
     async with engine.begin() as conn:
         row = (
             await conn.execute(
-                select(N.status, N.channel, N.provider_message_id, N.fallback_group,
-                       N.fallback_rank)
+                select(N.status, N.channel, N.template, N.provider_message_id,
+                       N.fallback_group, N.fallback_rank)
                 .where(N.id == notification_id)
             )
         ).first()
@@ -307,8 +319,8 @@ async def record_receipt(
                 await _stand_down(conn, row.fallback_group, row.channel, now)
             else:
                 fell_back = await _fall_back(conn, row.fallback_group, row.fallback_rank or 0, now)
-    return ReceiptResult(found=True, changed=True, channel=row.channel, status=status,
-                         fell_back=fell_back)
+    return ReceiptResult(found=True, changed=True, channel=row.channel, template=row.template,
+                         status=status, fell_back=fell_back)
 
 
 def token_hash(token: str) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, case, delete, false, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.model import NotificationStatus
-from notifier.store.tables import events, notifications, orders
+from notifier.store.tables import dead_push_tokens, events, notifications, ops_alerts, orders
 
 #: the ledger's reason for a notification withheld because its customer was erased
 ERASED = "customer erased"
@@ -20,6 +20,10 @@ _SETTLED = [
     NotificationStatus.SENT.value,
     NotificationStatus.FAILED.value,
     NotificationStatus.SUPPRESSED.value,
+    NotificationStatus.DELIVERED.value,
+    NotificationStatus.UNDELIVERED.value,
+    # a fallback channel that was never needed is as settled as the rest of its order
+    NotificationStatus.STANDBY.value,
 ]
 
 
@@ -61,6 +65,14 @@ async def prune(engine: AsyncEngine, *, dedup_days: int, notification_days: int)
             delete(notifications)
             .where(notifications.c.created_at < now - timedelta(days=notification_days))
             .where(notifications.c.status.in_(_SETTLED))
+        )
+        # dead push tokens are personal data too: kept as long as the ledger
+        await conn.execute(
+            delete(dead_push_tokens)
+            .where(dead_push_tokens.c.created_at < now - timedelta(days=notification_days))
+        )
+        await conn.execute(
+            delete(ops_alerts).where(ops_alerts.c.created_at < now - timedelta(days=30))
         )
     return PruneReport(
         orders=len(order_ids), events=deleted_events, notifications=nt.rowcount
@@ -110,8 +122,12 @@ async def erase_customer(engine: AsyncEngine, customer_id: str) -> EraseReport:
         await conn.execute(
             update(notifications)
             .where(notifications.c.customer_id == customer_id)
-            .where(notifications.c.status == NotificationStatus.QUEUED.value)
+            .where(notifications.c.status.in_(
+                [NotificationStatus.QUEUED.value, NotificationStatus.STANDBY.value]))
             .values(status=NotificationStatus.SUPPRESSED.value, last_error=ERASED)
+        )
+        await conn.execute(
+            delete(dead_push_tokens).where(dead_push_tokens.c.customer_id == customer_id)
         )
         nt = await conn.execute(
             update(notifications)

@@ -1,0 +1,126 @@
+"""Delivery counts and rates, read from the ledger (so every replica reports the same).
+
+A notification counts in the window in which it was created, under its current
+status. The delivery rate of a group is ``(sent + delivered) / (sent + delivered +
+failed + undelivered)``: notifications still on their way, suppressed ones and
+fallback channels on standby are left out, as they neither got through nor failed.
+An SMS counts as got-through once Twilio accepted it, until a receipt says otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.core.model import NotificationStatus
+from notifier.store.tables import notifications
+
+N = notifications.c
+Q = NotificationStatus
+STATUSES = tuple(s.value for s in NotificationStatus)
+GOT_THROUGH = (Q.SENT.value, Q.DELIVERED.value)
+NOT_THROUGH = (Q.FAILED.value, Q.UNDELIVERED.value)
+_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_WINDOW_S = 400 * 86400
+
+
+def parse_window(text: str) -> float:
+    """``90s``, ``15m``, ``1h``, ``7d`` or plain seconds; ``ValueError`` says what is accepted."""
+    match = _WINDOW.match(text)
+    if match is None:
+        raise ValueError(f"window {text!r} is not a duration like 90s, 15m, 1h or 7d")
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if not 0 < seconds <= MAX_WINDOW_S:
+        raise ValueError(f"window {text!r} must be more than 0 and at most 400d")
+    return seconds
+
+
+@dataclass(slots=True)
+class Counts:
+    """Notifications per status, with the delivery rate they make."""
+
+    by_status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+
+    def add(self, status: str, count: int) -> None:
+        """Tally ``count`` notifications in ``status``."""
+        self.by_status[status] = self.by_status.get(status, 0) + count
+
+    @property
+    def finished(self) -> int:
+        """Notifications that either got through or did not."""
+        return sum(self.by_status[s] for s in (*GOT_THROUGH, *NOT_THROUGH))
+
+    @property
+    def rate(self) -> float | None:
+        """The share that got through, or ``None`` when none has finished."""
+        done = self.finished
+        if done == 0:
+            return None
+        return sum(self.by_status[s] for s in GOT_THROUGH) / done
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the counts, the total and the rate."""
+        return {"counts": dict(self.by_status), "total": sum(self.by_status.values()),
+                "delivery_rate": self.rate}
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    """Counts for one window: in total, per channel, and per channel x provider x
+    template x state."""
+
+    window_s: float
+    since: datetime
+    total: Counts = field(default_factory=Counts)
+    channels: dict[str, Counts] = field(default_factory=dict)
+    groups: dict[tuple[str, str, str, str], Counts] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The shape ``GET /v1/stats/delivery`` returns."""
+        return {
+            "window_s": self.window_s,
+            "since": self.since.isoformat(),
+            "total": self.total.as_dict(),
+            "channels": {name: c.as_dict() for name, c in sorted(self.channels.items())},
+            "groups": [
+                {"channel": k[0], "provider": k[1], "template": k[2], "state": k[3],
+                 **c.as_dict()}
+                for k, c in sorted(self.groups.items())
+            ],
+        }
+
+
+async def delivery_stats(
+    engine: AsyncEngine, window_s: float, *, channel: str | None = None,
+    providers: Mapping[str, str] | None = None, now: datetime | None = None,
+) -> DeliveryStats:
+    """Count the ledger's notifications created in the last ``window_s`` seconds.
+
+    ``providers`` names the provider of a channel for notifications no provider has
+    seen yet (queued, suppressed).
+    """
+    since = (now or datetime.now(UTC)) - timedelta(seconds=window_s)
+    stmt = (
+        select(N.channel, N.provider, N.template, N.state, N.status, func.count())
+        .where(N.created_at >= since)
+        .group_by(N.channel, N.provider, N.template, N.state, N.status)
+    )
+    if channel is not None:
+        stmt = stmt.where(N.channel == channel)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    stats = DeliveryStats(window_s=window_s, since=since)
+    known = providers or {}
+    for ch, provider, template, state, status, count in rows:
+        who = provider or known.get(ch, "none")
+        stats.total.add(status, count)
+        stats.channels.setdefault(ch, Counts()).add(status, count)
+        stats.groups.setdefault((ch, who, template, state), Counts()).add(status, count)
+    return stats
