@@ -11,8 +11,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from notifier.devtools.fcmfake import FcmFake
 from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer
+from notifier.devtools.twiliofake import TwilioFake
+from notifier.devtools.webhookreceiver import WebhookReceiver
+
+TWILIO_SID = "AC" + "1" * 32
+TWILIO_TOKEN = "test-auth-token-0123456789abcdef"
+WEBHOOK_SECRET = "whsec-test-0123456789abcdef"
 
 POSTGRES_ADMIN = os.environ.get(
     "NOTIFIER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -60,3 +67,31 @@ def nats(tmp_path: Path) -> Iterator[NatsServer]:
     """A real nats-server with JetStream for one test."""
     with NatsServer(store_dir=tmp_path / "nats") as server:
         yield server
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[TwilioFake]:
+    """A Twilio Messages API fake on 127.0.0.1 that posts signed status callbacks."""
+    fake = TwilioFake(TWILIO_SID, TWILIO_TOKEN)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def fcm(tmp_path: Path) -> AsyncIterator[FcmFake]:
+    """An FCM HTTP v1 fake with its OAuth token endpoint; credentials in ``tmp_path``."""
+    fake = FcmFake()
+    await fake.start()
+    fake.write_credentials(tmp_path / "fcm-credentials.json")
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    """A partner's webhook endpoint that checks signatures with ``WEBHOOK_SECRET``."""
+    fake = WebhookReceiver(WEBHOOK_SECRET)
+    await fake.start()
+    yield fake
+    await fake.stop()

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import nats
+import uvicorn
 from httpx import ASGITransport, AsyncClient
 
 from notifier.app import Service, build_service, create_app
 from notifier.config import Settings, load_settings
+from notifier.devtools.fcmfake import FcmFake
+from notifier.devtools.twiliofake import TwilioFake
 from notifier.ingest.streams import StreamSettings, ensure_streams
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -26,6 +31,8 @@ def event(
     event_id: str | None = None,
     locale: str = "en-US",
     email: str | None = "ada@example.com",
+    phone: str | None = None,
+    push_tokens: list[str] | None = None,
     shipment: dict[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
@@ -42,6 +49,8 @@ def event(
             "email": email,
             "locale": locale,
             "timezone": "Europe/Paris",
+            "phone": phone,
+            "push_tokens": push_tokens or [],
         },
         "attributes": {"store_name": "Tea & Co", "total": "42.00", "currency": "EUR"},
     }
@@ -91,6 +100,54 @@ def settings_for(nats_url: str, database_url: str, smtp_port: int | None,
     }
     values.update(overrides)
     return load_settings(**values)
+
+
+def channel_settings(
+    nats_url: str, database_url: str, smtp_port: int | None, *,
+    twilio: TwilioFake | None = None, fcm: FcmFake | None = None,
+    credentials: Path | None = None, http_port: int | None = None, **overrides: Any,
+) -> Settings:
+    """Test settings with SMS (Twilio fake) and push (FCM fake) switched on; receipts
+    reach the API on ``http_port`` (serve it with :func:`serving`)."""
+    values: dict[str, Any] = {}
+    if twilio is not None:
+        values.update(twilio_account_sid=twilio.account_sid, twilio_auth_token=twilio.auth_token,
+                      twilio_from="+15005550006", twilio_api_base=twilio.base_url)
+    if fcm is not None:
+        if credentials is None:
+            raise ValueError("give the path fcm.write_credentials wrote")
+        values.update(fcm_credentials_file=credentials, fcm_api_base=fcm.base_url)
+    if http_port is not None:
+        values.update(http_port=http_port, public_base_url=f"http://127.0.0.1:{http_port}")
+    values.update(overrides)
+    return settings_for(nats_url, database_url, smtp_port, **values)
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[Service, AsyncClient]]:
+    """The whole service in this process, its API served over HTTP on
+    ``settings.http_port`` (so providers' callbacks can reach it)."""
+    service = build_service(settings)
+    await service.start()
+    app = create_app(service)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host="127.0.0.1", port=settings.http_port, log_level="warning", lifespan="off",
+        access_log=False,
+    ))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        base = f"http://127.0.0.1:{settings.http_port}"
+        async with AsyncClient(base_url=base) as client:
+            yield service, client
+    finally:
+        server.should_exit = True
+        await task
+        await service.stop()
 
 
 @contextlib.asynccontextmanager
