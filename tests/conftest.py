@@ -4,13 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from notifier.devtools.natsserver import NatsServer
+
+#: the only hosts a test may resolve: every server a test talks to runs on this machine
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "", None})
+_real_getaddrinfo = socket.getaddrinfo
+
+
+class ExternalHostError(OSError):
+    """A test (or a library under test) tried to reach a host outside this machine."""
+
+
+def _local_only_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    name = host.decode() if isinstance(host, bytes) else host
+    if name not in LOCAL_HOSTS:
+        raise ExternalHostError(f"tests may not contact {name!r}: only 127.0.0.1")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_external_hosts() -> Iterator[None]:
+    """Every name resolution in the test process must be local (the twilio, firebase and
+    google-auth clients included): an attempt fails loudly instead of reaching out."""
+    socket.getaddrinfo = _local_only_getaddrinfo
+    yield
+    socket.getaddrinfo = _real_getaddrinfo
 
 
 @pytest.fixture
