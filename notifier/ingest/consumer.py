@@ -144,6 +144,11 @@ class IngestConsumer:
                 log.warning("ingest cannot fetch (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(s.retry_delay_s)
                 continue
+            except Exception:
+                # whatever a fetch can raise, the loop must not die with it
+                log.exception("ingest fetch failed; retrying")
+                await asyncio.sleep(s.retry_delay_s)
+                continue
             if not messages:
                 continue
             try:
