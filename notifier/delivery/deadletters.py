@@ -8,14 +8,13 @@ letter is re-driven exactly once) and removes the dead letter from the stream.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServerError
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,12 +31,16 @@ PERMANENT = "permanent"
 EXHAUSTED = "attempts_exhausted"
 DEAD_RECIPIENT = "dead_recipient"
 
+#: nats-server's answer to deleting a message that is not (or no longer) in the stream
+MSG_DELETE_FAILED = 10057
+
 
 async def publish_failed(
     js: JetStreamContext, item: Claimed, *, provider: str, reason: str, error: str,
     generation: int,
 ) -> None:
-    """Dead-letter one notification; the same attempt always has the same ``Nats-Msg-Id``."""
+    """Dead-letter one notification; one ``generation`` (the dispatch message given up on)
+    always has the same ``Nats-Msg-Id``."""
     body = {
         "notification_id": item.id,
         "channel": item.channel,
@@ -147,6 +150,16 @@ async def replay(
         (report.replayed if result.rowcount == 1 else report.stale).append(
             letter.notification_id
         )
-        with contextlib.suppress(NotFoundError):  # removed by a concurrent replay
-            await js.delete_msg(DEADLETTER_STREAM, letter.seq)
+        await _delete(js, letter.seq)
     return report
+
+
+async def _delete(js: JetStreamContext, seq: int) -> None:
+    """Remove one dead letter; one a concurrent replay removed first is no error."""
+    try:
+        await js.delete_msg(DEADLETTER_STREAM, seq)
+    except NotFoundError:
+        pass
+    except ServerError as exc:
+        if exc.err_code != MSG_DELETE_FAILED:
+            raise

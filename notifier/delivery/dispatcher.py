@@ -105,6 +105,9 @@ class ChannelWorker:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._js: JetStreamContext | None = None
+        self._sizes: dict[asyncio.Task[None], int] = {}
+        #: dispatch messages held (fetched, not yet acked or naked) at once
+        self.max_in_flight = max(settings.batch_size, limits.concurrency * 4)
 
     @property
     def durable(self) -> str:
@@ -154,24 +157,50 @@ class ChannelWorker:
         await self.adapter.close()
 
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
+        # Fetching goes on while earlier batches are being sent, so a message that
+        # arrives during a send waits for a free slot, not for the whole batch to finish;
+        # at most ``max_in_flight`` messages are held at once.
         s = self.settings
+        in_flight: set[asyncio.Task[None]] = set()
+        held = 0
         while not self._stopping.is_set():
+            while held >= self.max_in_flight and in_flight:
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                held -= sum(self._sizes.pop(t, 0) for t in done)
+                in_flight -= done
             try:
-                messages = await sub.fetch(s.batch_size, timeout=max(s.fetch_wait_s, 0.5))
+                messages = await sub.fetch(
+                    min(s.batch_size, self.max_in_flight - held),
+                    timeout=max(s.fetch_wait_s, 0.5),
+                )
             except TimeoutError:
                 continue
             except (ConnectionClosedError, ServiceUnavailableError) as exc:
                 log.warning("%s cannot fetch (%s); retrying", self.durable, type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
-            try:
-                await self._handle(messages)
             except Exception:
-                # Unacked messages come back after ack_wait; the loop must go on.
-                log.exception("%s: batch of %d failed; continuing", self.durable, len(messages))
+                log.exception("%s: fetch failed; retrying", self.durable)
                 await asyncio.sleep(1.0)
+                continue
+            task = asyncio.create_task(self._guarded(messages))
+            self._sizes[task] = len(messages)
+            held += len(messages)
+            in_flight.add(task)
+            finished = {t for t in in_flight if t.done()}
+            held -= sum(self._sizes.pop(t, 0) for t in finished)
+            in_flight -= finished
+        if in_flight:
+            await asyncio.wait(in_flight)
         with contextlib.suppress(ConnectionClosedError):
             await sub.unsubscribe()
+
+    async def _guarded(self, messages: list[Msg]) -> None:
+        try:
+            await self._handle(messages)
+        except Exception:
+            # Unacked messages come back after ack_wait; the channel must go on.
+            log.exception("%s: batch of %d failed; continuing", self.durable, len(messages))
 
     async def _handle(self, messages: list[Msg]) -> None:
         by_id: dict[str, Msg] = {}
@@ -225,7 +254,7 @@ class ChannelWorker:
                         await release(self.engine, item.id)
                         await msg.nak()
                         continue
-                    delay = await self._send(item)
+                    delay = await self._send(item, msg.metadata.sequence.stream)
                 except SQLAlchemyError as exc:
                     # Its lease runs out and it is retried, with the same identity.
                     log.warning("notification %s: fate not recorded: %s", item.id,
@@ -236,8 +265,11 @@ class ChannelWorker:
                 else:
                     await msg.nak(delay=delay)
 
-    async def _send(self, item: Claimed) -> float | None:
-        """Send one claimed notification and record its fate; the redelivery delay, if any."""
+    async def _send(self, item: Claimed, dispatch_seq: int) -> float | None:
+        """Send one claimed notification and record its fate; the redelivery delay, if any.
+
+        ``dispatch_seq`` is the stream sequence of the dispatch message that asked for it.
+        """
         provider = self.adapter.provider
         if self.channel == "push" and await dead_tokens(self.engine, [item.recipient]):
             await mark_failed(self.engine, item, "push token is unregistered",
@@ -268,7 +300,7 @@ class ChannelWorker:
             if exc.dead_recipient and self.channel == "push":
                 await record_dead_token(self.engine, item.recipient, item.customer_id,
                                         exc.code or "dead")
-            await self._give_up(item, provider, reason, error)
+            await self._give_up(item, provider, reason, error, dispatch_seq)
             log.info("notification %s failed permanently (%s)", item.id, exc.code)
             return None
         except TransientDeliveryError as exc:
@@ -276,7 +308,8 @@ class ChannelWorker:
             error = f"{exc.code or 'transient'}: {exc}"
             if self.policy.exhausted(item.attempts):
                 await self._give_up(item, provider, deadletters.EXHAUSTED,
-                                    f"gave up after {item.attempts} attempts: {error}")
+                                    f"gave up after {item.attempts} attempts: {error}",
+                                    dispatch_seq)
                 log.warning("notification %s failed after %d attempts", item.id, item.attempts)
                 return None
             delay = self.policy.delay(item.attempts, exc.retry_after)
@@ -293,13 +326,17 @@ class ChannelWorker:
         self.metrics.event_to_send_seconds.labels(item.channel).observe(waited)
         return None
 
-    async def _give_up(self, item: Claimed, provider: str, reason: str, error: str) -> None:
+    async def _give_up(
+        self, item: Claimed, provider: str, reason: str, error: str, dispatch_seq: int
+    ) -> None:
         # Dead letter first: if the process dies before the ledger says failed, the
-        # message is tried once more and the dead letter is deduplicated.
+        # message is tried once more and the dead letter is deduplicated. Keyed by the
+        # dispatch message, not the attempt count: a replay resets the count and sends a
+        # new dispatch message, and its failure must be dead-lettered again.
         if self._js is not None:
             await deadletters.publish_failed(
                 self._js, item, provider=provider, reason=reason, error=error,
-                generation=item.attempts,
+                generation=dispatch_seq,
             )
         await mark_failed(self.engine, item, error)
         self._count(item, "failed")
