@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -114,7 +115,10 @@ def build_router(
             )).all()
         return {"customer_id": customer_id, "dead_push_tokens": [
             {"token_sha256_prefix": r.token_sha256[:12], "reason": r.reason,
-             "marked_at": r.created_at.isoformat()} for r in rows]}
+             # SQLite hands back naive datetimes; everything is stored in UTC
+             "marked_at": (r.created_at if r.created_at.tzinfo
+                           else r.created_at.replace(tzinfo=UTC)).isoformat()}
+            for r in rows]}
 
     router.include_router(v1)
     return router

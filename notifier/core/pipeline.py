@@ -309,15 +309,25 @@ class Pipeline:
             draft.fallback_rank = intent.fallback_rank
             earlier = intent.chain[: intent.fallback_rank or 0]
             if draft.status is NotificationStatus.QUEUED and any(
-                self._reachable(event, c) for c in earlier
+                self._sendable(order, event, intent, c) for c in earlier
             ):
                 # an earlier channel goes first; this one waits in case it fails
                 draft.status = NotificationStatus.STANDBY
         return draft
 
-    def _reachable(self, event: OrderEvent, channel: str) -> bool:
-        return (channel in self.enabled_channels
-                and recipient_for(event, Channel(channel))[0] is not None)
+    def _sendable(
+        self, order: OrderAggregate, event: OrderEvent, intent: Intent, channel: str
+    ) -> bool:
+        """Whether an earlier channel of a fallback rule will be tried. One that cannot
+        be (no contact, channel off, or it fails when rendered) never sends and never
+        fails at send time, so nothing would ever hand over from it."""
+        draft = self._materialize(
+            order, event=event, key=intent.key, template=intent.template, channel=channel,
+            priority=intent.priority,
+            context=lambda: template_context(event, intent.transition),
+            state=intent.transition.to_state.value,
+        )
+        return draft.status is NotificationStatus.QUEUED
 
     def _webhook(
         self, order: OrderAggregate, event: OrderEvent, key: str, transition: Transition, *,

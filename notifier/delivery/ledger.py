@@ -183,15 +183,19 @@ async def mark_sent(
     rule's standby channels are not needed any more."""
     now = _now()
     async with engine.begin() as conn:
-        # A receipt may have overtaken this record (a fast SMS callback): keep its status.
+        # A receipt may have overtaken this record (a fast SMS callback): keep its
+        # status and what it said went wrong.
+        sending = N.status == Q.SENDING.value
         stmt = (
             update(notifications)
             .where(N.id == item.id)
-            .where(N.status.in_([Q.SENDING.value, Q.DELIVERED.value, Q.UNDELIVERED.value]))
+            .where(N.status.in_(
+                [Q.SENDING.value, Q.DELIVERED.value, Q.UNDELIVERED.value, Q.FAILED.value]))
             .values(
-                status=case((N.status == Q.SENDING.value, Q.SENT.value), else_=N.status),
+                status=case((sending, Q.SENT.value), else_=N.status),
                 provider=provider, provider_message_id=provider_message_id, sent_at=now,
-                last_error=None, lease_until=None, updated_at=now,
+                last_error=case((sending, None), else_=N.last_error),
+                lease_until=None, updated_at=now,
             )
         )
         done = (await conn.execute(stmt)).rowcount == 1
