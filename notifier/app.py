@@ -288,7 +288,8 @@ def build_service(
         max_s=settings.dispatch_backoff_max_s,
     )
     dispatch = DispatchSettings(
-        batch_size=settings.dispatch_batch_size, lease_s=settings.dispatch_lease_s
+        batch_size=settings.dispatch_batch_size, lease_s=settings.dispatch_lease_s,
+        receipt_channels=frozenset({"sms"}) if settings.public_base_url else frozenset(),
     )
     dispatcher = Dispatcher({
         name: ChannelWorker(

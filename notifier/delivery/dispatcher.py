@@ -48,7 +48,7 @@ from notifier.delivery.ledger import (
     record_dead_token,
     release,
 )
-from notifier.delivery.limits import CircuitBreaker, TokenBucket
+from notifier.delivery.limits import BreakerState, CircuitBreaker, TokenBucket
 from notifier.delivery.outbox import dispatch_subject
 from notifier.delivery.retry import RetryPolicy
 from notifier.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
@@ -60,8 +60,6 @@ log = logging.getLogger(__name__)
 #: the share of a lease in which a claimed message may still be handed to a provider; the
 #: rest is left for the send itself (bounded by the provider timeout) and its record
 LEASE_USABLE = 0.5
-#: channels whose "sent" is not the last word: a delivery receipt follows
-RECEIPT_CHANNELS = frozenset({"sms"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +79,9 @@ class DispatchSettings:
     batch_size: int = 50
     lease_s: float = 60.0
     fetch_wait_s: float = 0.05
+    #: channels whose "sent" is not the last word because a delivery receipt follows
+    #: (SMS, when Twilio has a callback URL): a fallback rule waits for the receipt
+    receipt_channels: frozenset[str] = frozenset()
 
 
 class ChannelWorker:
@@ -305,6 +306,7 @@ class ChannelWorker:
             return None
         except TransientDeliveryError as exc:
             breaker.failure(exc.retry_after)
+            self._show(item, breaker)
             error = f"{exc.code or 'transient'}: {exc}"
             if self.policy.exhausted(item.attempts):
                 await self._give_up(item, provider, deadletters.EXHAUSTED,
@@ -318,8 +320,9 @@ class ChannelWorker:
             log.info("notification %s will be retried in %.1fs (%s)", item.id, delay, exc.code)
             return delay
         breaker.success()
+        self._show(item, breaker)
         await mark_sent(self.engine, item, receipt.provider, receipt.provider_message_id,
-                        final=self.channel not in RECEIPT_CHANNELS)
+                        final=self.channel not in self.settings.receipt_channels)
         self._count(item, "sent", receipt)
         self.metrics.send_seconds.labels(item.channel).observe(time.perf_counter() - started)
         waited = (datetime.now(UTC) - item.created_at).total_seconds()
@@ -341,6 +344,11 @@ class ChannelWorker:
         await mark_failed(self.engine, item, error)
         self._count(item, "failed")
         self.on_requeued()
+
+    def _show(self, item: Claimed, breaker: CircuitBreaker) -> None:
+        """Export whether this breaker is open (its key is a provider or an endpoint name)."""
+        is_open = breaker.state is BreakerState.OPEN
+        self.metrics.breaker_open.labels(self.channel, self._breaker_key(item)).set(int(is_open))
 
     def _count(self, item: Claimed, status: str, receipt: SendReceipt | None = None) -> None:
         provider = receipt.provider if receipt else self.adapter.provider
