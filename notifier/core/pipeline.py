@@ -264,6 +264,10 @@ class Pipeline:
                 if (existing.status == NotificationStatus.QUEUED
                         and draft.status == NotificationStatus.STANDBY):
                     draft.status = NotificationStatus.QUEUED
+                if (existing.status == NotificationStatus.SUPPRESSED
+                        and draft.status == NotificationStatus.STANDBY
+                        and _got_through(order, new)):
+                    return  # stood down: an earlier channel was told, and is corrected
                 plan.updates.append(
                     LedgerUpdate(existing.id, draft, "revised before sending", existing.status)
                 )
@@ -276,8 +280,12 @@ class Pipeline:
             return
         if existing is None:
             return
-        if existing.status == NotificationStatus.QUEUED:
-            plan.updates.append(LedgerUpdate(existing.id, None, "withdrawn before sending"))
+        if existing.status in (NotificationStatus.QUEUED, NotificationStatus.STANDBY):
+            # a fallback channel on standby is withdrawn too: else it waits for good, or
+            # takes over the withdrawn message if the channel before it fails
+            plan.updates.append(
+                LedgerUpdate(existing.id, None, "withdrawn before sending", existing.status)
+            )
             existing.status = NotificationStatus.SUPPRESSED.value
             existing.digest = ""
         elif existing.status in TOLD:
@@ -470,6 +478,17 @@ TOLD = frozenset({
     NotificationStatus.SENT, NotificationStatus.SENDING, NotificationStatus.DELIVERED,
     NotificationStatus.UNDELIVERED,
 })
+
+
+def _got_through(order: OrderAggregate, intent: Intent) -> bool:
+    """Whether an earlier channel of the intent's fallback rule reached the customer."""
+    for channel in intent.chain[: intent.fallback_rank or 0]:
+        found = order.notifications.get(f"{intent.fallback_group}:{channel}")
+        if found is not None and found.status in (
+            NotificationStatus.SENT, NotificationStatus.DELIVERED
+        ):
+            return True
+    return False
 
 
 def _source(order: OrderAggregate) -> str:

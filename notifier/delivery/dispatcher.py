@@ -54,6 +54,7 @@ from notifier.delivery.retry import RetryPolicy
 from notifier.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from notifier.ingest.streams import NOTIFY_STREAM
 from notifier.metrics import Metrics
+from notifier.store.maintenance import ERASED
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +273,11 @@ class ChannelWorker:
         ``dispatch_seq`` is the stream sequence of the dispatch message that asked for it.
         """
         provider = self.adapter.provider
+        if not item.recipient:
+            # erased while a crashed sender held it: nothing left to send to
+            await mark_failed(self.engine, item, ERASED, status=NotificationStatus.SUPPRESSED)
+            self._count(item, "suppressed")
+            return None
         if self.channel == "push" and await dead_tokens(self.engine, [item.recipient]):
             await mark_failed(self.engine, item, "push token is unregistered",
                               status=NotificationStatus.SUPPRESSED)

@@ -39,10 +39,16 @@ def dispatch_subject(channel: str) -> str:
 class Outbox:
     """Publishes pending dispatch messages, when woken and every ``poll_s`` regardless."""
 
-    def __init__(self, engine: AsyncEngine, *, batch_size: int = 1000, poll_s: float = 0.5):
+    def __init__(
+        self, engine: AsyncEngine, *, batch_size: int = 1000, poll_s: float = 0.5,
+        ack_timeout_s: float = 5.0,
+    ):
         self.engine = engine
         self.batch_size = batch_size
         self.poll_s = poll_s
+        #: how long to wait for JetStream's acks: a publish lost with a crashed server is
+        #: never acked, and the pass is tried again (the same ``Nats-Msg-Id``s) after it
+        self.ack_timeout_s = ack_timeout_s
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -102,7 +108,8 @@ class Outbox:
             )
             for r in rows
         ]
-        await asyncio.gather(*futures)
+        # TimeoutError (an OSError) ends the pass; cancelling the futures frees their slots
+        await asyncio.wait_for(asyncio.gather(*futures), self.ack_timeout_s)
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(notifications)
