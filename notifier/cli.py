@@ -198,8 +198,9 @@ def dlq_replay(
             await engine.dispose()
             await nc.close()
         missing = set(notification_id or ()) - {*report.replayed, *report.stale}
-        typer.echo(f"replayed {len(report.replayed)}, already re-driven or gone "
-                   f"{len(report.stale)}" + (f", not found {len(missing)}" if missing else ""))
+        typer.echo(f"replayed {len(report.replayed)}, not needed {len(report.stale)}"
+                   + (f", not found {len(missing)}" if missing else "")
+                   + " (not needed: re-driven already, told on another channel, or gone)")
         for nid in report.replayed:
             typer.echo(f"replayed {nid}")
         for nid in sorted(missing):

@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError, ServerError
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import aliased
 
 from notifier.core.model import NotificationStatus
 from notifier.delivery.ledger import Claimed
@@ -83,7 +84,8 @@ class ReplayReport:
     """What ``replay`` did, per notification id."""
 
     replayed: list[str] = field(default_factory=list)
-    #: already re-driven, sent since, or no longer in the ledger: the dead letter is removed
+    #: already re-driven, sent since, told on a fallback channel, or no longer in the
+    #: ledger: the dead letter is removed
     stale: list[str] = field(default_factory=list)
 
 
@@ -134,6 +136,16 @@ async def replay(
     """
     report = ReplayReport()
     now = datetime.now(UTC)
+    sibling = aliased(notifications)
+    got_through = (
+        select(sibling.c.id)
+        .where(sibling.c.fallback_group == N.fallback_group)
+        .where(sibling.c.id != N.id)
+        .where(sibling.c.status.in_([NotificationStatus.SENT.value,
+                                     NotificationStatus.DELIVERED.value,
+                                     NotificationStatus.SENDING.value]))
+        .exists()
+    )
     for letter in letters:
         async with engine.begin() as conn:
             result = await conn.execute(
@@ -141,6 +153,8 @@ async def replay(
                 .where(N.id == letter.notification_id)
                 .where(N.status == NotificationStatus.FAILED.value)
                 .where(N.recipient.is_not(None))
+                # a fallback rule whose next channel got through has told the customer
+                .where(~got_through)
                 .values(
                     status=NotificationStatus.QUEUED.value, attempts=0, next_attempt_at=now,
                     last_error=f"replayed from dead letter {letter.seq}",

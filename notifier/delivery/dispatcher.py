@@ -256,7 +256,7 @@ class ChannelWorker:
                         await release(self.engine, item.id)
                         await msg.nak()
                         continue
-                    delay = await self._send(item, msg.metadata.sequence.stream)
+                    delay = await self._send(item, msg.metadata.sequence.stream, send_by)
                 except SQLAlchemyError as exc:
                     # Its lease runs out and it is retried, with the same identity.
                     log.warning("notification %s: fate not recorded: %s", item.id,
@@ -267,10 +267,11 @@ class ChannelWorker:
                 else:
                     await msg.nak(delay=delay)
 
-    async def _send(self, item: Claimed, dispatch_seq: int) -> float | None:
+    async def _send(self, item: Claimed, dispatch_seq: int, send_by: float) -> float | None:
         """Send one claimed notification and record its fate; the redelivery delay, if any.
 
-        ``dispatch_seq`` is the stream sequence of the dispatch message that asked for it.
+        ``dispatch_seq`` is the stream sequence of the dispatch message that asked for it;
+        past ``send_by`` (half the lease) it is handed back unsent.
         """
         provider = self.adapter.provider
         if not item.recipient:
@@ -290,6 +291,12 @@ class ChannelWorker:
             await release(self.engine, item.id)
             return wait
         await self.bucket.take()
+        if time.monotonic() > send_by:
+            # the rate limit held it too long: another replica may claim it once the
+            # lease runs out, so it must not go out from here any more
+            breaker.abandon_trial()
+            await release(self.engine, item.id)
+            return 0.0
         message = OutboundMessage(
             notification_id=item.id, channel=item.channel, to=item.recipient,
             text=item.body_text, subject=item.subject, html=item.body_html, locale=item.locale,

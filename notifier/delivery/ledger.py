@@ -32,6 +32,10 @@ FINISHED = frozenset({
 })
 
 
+#: the longest a message waits before looking again at an earlier one it is queued behind
+MAX_FIFO_WAIT_S = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """A notification a dispatcher holds a lease on."""
@@ -142,6 +146,7 @@ async def _why_not(conn: AsyncConnection, ids: list[str], now: datetime) -> dict
     ).all()
     found = {r.id: r for r in rows}
     held: dict[str, Held] = {}
+    waiting: list[str] = []
     for nid in ids:
         row = found.get(nid)
         if row is None:
@@ -152,7 +157,28 @@ async def _why_not(conn: AsyncConnection, ids: list[str], now: datetime) -> dict
             left = (_aware(row.lease_until) - now).total_seconds()
             held[nid] = Held(done=False, delay_s=max(left, 0.0) + 0.5, why="in flight")
         else:
-            held[nid] = Held(done=False, delay_s=1.0, why="an earlier message is not out yet")
+            waiting.append(nid)
+    if waiting:
+        # behind an earlier message of the same order: look again when that one is due
+        # (at least 1 s, at most 30 s), rather than every second through its backoff
+        earlier = aliased(notifications)
+        E = earlier.c
+        due = (
+            await conn.execute(
+                select(N.id, func.min(E.next_attempt_at))
+                .join(earlier, and_(E.order_id == N.order_id, E.channel == N.channel,
+                                    E.event_seq < N.event_seq))
+                .where(N.id.in_(waiting))
+                .where(E.status.in_([Q.QUEUED.value, Q.SENDING.value]))
+                .group_by(N.id)
+            )
+        ).all()
+        next_at = {nid: at for nid, at in due}
+        for nid in waiting:
+            at = next_at.get(nid)
+            delay = (_aware(at) - now).total_seconds() if at is not None else 1.0
+            held[nid] = Held(done=False, delay_s=min(max(delay, 1.0), MAX_FIFO_WAIT_S),
+                             why="an earlier message is not out yet")
     return held
 
 

@@ -90,6 +90,10 @@ class CircuitBreaker:
             self._trial = True
         return 0.0
 
+    def abandon_trial(self) -> None:
+        """A send that ``wait`` let through did not happen: let another one try."""
+        self._trial = False
+
     def success(self) -> None:
         """The provider accepted a message (or refused it for the message's own fault)."""
         self._count = 0

@@ -3,6 +3,7 @@ end to end through the running service against the Twilio, FCM, SMTP and webhook
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -10,19 +11,26 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import nats as nats_client
 from httpx import AsyncClient
 from nats import connect as nats_connect
 from prometheus_client.parser import text_string_to_metric_families
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from notifier.channels.webhook import SIGNATURE_HEADER, verify
-from notifier.delivery.deadletters import notification_dead_letters
+from notifier.delivery.deadletters import (
+    NotificationDeadLetter,
+    ReplayReport,
+    notification_dead_letters,
+    replay,
+)
 from notifier.delivery.ledger import token_hash
 from notifier.devtools.fcmfake import FcmFake
 from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer, free_port
 from notifier.devtools.twiliofake import CallbackAttempt, TwilioFake
 from notifier.devtools.webhookreceiver import WebhookReceiver
+from notifier.store.db import create_engine
 from tests.integration.conftest import TWILIO_TOKEN, WEBHOOK_SECRET
 from tests.integration.helpers import (
     channel_settings,
@@ -122,6 +130,21 @@ def _metric(text: str, sample: str, **labels: str) -> float:
         for s in family.samples
         if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
     )
+
+
+async def _replay_channel(
+    nats_url: str, database_url: str, channel: str
+) -> tuple[ReplayReport, list[NotificationDeadLetter]]:
+    """Replay every dead letter of a channel; what it did, and the dead letters left."""
+    nc = await nats_client.connect(nats_url)
+    engine = create_engine(database_url)
+    try:
+        js = nc.jetstream()
+        report = await replay(js, engine, await notification_dead_letters(js, channel=channel))
+        return report, await notification_dead_letters(js, channel=channel)
+    finally:
+        await engine.dispose()
+        await nc.close()
 
 
 async def _metrics(client: AsyncClient) -> str:
@@ -369,6 +392,14 @@ async def test_a_fallback_rule_moves_on_only_when_a_channel_fails(
             "+14155550301", "+14155550302", "+14155550304", "+14155550305", "+14155550305"]
         assert [p.token for p in fcm.messages()] == ["tok-good"]
         assert [m.rcpt_tos for m in mail.messages()] == [["F-b@example.com"]]
+
+        # replaying the dead-lettered pushes would tell those customers twice: their
+        # SMS got through, so replay re-drives nothing and removes the dead letters
+        report, left = await _replay_channel(nats.url, database_url, "push")
+        assert report.replayed == [] and len(report.stale) == 2
+        assert left == []
+        await asyncio.sleep(1.0)  # an outbox pass would have published anything re-queued
+        assert fcm.send_requests == requests
 
 
 async def test_a_fallback_channel_that_cannot_be_rendered_hands_over_at_once(
