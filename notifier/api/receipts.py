@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, HTTPException, Request, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.channels.sms import parse_status_callback, verify_twilio_signature
+from notifier.channels.twilio_receipts import parse_status_callback, verify_twilio_signature
 from notifier.delivery.ledger import find_by_provider_id, record_receipt
 from notifier.metrics import Metrics
 

@@ -51,13 +51,11 @@ from twilio.base.exceptions import (  # type: ignore[import-untyped]
     TwilioServiceException,
 )
 from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
-from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 from twilio.rest import Client  # type: ignore[import-untyped]
 
 from notifier.channels.base import OutboundMessage, SendReceipt
 from notifier.channels.gsm import count_segments, is_e164
 from notifier.config import Settings
-from notifier.core.model import NotificationStatus
 from notifier.errors import (
     ConfigError,
     DeliveryError,
@@ -376,44 +374,3 @@ def _detail(exc: Any) -> str:
     if isinstance(exc, TwilioServiceException):
         return " - ".join(part for part in (exc.title, exc.detail) if part)
     return str(exc.msg)
-
-
-@dataclass(frozen=True, slots=True)
-class TwilioReceipt:
-    """Twilio's final word on one message, in the ledger's terms."""
-
-    sid: str
-    #: DELIVERED, UNDELIVERED or FAILED
-    status: NotificationStatus
-    #: Twilio's error code for an unsuccessful message (``30003`` unreachable handset...)
-    error_code: str | None
-
-
-#: Twilio's final statuses; queued, sending, sent, accepted, scheduled, read... say nothing
-FINAL_STATUSES: Mapping[str, NotificationStatus] = {
-    "delivered": NotificationStatus.DELIVERED,
-    "undelivered": NotificationStatus.UNDELIVERED,
-    "failed": NotificationStatus.FAILED,
-}
-
-
-def verify_twilio_signature(
-    auth_token: str, url: str, params: Mapping[str, str], signature: str
-) -> bool:
-    """Check ``X-Twilio-Signature`` over the URL Twilio called and the form fields.
-
-    ``url`` must be the one Twilio was given (the status callback built from
-    ``public_base_url``, query included), not the one a reverse proxy passed on.
-    """
-    if not signature:
-        return False
-    return bool(RequestValidator(auth_token).validate(url, dict(params), signature))
-
-
-def parse_status_callback(params: Mapping[str, str]) -> TwilioReceipt | None:
-    """The receipt a status callback carries, or None when it is not final (or has no sid)."""
-    sid = params.get("MessageSid") or params.get("SmsSid")
-    status = FINAL_STATUSES.get(params.get("MessageStatus") or params.get("SmsStatus") or "")
-    if not sid or status is None:
-        return None
-    return TwilioReceipt(sid=sid, status=status, error_code=params.get("ErrorCode") or None)

@@ -13,12 +13,10 @@ import pytest
 from aiohttp import web
 
 from notifier.channels.base import OutboundMessage
-from notifier.channels.sms import (
-    SmsChannel,
+from notifier.channels.sms import SmsChannel, sms_disabled_reason, twilio_error
+from notifier.channels.twilio_receipts import (
     TwilioReceipt,
     parse_status_callback,
-    sms_disabled_reason,
-    twilio_error,
     verify_twilio_signature,
 )
 from notifier.config import Settings
