@@ -42,8 +42,8 @@ async def order_view(engine: AsyncEngine, order_id: str) -> dict[str, Any] | Non
             await conn.execute(
                 select(n.id, n.event_id, n.channel, n.template, n.template_version, n.locale,
                        n.state, n.status, n.attempts, n.provider, n.provider_message_id,
-                       n.last_error, n.created_at, n.updated_at, n.sent_at, n.subject,
-                       n.event_seq)
+                       n.last_error, n.created_at, n.updated_at, n.sent_at, n.delivered_at,
+                       n.subject, n.event_seq, n.fallback_group, n.fallback_rank)
                 .where(n.order_id == order_id)
                 .order_by(n.event_seq, n.created_at, n.id)
             )
