@@ -321,7 +321,8 @@ def build_service(
     alerter = DeliveryAlerter(
         engine, metrics,
         AlertSettings(threshold=settings.alert_delivery_rate, window_s=settings.alert_window_s,
-                      min_samples=settings.alert_min_samples),
+                      min_samples=settings.alert_min_samples,
+                      interval_s=settings.alert_check_interval_s),
         alert_sinks(settings, channels), providers=metrics.providers,
     )
     service = Service(settings, engine, consumer, dispatcher, outbox, alerter, metrics)

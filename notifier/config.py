@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     alert_delivery_rate: float = Field(default=0.999, ge=0, le=1)
     alert_window_s: float = Field(default=3600.0, ge=60)
     alert_min_samples: int = Field(default=20, ge=1)
+    alert_check_interval_s: float = Field(default=60.0, gt=0)
     alert_email: str | None = None
     alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
 
