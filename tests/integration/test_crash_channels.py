@@ -15,8 +15,8 @@ from notifier.devtools.fcmfake import FcmFake
 from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer
 from notifier.devtools.twiliofake import TwilioFake
-from tests.integration.test_crash import _env, _start
 from tests.integration.helpers import event, publish
+from tests.integration.test_crash import _env, _start
 from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
