@@ -24,9 +24,10 @@ from notifier.channels.push import PushChannel, push_disabled_reason, push_limit
 from notifier.channels.sms import SmsChannel, sms_disabled_reason
 from notifier.channels.webhook import WebhookChannel, webhook_disabled_reason
 from notifier.config import Settings
+from notifier.core.drafts import Check
 from notifier.core.intents import WebhookRoutes
 from notifier.core.model import DeadLetter
-from notifier.core.pipeline import Check, Pipeline
+from notifier.core.pipeline import Pipeline
 from notifier.core.rules import RuleSet, load_rules
 from notifier.delivery.alerts import (
     AlertSettings,

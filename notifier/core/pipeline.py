@@ -9,21 +9,18 @@ nothing behind, and the redelivered batch plans the same thing again.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from notifier.contracts.events import Channel, OrderEvent
+from notifier.contracts.events import OrderEvent
+from notifier.core.drafts import Check, Drafting, Renderer, materialize, webhook_draft
 from notifier.core.intents import (
     WEBHOOK,
     Intent,
     WebhookRoutes,
-    context_digest,
     derive_intents,
-    recipient_for,
     template_context,
-    webhook_body,
 )
 from notifier.core.lifecycle import (
     OrderView,
@@ -48,39 +45,8 @@ from notifier.core.plan import (
     LedgerUpdate,
     NewNotification,
     OrderWrite,
-    notification_id,
 )
 from notifier.core.rules import Priority, RuleSet
-from notifier.errors import TemplateError
-
-
-class Rendered(Protocol):
-    """What the pipeline needs of a rendered message."""
-
-    @property
-    def version(self) -> str: ...
-    @property
-    def locale(self) -> str: ...
-    @property
-    def subject(self) -> str | None: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def html(self) -> str | None: ...
-
-
-#: (subject or title, text) → what makes it unsendable, or ``None``
-Check = Callable[[str | None, str], str | None]
-
-
-class Renderer(Protocol):
-    """Renders a template for a channel and locale (``notifier.rendering``)."""
-
-    def render(
-        self, template: str, channel: str, locale: str | None, context: Mapping[str, Any]
-    ) -> Rendered:
-        """Render or raise ``TemplateError``."""
-        ...
 
 
 @dataclass(slots=True)
@@ -293,6 +259,9 @@ class Pipeline:
             self._correct(order, existing, None, retracted=retracted, plan=plan)
             self._retell(existing, WITHDRAWN, plan)
 
+    def _drafting(self) -> Drafting:
+        return Drafting(self.renderer, self.enabled_channels, self.checks)
+
     @staticmethod
     def _retell(told: StoredNotification, now_known: str, plan: BatchPlan) -> None:
         # The next revision is compared with what the customer was told last (through
@@ -303,11 +272,12 @@ class Pipeline:
     def _draft(self, order: OrderAggregate, intent: Intent, key: str) -> NewNotification:
         event = order.events[intent.event_id].parsed()
         if intent.endpoint is not None:
-            return self._webhook(
-                order, event, key, intent.transition, endpoint=intent.endpoint, correction=None
+            return webhook_draft(
+                self._drafting(), order, event, key, intent.transition,
+                endpoint=intent.endpoint, correction=None,
             )
-        draft = self._materialize(
-            order, event=event, key=key, template=intent.template,
+        draft = materialize(
+            self._drafting(), order, event=event, key=key, template=intent.template,
             channel=intent.channel, priority=intent.priority,
             context=lambda: template_context(event, intent.transition),
             state=intent.transition.to_state.value,
@@ -329,36 +299,13 @@ class Pipeline:
         """Whether an earlier channel of a fallback rule will be tried. One that cannot
         be (no contact, channel off, or it fails when rendered) never sends and never
         fails at send time, so nothing would ever hand over from it."""
-        draft = self._materialize(
-            order, event=event, key=intent.key, template=intent.template, channel=channel,
-            priority=intent.priority,
+        draft = materialize(
+            self._drafting(), order, event=event, key=intent.key, template=intent.template,
+            channel=channel, priority=intent.priority,
             context=lambda: template_context(event, intent.transition),
             state=intent.transition.to_state.value,
         )
         return draft.status is NotificationStatus.QUEUED
-
-    def _webhook(
-        self, order: OrderAggregate, event: OrderEvent, key: str, transition: Transition, *,
-        endpoint: str, correction: dict[str, Any] | None,
-    ) -> NewNotification:
-        """A partner delivery: a JSON body instead of a template, the endpoint's name as
-        its recipient. Its digest covers the body, so a revision is a correction too."""
-        nid = notification_id(key)
-        body = webhook_body(event, transition, nid, endpoint, correction)
-        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
-        enabled = WEBHOOK in self.enabled_channels
-        return NewNotification(
-            id=nid, idempotency_key=key, event_id=event.event_id, order_id=order.order_id,
-            customer_id=event.customer.id, channel=WEBHOOK, template=WEBHOOK,
-            template_version=None, locale=None, recipient=endpoint if enabled else None,
-            subject=None, body_text=text if enabled else None, body_html=None,
-            status=NotificationStatus.QUEUED if enabled else NotificationStatus.SUPPRESSED,
-            priority=int(Priority.NORMAL),
-            event_seq=order.events[event.event_id].revised_seq,
-            digest=context_digest({"webhook": body}) if enabled else "",
-            state=transition.to_state.value,
-            last_error=None if enabled else "channel webhook is not enabled",
-        )
 
     def _correct(
         self,
@@ -390,81 +337,16 @@ class Pipeline:
             transition = now.transition if now else _no_transition(event, view)
             endpoint = told.idempotency_key.rsplit(":", 1)[1]
             plan.notifications.append(
-                self._webhook(order, event, key, transition, endpoint=endpoint,
-                              correction=context["correction"])
+                webhook_draft(self._drafting(), order, event, key, transition,
+                              endpoint=endpoint, correction=context["correction"])
             )
             return
-        draft = self._materialize(
-            order, event=event, key=key, template="correction", channel=told.channel,
-            priority=Priority.HIGH, context=lambda: context, state=view.derived_state,
+        draft = materialize(
+            self._drafting(), order, event=event, key=key, template="correction",
+            channel=told.channel, priority=Priority.HIGH, context=lambda: context,
+            state=view.derived_state,
         )
         plan.notifications.append(draft)
-
-    def _materialize(
-        self,
-        order: OrderAggregate,
-        *,
-        event: OrderEvent,
-        key: str,
-        template: str,
-        channel: str,
-        priority: Priority,
-        context: Callable[[], dict[str, Any]],
-        state: str,
-    ) -> NewNotification:
-        """The ledger row for one notification. A suppressed one is neither rendered nor
-        hashed (its digest stays empty): it was never told, so no revision corrects it."""
-        draft = NewNotification(
-            id=notification_id(key),
-            idempotency_key=key,
-            event_id=event.event_id,
-            order_id=order.order_id,
-            customer_id=event.customer.id,
-            channel=channel,
-            template=template,
-            template_version=None,
-            locale=None,
-            recipient=None,
-            subject=None,
-            body_text=None,
-            body_html=None,
-            status=NotificationStatus.SUPPRESSED,
-            priority=int(priority),
-            event_seq=order.events[event.event_id].revised_seq,
-            digest="",
-            state=state,
-            last_error=None,
-        )
-        recipient, why_not = recipient_for(event, Channel(channel))
-        if recipient is None:
-            draft.last_error = why_not
-            return draft
-        if channel not in self.enabled_channels:
-            draft.last_error = f"channel {channel} is not enabled"
-            return draft
-        values = context()
-        # the address is part of what is told: a revision that fixes it is a change
-        draft.digest = context_digest({"context": values, "to": recipient})
-        try:
-            rendered = self.renderer.render(template, channel, event.customer.locale, values)
-        except TemplateError as exc:
-            draft.status = NotificationStatus.FAILED
-            draft.last_error = f"template error: {exc}"
-            return draft
-        check = self.checks.get(channel)
-        problem = check(rendered.subject, rendered.text) if check else None
-        if problem is not None:
-            draft.status = NotificationStatus.FAILED
-            draft.last_error = f"template output not sendable on {channel}: {problem}"
-            return draft
-        draft.recipient = recipient
-        draft.template_version = rendered.version
-        draft.locale = rendered.locale
-        draft.subject = rendered.subject
-        draft.body_text = rendered.text
-        draft.body_html = rendered.html
-        draft.status = NotificationStatus.QUEUED
-        return draft
 
 
 #: ledger states in which the customer has not been told: a revision may rewrite the row
