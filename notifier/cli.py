@@ -178,7 +178,8 @@ def dlq_replay(
     if not (notification_id or channel or replay_all):
         raise _fail("say what to replay: --id ID, --channel NAME or --all")
     url = _nats_url()
-    settings = _settings(database_url=_database_url())
+    dev_database = _dev_database_url()
+    settings = _settings(**({"database_url": dev_database} if dev_database else {}))
 
     async def go() -> None:
         nc = await connect_once(url, name="notifier-dlq")
@@ -212,13 +213,11 @@ def dlq_replay(
         raise _fail(f"cannot replay ({url}): {type(exc).__name__}: {exc}") from None
 
 
-def _database_url() -> str:
-    """The URL from the environment, else the one a running ``notifier dev`` wrote down."""
-    if url := os.environ.get("NOTIFIER_DATABASE_URL"):
-        return url
-    if DEV_DATABASE_URL_FILE.is_file():
+def _dev_database_url() -> str | None:
+    """The database of a running ``notifier dev``, unless the environment names one."""
+    if "NOTIFIER_DATABASE_URL" not in os.environ and DEV_DATABASE_URL_FILE.is_file():
         return DEV_DATABASE_URL_FILE.read_text().strip()
-    return Settings.model_fields["database_url"].default  # type: ignore[no-any-return]
+    return None
 
 
 @app.command()

@@ -3,7 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import ClassVar, Protocol
+
+#: a provider's Retry-After longer than this is cut short: an hour-long outage is the
+#: breaker's and the backoff's business, not a reason to park a message for days
+MAX_RETRY_AFTER_S = 3600.0
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` value (delta-seconds or HTTP-date), capped at
+    :data:`MAX_RETRY_AFTER_S`; None when absent or unreadable. Every channel reads its
+    provider's header with this."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.replace(".", "", 1).isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # "-0000": UTC, origin unknown
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 @dataclass(frozen=True, slots=True)

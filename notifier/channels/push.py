@@ -61,8 +61,6 @@ import secrets
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -74,7 +72,7 @@ from google.auth import exceptions as auth_errors
 from google.auth.transport.requests import Request as AuthRequest
 from google.oauth2 import service_account
 
-from notifier.channels.base import OutboundMessage, SendReceipt
+from notifier.channels.base import OutboundMessage, SendReceipt, parse_retry_after
 from notifier.config import Settings
 from notifier.errors import (
     ConfigError,
@@ -394,19 +392,6 @@ def _redact(text: str, message: OutboundMessage) -> str:
 
 
 def _retry_after(exc: Exception) -> float | None:
-    """``Retry-After`` in seconds (delta or HTTP date) from the provider's answer, if any."""
+    """``Retry-After`` from the provider's answer, if any."""
     response = getattr(exc, "http_response", None)
-    value = response.headers.get("Retry-After") if response is not None else None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return parse_retry_after(response.headers.get("Retry-After") if response is not None else None)

@@ -38,8 +38,6 @@ import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
@@ -53,7 +51,7 @@ from twilio.base.exceptions import (  # type: ignore[import-untyped]
 from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
 from twilio.rest import Client  # type: ignore[import-untyped]
 
-from notifier.channels.base import OutboundMessage, SendReceipt
+from notifier.channels.base import OutboundMessage, SendReceipt, parse_retry_after
 from notifier.channels.gsm import count_segments, is_e164
 from notifier.config import Settings
 from notifier.errors import (
@@ -122,21 +120,6 @@ def twilio_error(
     if 400 <= status < 500:
         return PermanentDeliveryError(what, code=f"twilio_{code or status}")
     return TransientDeliveryError(what, code=f"twilio_{status}")
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date)."""
-    if not value:
-        return None
-    if value.strip().replace(".", "", 1).isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # "-0000": UTC, origin unknown
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 @dataclass

@@ -31,13 +31,16 @@ import hashlib
 import hmac
 import re
 import time
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import ClassVar
 
 import httpx
 
-from notifier.channels.base import OutboundMessage, SendReceipt
+from notifier.channels.base import (
+    OutboundMessage,
+    SendReceipt,
+    parse_retry_after,
+)
 from notifier.channels.webhook_endpoints import (
     WebhookEndpoint,
     WebhookEndpoints,
@@ -55,9 +58,6 @@ SIGNATURE_HEADER = "X-Notifier-Signature"
 DELIVERY_HEADER = "X-Notifier-Delivery"
 TIMESTAMP_HEADER = "X-Notifier-Timestamp"
 USER_AGENT = "notifier-webhook/1"
-#: a partner's Retry-After longer than this is cut short: an hour-long outage is the
-#: breaker's and the backoff's business, not a reason to park a delivery for days
-MAX_RETRY_AFTER_S = 3600.0
 #: answers that are "busy, come back" and may say when (RFC 9110 §10.2.3)
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 #: 4xx answers that say nothing about the delivery itself: timeout, too early, too many
@@ -108,25 +108,6 @@ def verify(
     expected = sign(secret, timestamp, body).encode("ascii")
     # Every candidate is compared, so timing says nothing about which one matched.
     return any([hmac.compare_digest(expected, candidate) for candidate in candidates])
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` value (delta-seconds or HTTP-date), capped at
-    :data:`MAX_RETRY_AFTER_S`; None when absent or unreadable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def error_for_status(

@@ -236,15 +236,18 @@ class ChannelWorker:
             else:
                 await by_id[nid].nak(delay=why.delay_s)
         send_by = time.monotonic() + self.settings.lease_s * LEASE_USABLE
+        # dead push tokens looked up once for the batch, not once per send
+        dead = (await dead_tokens(self.engine, [c.recipient for c in claimed])
+                if self.channel == "push" and claimed else set())
         by_order: dict[str, list[Claimed]] = {}
         for item in claimed:
             by_order.setdefault(item.order_id, []).append(item)
         await asyncio.gather(
-            *(self._send_in_order(items, by_id, send_by) for items in by_order.values())
+            *(self._send_in_order(items, by_id, send_by, dead) for items in by_order.values())
         )
 
     async def _send_in_order(
-        self, items: list[Claimed], by_id: Mapping[str, Msg], send_by: float
+        self, items: list[Claimed], by_id: Mapping[str, Msg], send_by: float, dead: set[str]
     ) -> None:
         # One order's messages go out one after another, in the order of the events
         # behind them: "shipped" never overtakes "confirmed".
@@ -256,7 +259,7 @@ class ChannelWorker:
                         await release(self.engine, item.id)
                         await msg.nak()
                         continue
-                    delay = await self._send(item, msg.metadata.sequence.stream, send_by)
+                    delay = await self._send(item, msg.metadata.sequence.stream, send_by, dead)
                 except SQLAlchemyError as exc:
                     # Its lease runs out and it is retried, with the same identity.
                     log.warning("notification %s: fate not recorded: %s", item.id,
@@ -267,21 +270,21 @@ class ChannelWorker:
                 else:
                     await msg.nak(delay=delay)
 
-    async def _send(self, item: Claimed, dispatch_seq: int, send_by: float) -> float | None:
+    async def _send(
+        self, item: Claimed, dispatch_seq: int, send_by: float, dead: set[str]
+    ) -> float | None:
         """Send one claimed notification and record its fate; the redelivery delay, if any.
 
         ``dispatch_seq`` is the stream sequence of the dispatch message that asked for it;
         past ``send_by`` (half the lease) it is handed back unsent.
         """
         provider = self.adapter.provider
-        if not item.recipient:
-            # erased while a crashed sender held it: nothing left to send to
-            await mark_failed(self.engine, item, ERASED, status=NotificationStatus.SUPPRESSED)
-            self._count(item, "suppressed")
-            return None
-        if self.channel == "push" and await dead_tokens(self.engine, [item.recipient]):
-            await mark_failed(self.engine, item, "push token is unregistered",
-                              status=NotificationStatus.SUPPRESSED)
+        # erased while a crashed sender held it, or a push token known to be gone: not
+        # sent, and a fallback channel takes over
+        why_not = ERASED if not item.recipient else (
+            "push token is unregistered" if item.recipient in dead else None)
+        if why_not is not None:
+            await mark_failed(self.engine, item, why_not, status=NotificationStatus.SUPPRESSED)
             self._count(item, "suppressed")
             self.on_requeued()
             return None
@@ -308,10 +311,9 @@ class ChannelWorker:
         except PermanentDeliveryError as exc:
             breaker.success()  # the provider answered; the message was at fault
             error = f"{exc.code or 'permanent'}: {exc}"
-            reason = deadletters.PERMANENT
-            if exc.dead_recipient:
-                reason = deadletters.DEAD_RECIPIENT
+            reason = deadletters.DEAD_RECIPIENT if exc.dead_recipient else deadletters.PERMANENT
             if exc.dead_recipient and self.channel == "push":
+                dead.add(item.recipient)  # the rest of this batch skips it too
                 await record_dead_token(self.engine, item.recipient, item.customer_id,
                                         exc.code or "dead")
             await self._give_up(item, provider, reason, error, dispatch_seq)

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from notifier.channels.base import MAX_RETRY_AFTER_S, parse_retry_after
 from notifier.channels.webhook import (
-    MAX_RETRY_AFTER_S,
     WebhookChannel,
     WebhookEndpoint,
     error_for_status,
     load_webhooks,
-    parse_retry_after,
     sign,
     signature_header,
     verify,
