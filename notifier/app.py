@@ -20,6 +20,7 @@ from notifier.api.routes import build_router
 from notifier.channels.base import ChannelAdapter
 from notifier.channels.email import EmailChannel
 from notifier.channels.gsm import count_segments
+from notifier.channels.null import null_channel
 from notifier.channels.push import PushChannel, push_disabled_reason, push_limit_problem
 from notifier.channels.sms import SmsChannel, sms_disabled_reason
 from notifier.channels.webhook import WebhookChannel, webhook_disabled_reason
@@ -69,22 +70,26 @@ async def _nats_reconnected() -> None:
     log.info("NATS: reconnected")
 
 
+def _email_disabled_reason(settings: Settings) -> str | None:
+    return None if settings.smtp_host else "NOTIFIER_SMTP_HOST is not set"
+
+
 def build_channels(settings: Settings) -> dict[str, ChannelAdapter]:
     """Every channel that has what it needs; the others are off, said once at start-up."""
     channels: dict[str, ChannelAdapter] = {}
-    if settings.smtp_host:
-        channels["email"] = EmailChannel.from_settings(settings)
-    else:
-        log.warning("email channel disabled: NOTIFIER_SMTP_HOST is not set")
     makers: list[tuple[str, Callable[[Settings], str | None], Callable[[Settings], ChannelAdapter]]]
     makers = [
+        ("email", _email_disabled_reason, EmailChannel.from_settings),
         ("sms", sms_disabled_reason, SmsChannel.from_settings),
         ("push", push_disabled_reason, PushChannel.from_settings),
         ("webhook", webhook_disabled_reason, WebhookChannel.from_settings),
     ]
     for name, disabled, make in makers:
-        reason = disabled(settings)
-        if reason is None:
+        if name in settings.null_channel_names:
+            channels[name] = null_channel(name)
+            log.warning("%s channel is NULL (NOTIFIER_NULL_CHANNELS): messages are recorded as "
+                        "sent, but nobody receives them", name)
+        elif (reason := disabled(settings)) is None:
             channels[name] = make(settings)
         else:
             log.warning("%s channel disabled: %s", name, reason)

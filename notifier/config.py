@@ -15,6 +15,8 @@ from notifier.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_RULES_FILE = PACKAGE_DIR / "defaults" / "rules.yaml"
+#: the channels ``NOTIFIER_NULL_CHANNELS`` can replace with an instant in-process sink
+NULL_CAPABLE = ("email", "sms", "push")
 
 
 def default_templates_dir() -> Path:
@@ -112,6 +114,9 @@ class Settings(BaseSettings):
     templates_dir: Path = Field(default_factory=default_templates_dir)
     default_locale: str = "en"
 
+    #: channels that accept every message instantly without a provider (benchmarks only)
+    null_channels: str = Field(default="", pattern=r"^[a-z, ]*$")
+
     dispatch_max_attempts: int = Field(default=40, ge=1)
     dispatch_backoff_base_s: float = Field(default=2.0, gt=0)
     dispatch_backoff_max_s: float = Field(default=300.0, gt=0)
@@ -134,6 +139,20 @@ class Settings(BaseSettings):
             raise ValueError(f"{path} is not a directory")
         return path
 
+    @field_validator("null_channels")
+    @classmethod
+    def _known_channels(cls, value: str) -> str:
+        unknown = [c for c in _names(value) if c not in NULL_CAPABLE]
+        if unknown:
+            raise ValueError(f"unknown channel(s) {', '.join(unknown)}; "
+                             f"choose from {', '.join(NULL_CAPABLE)}")
+        return ",".join(_names(value))
+
+    @property
+    def null_channel_names(self) -> tuple[str, ...]:
+        """The channels ``NOTIFIER_NULL_CHANNELS`` replaces with instant in-process sinks."""
+        return _names(self.null_channels)
+
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
         if (self.smtp_username is None) != (self.smtp_password is None):
@@ -144,6 +163,10 @@ class Settings(BaseSettings):
                 "refusing to send SMTP credentials in clear text; set NOTIFIER_SMTP_TLS"
             )
         return self
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
 
 
 def load_settings(**overrides: object) -> Settings:
