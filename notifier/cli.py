@@ -1,8 +1,9 @@
-"""``notifier`` command line: dev, run, emit, dlq, migrate, schema, erase-customer."""
+"""``notifier`` command line: dev, run, emit, dlq, migrate, schema, erase-customer, bench."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -276,6 +277,49 @@ def _run_db_command(work: Coroutine[Any, Any, None]) -> None:
         raise _fail(str(exc)) from None
     except (SQLAlchemyError, OSError) as exc:
         raise _fail(f"database: {type(exc).__name__}: {exc}") from None
+
+
+@app.command()
+def bench(
+    *,
+    quick: Annotated[bool, typer.Option("--quick", help="A small run, about a minute")] = False,
+    out: Annotated[Path, typer.Option(help="Where results.json/.md/.png go")] = Path(
+        "bench-results"
+    ),
+    events: Annotated[int | None, typer.Option(min=100, help="Ingest backlog (messages)")] = None,
+    e2e_events: Annotated[int | None, typer.Option(min=10, help="End-to-end burst")] = None,
+    rate: Annotated[float | None, typer.Option(min=1, help="Fixed rate, events/s")] = None,
+    duration: Annotated[float | None, typer.Option(min=1, help="Fixed-rate seconds")] = None,
+    peer: Annotated[int | None, typer.Option(min=10, help="Emails for the Apprise peer")] = None,
+    progress: Annotated[bool, typer.Option(help="Progress bars on stderr")] = True,
+) -> None:
+    """Measure throughput, latency and memory against the raw NATS ceiling and Apprise.
+
+    Starts its own nats-server, provider fakes and the service (as a child process)
+    in a temporary directory; nothing outside 127.0.0.1 is contacted.
+    """
+    try:
+        from notifier.bench.report import console_table, evaluate_budget, write_outputs
+        from notifier.bench.runner import run_bench
+        from notifier.bench.settings import BenchConfig
+    except ImportError as exc:
+        raise _fail(f"the benchmark needs its extras ({exc.name} is missing): "
+                    "pip install -e '.[bench]'") from None
+    _logging("WARNING")
+    command = "notifier bench " + " ".join(sys.argv[2:])
+    cfg = BenchConfig.preset(quick=quick, out_dir=out, command=command.strip())
+    overrides: dict[str, Any] = {"ingest_events": events, "e2e_events": e2e_events, "rate_per_s": rate,
+                 "duration_s": duration, "peer_messages": peer}
+    cfg = dataclasses.replace(
+        cfg, progress=progress, **{k: v for k, v in overrides.items() if v is not None}
+    )
+    try:
+        results = asyncio.run(run_bench(cfg))
+    except (OSError, RuntimeError, NotifierError) as exc:
+        raise _fail(f"benchmark failed: {exc}") from None
+    paths = write_outputs(results, out)
+    typer.echo(console_table(results, evaluate_budget(results)))
+    typer.echo("written: " + ", ".join(str(p) for p in paths.values()))
 
 
 def main() -> None:

@@ -36,7 +36,9 @@ class PruneReport:
     notifications: int
 
 
-async def prune(engine: AsyncEngine, *, dedup_days: int, notification_days: int) -> PruneReport:
+async def prune(
+    engine: AsyncEngine, *, dedup_days: int, notification_days: int, now: datetime | None = None
+) -> PruneReport:
     """Forget orders idle longer than ``dedup_days`` (with their dedup records and history),
     and settled notifications older than ``notification_days``.
 
@@ -44,9 +46,10 @@ async def prune(engine: AsyncEngine, *, dedup_days: int, notification_days: int)
     window is the retention, by design, so storage stays bounded. On PostgreSQL an order
     that a batch is working on right now (its advisory lock is held) is left for the
     next run, so a new event can never land on an order that is half deleted; SQLite
-    runs one transaction at a time anyway.
+    runs one transaction at a time anyway. ``now`` is for the benchmark, which asks
+    what retention would leave once the run's data has aged.
     """
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=dedup_days)
     idle: ColumnElement[bool] = orders.c.updated_at < cutoff
     if engine.dialect.name == "postgresql":

@@ -1,0 +1,209 @@
+"""The delivery phases: the service sending to local provider fakes over the real
+protocols (SMTP to aiosmtpd, the twilio client to the Twilio fake, firebase-admin to
+the FCM fake, Twilio's signed status callbacks back to the service)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from nats.js import JetStreamContext
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from notifier.bench.latency import LedgerRow, Received, latencies, report, timestamp
+from notifier.bench.peer import apprise_email_rate
+from notifier.bench.settings import BenchConfig, progress_bar, service_settings
+from notifier.bench.stack import (
+    Service,
+    acked_through,
+    last_seq,
+    nats_connect,
+    unsettled,
+    wait_until,
+)
+from notifier.bench.workload import Outgoing, Workload
+from notifier.devtools.fcmfake import FcmFake
+from notifier.devtools.mailcatcher import MailCatcher
+from notifier.devtools.natsserver import NatsServer
+from notifier.devtools.publisher import ensure_stream
+from notifier.devtools.twiliofake import TwilioFake
+from notifier.store.tables import notifications
+
+TWILIO_SID = "AC" + "b" * 32
+TWILIO_FROM = "+15005550006"
+#: the fakes keep every message of a run
+KEEP = 10_000_000
+#: the fixed-rate publisher wakes this often and sends whatever is due
+TICK_S = 0.002
+
+
+class DeliveryBench:
+    """nats-server, the three fakes and one service, for the delivery phases."""
+
+    def __init__(self, cfg: BenchConfig, work: Path) -> None:
+        self.cfg = cfg
+        self.work = work
+        self.catcher = MailCatcher(max_messages=KEEP)
+        self.twilio = TwilioFake(TWILIO_SID, secrets.token_hex(16))
+        self.fcm = FcmFake(max_messages=KEEP)
+        self.run_id = secrets.token_hex(3)
+
+    async def run(self) -> dict[str, Any]:
+        """Burst, fixed rate, then the Apprise comparison."""
+        nats = NatsServer(store_dir=self.work / "nats")
+        nats.start()
+        smtp_port = await self.catcher.start(port=0)
+        await self.twilio.start()
+        await self.fcm.start()
+        database_url = f"sqlite+aiosqlite:///{self.work / 'notifier.db'}"
+        settings = service_settings(nats.url, database_url) | {
+            "NOTIFIER_SMTP_HOST": "127.0.0.1",
+            "NOTIFIER_SMTP_PORT": str(smtp_port),
+            "NOTIFIER_SMTP_FROM": "Orders <orders@bench.example.com>",
+            "NOTIFIER_TWILIO_ACCOUNT_SID": TWILIO_SID,
+            "NOTIFIER_TWILIO_AUTH_TOKEN": self.twilio.auth_token,
+            "NOTIFIER_TWILIO_FROM": TWILIO_FROM,
+            "NOTIFIER_TWILIO_API_BASE": self.twilio.base_url,
+            "NOTIFIER_FCM_CREDENTIALS_FILE": str(
+                self.fcm.write_credentials(self.work / "fcm.json")),
+            "NOTIFIER_FCM_API_BASE": self.fcm.base_url,
+        }
+        service = Service.configure(settings, self.cfg.out_dir / "service-delivery.log")
+        nc = await nats_connect(nats.url)
+        read = create_async_engine(database_url)
+        try:
+            js = nc.jetstream()
+            await ensure_stream(js)
+            await service.start()
+            self.js, self.read = js, read
+            burst = await self._burst()
+            fixed = await self._fixed_rate()
+            peer = await self._peer(smtp_port)
+            return {"end_to_end": burst, "latency": fixed, "peer": peer}
+        finally:
+            await read.dispose()
+            await service.stop()
+            await nc.close()
+            await self.fcm.stop()
+            await self.twilio.stop()
+            await self.catcher.stop()
+            nats.stop()
+
+    js: JetStreamContext
+    read: AsyncEngine
+
+    def _clear(self) -> None:
+        self.catcher.clear()
+        self.twilio.clear()
+        self.fcm.clear()
+
+    def _received(self) -> list[Received]:
+        out = [Received("email", m.message_id, timestamp(m.received_at))
+               for m in self.catcher.messages()]
+        out += [Received("sms", m.sid, timestamp(m.received_at)) for m in self.twilio.messages()]
+        out += [Received("push", p.data.get("notification_id", ""), timestamp(p.received_at))
+                for p in self.fcm.messages()]
+        return out
+
+    async def _settle(self, timeout_s: float) -> bool:
+        """Wait until the service has taken every message and finished every send."""
+        target = await last_seq(self.js)
+
+        async def done() -> bool:
+            return await acked_through(self.js) >= target and not await unsettled(self.read)
+
+        return await wait_until(done, timeout_s)
+
+    async def _publish(self, messages: Iterator[Outgoing], rate: float | None,
+                       sent_at: dict[str, list[float]], bar: Any) -> list[float]:
+        """Publish at ``rate`` per second (None: as fast as acks come back); returns the
+        publish times."""
+        times: list[float] = []
+        started = time.perf_counter()
+        for n, out in enumerate(messages, start=1):
+            if rate is not None:
+                due = started + (n - 1) / rate
+                if (wait := due - time.perf_counter()) > 0:
+                    await asyncio.sleep(max(wait, TICK_S) if wait > TICK_S else 0)
+            now = time.time()
+            await self.js.publish_async(out.subject, out.data,
+                                        headers={"Nats-Msg-Id": out.msg_id})
+            times.append(now)
+            if out.event_id is not None:
+                sent_at.setdefault(out.event_id, []).append(now)
+            bar.update()
+            if n % 500 == 0:
+                await self.js.publish_async_completed()
+        await self.js.publish_async_completed()
+        return times
+
+    async def _burst(self) -> dict[str, Any]:
+        count = self.cfg.e2e_events
+        self._clear()
+        workload = Workload(run_id=f"{self.run_id}b", seed=self.cfg.seed + 1)
+        sent_at: dict[str, list[float]] = {}
+        with progress_bar(self.cfg, count, "end-to-end burst") as bar:
+            times = await self._publish(workload.take(count), None, sent_at, bar)
+            settled = await self._settle(max(60.0, count / 20))
+        received = self._received()
+        sends = {ch: sum(1 for r in received if r.channel == ch) for ch in ("email", "sms", "push")}
+        seconds = (max((r.at for r in received), default=times[-1]) - times[0]) or float("nan")
+        return {
+            "events": count, "seconds": seconds, "events_per_s": count / seconds,
+            "sends": sends, "sends_per_s": sum(sends.values()) / seconds, "settled": settled,
+        }
+
+    async def _fixed_rate(self) -> dict[str, Any]:
+        cfg = self.cfg
+        count = int(cfg.rate_per_s * cfg.duration_s)
+        self._clear()
+        since = datetime.now(UTC) - timedelta(seconds=1)
+        workload = Workload(run_id=f"{self.run_id}r", seed=cfg.seed + 2)
+        sent_at: dict[str, list[float]] = {}
+        with progress_bar(cfg, count, f"fixed rate {cfg.rate_per_s:g}/s") as bar:
+            times = await self._publish(workload.take(count), cfg.rate_per_s, sent_at, bar)
+            settled = await self._settle(max(60.0, count / 20))
+        query = select(notifications.c.id, notifications.c.event_id, notifications.c.channel,
+                       notifications.c.provider_message_id).where(
+                           notifications.c.created_at >= since)
+        async with self.read.connect() as conn:
+            rows = [LedgerRow(*r) for r in await conn.execute(query)]
+        traced, untraced = latencies(self._received(), rows, sent_at)
+        summary = report(traced, times, times[0])
+        span = times[-1] - times[0]
+        return {
+            "rate_per_s": cfg.rate_per_s, "duration_s": cfg.duration_s, "events": count,
+            "achieved_rate_per_s": (count - 1) / span if span > 0 else None,
+            "untraced_sends": untraced, "settled": settled, **summary,
+        }
+
+    async def _peer(self, smtp_port: int) -> dict[str, Any]:
+        """notifier's whole path (publish → ingest → render → queue → SMTP) for email-only
+        orders, against Apprise sending as many ready-made emails to the same server."""
+        self._clear()
+        workload = Workload(run_id=f"{self.run_id}p", seed=self.cfg.seed + 3, email_only=True)
+        messages = list(workload.take(self.cfg.peer_messages))
+        expected = workload.counts.events
+        with progress_bar(self.cfg, len(messages), "notifier email") as bar:
+            times = await self._publish(iter(messages), None, {}, bar)
+            await self._settle(max(60.0, expected / 20))
+        got = self.catcher.messages()
+        last = max((timestamp(m.received_at) for m in got), default=times[0])
+        ours = {"messages": len(got), "seconds": last - times[0],
+                "per_s": len(got) / (last - times[0]) if last > times[0] else None}
+        self._clear()
+        theirs = await apprise_email_rate(expected, smtp_host="127.0.0.1", smtp_port=smtp_port)
+        ratio = ours["per_s"] / theirs.per_s if ours["per_s"] and theirs.per_s else None
+        return {
+            "messages": expected,
+            "notifier": ours,
+            "apprise": {"messages": theirs.messages, "seconds": theirs.seconds,
+                        "per_s": theirs.per_s, "errors": theirs.errors},
+            "ratio": ratio,
+        }

@@ -1,0 +1,243 @@
+"""``notifier bench``: the phases, in order, each against a fresh nats-server and store.
+
+1. Ingest (sends excluded): a backlog of the workload is published; plain nats-py
+   consumes it first (the ceiling), then the service, with null channels, consumes
+   the same messages; RSS is sampled throughout; then the store's size, and what a
+   retention pass leaves of it once the data has aged.
+2. Delivery, against the provider fakes (aiosmtpd, the Twilio and FCM fakes):
+   end-to-end throughput of a burst, latency at a fixed rate, and email against Apprise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import secrets
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from notifier.bench.ceiling import raw_consume
+from notifier.bench.delivery import DeliveryBench
+from notifier.bench.settings import BenchConfig, progress_bar, service_settings
+from notifier.bench.stack import (
+    Service,
+    acked_through,
+    last_seq,
+    nats_connect,
+    publish,
+    rss_mb,
+    unsettled,
+    wait_until,
+)
+from notifier.bench.workload import Outgoing, Workload
+from notifier.devtools.natsserver import NatsServer
+from notifier.devtools.publisher import ensure_stream
+from notifier.store.db import create_engine
+from notifier.store.maintenance import prune
+from notifier.store.tables import events, notifications
+
+RSS_EVERY_S = 0.5
+POLL_S = 0.05
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _meta(cfg: BenchConfig) -> dict[str, Any]:
+    return {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": cfg.command,
+        "quick": cfg.quick,
+        "database": "sqlite",
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("out_dir", "progress")},
+        "machine": {
+            "cpus": _cpus(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpu_model": _cpu_model(),
+        },
+    }
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def _ticking(messages: Iterator[Outgoing], bar: Any) -> Iterator[Outgoing]:
+    for out in messages:
+        bar.update()
+        yield out
+
+
+async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
+    """Every phase; the results as one JSON-able dict."""
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="notifier-bench-"))
+    results: dict[str, Any] = {"meta": _meta(cfg)}
+    try:
+        results |= await _ingest_phase(cfg, work / "ingest")
+        results |= await DeliveryBench(cfg, work / "delivery").run()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+async def _ingest_phase(cfg: BenchConfig, work: Path) -> dict[str, Any]:
+    nats = NatsServer(store_dir=work / "nats")
+    nats.start()
+    try:
+        nc = await nats_connect(nats.url)
+        try:
+            return await _ingest(cfg, work, nats.url, nc)
+        finally:
+            await nc.close()
+    finally:
+        nats.stop()
+
+
+async def _ingest(cfg: BenchConfig, work: Path, nats_url: str, nc: Any) -> dict[str, Any]:
+    js = nc.jetstream()
+    await ensure_stream(js)
+    workload = Workload(run_id=secrets.token_hex(3), seed=cfg.seed)
+    with progress_bar(cfg, cfg.ingest_events, "publishing backlog") as bar:
+        started = time.perf_counter()
+        await publish(js, _ticking(workload.take(cfg.ingest_events), bar), None)
+        publish_s = time.perf_counter() - started
+    total = await last_seq(js)
+    with progress_bar(cfg, total, "raw nats-py ceiling"):
+        ceiling = await raw_consume(nc, total)
+
+    database_url = f"sqlite+aiosqlite:///{work / 'notifier.db'}"
+    settings = service_settings(nats_url, database_url)
+    settings["NOTIFIER_NULL_CHANNELS"] = "email,sms,push"
+    service = Service.configure(settings, cfg.out_dir / "service-ingest.log")
+    watch = await _watch_ingest(cfg, js, service, total)
+    read = create_async_engine(database_url)
+    try:
+        await wait_until(lambda: _settled(read), max(60.0, cfg.ingest_events / 200))
+        dispatch_s = time.perf_counter() - watch.begun
+        sent = await _count(read, notifications)
+    finally:
+        await read.dispose()
+    final_rss, peak_rss = rss_mb(service.pid)
+    watch.samples.append({"t": time.perf_counter() - watch.begun, "events": total,
+                          "rss_mb": final_rss})
+    await service.stop()
+    store = await _store(work / "notifier.db", database_url)
+    ingest_s = watch.done_at - watch.begun
+    rate = total / ingest_s if ingest_s > 0 else None
+    c = workload.counts
+    return {
+        "workload": {"orders": c.orders, "events": c.events, "duplicates": c.duplicates,
+                     "revisions": c.revisions, "poison": c.poison, "messages": c.messages},
+        "publish": {"messages": cfg.ingest_events, "seconds": publish_s,
+                    "per_s": cfg.ingest_events / publish_s},
+        "ceiling": {"events": ceiling.count, "seconds": ceiling.seconds,
+                    "events_per_s": ceiling.per_s},
+        "ingest": {
+            "events": total, "seconds": ingest_s, "events_per_s": rate,
+            "ratio_to_ceiling": rate / ceiling.per_s if rate and ceiling.per_s else None,
+            "notifications": sent, "with_dispatch_seconds": dispatch_s,
+        },
+        "memory": {
+            "events": total, "peak_rss_mb": peak_rss, "final_rss_mb": final_rss,
+            "growth_mb_per_100k": _growth(watch.samples), "samples": watch.samples, **store,
+        },
+    }
+
+
+@dataclass
+class _Watch:
+    begun: float
+    done_at: float
+    samples: list[dict[str, float]]
+
+
+async def _watch_ingest(cfg: BenchConfig, js: Any, service: Service, total: int) -> _Watch:
+    """Start the service and follow its consumer until it has acked ``total`` messages:
+    timed from the moment its durable consumer exists, RSS sampled on the way."""
+    starting = asyncio.create_task(service.start())
+    begun: float | None = None
+    last_sample = 0.0
+    samples: list[dict[str, float]] = []
+    with progress_bar(cfg, total, "notifier ingest (null channels)") as bar:
+        while True:
+            progress = await acked_through(js)
+            now = time.perf_counter()
+            if begun is None and await _consumer_exists(js):
+                begun = now
+            bar.update(progress - bar.n)
+            if starting.done():
+                starting.result()  # a service that failed to start ends the run here
+                if now - last_sample >= RSS_EVERY_S:
+                    last_sample = now
+                    samples.append({"t": now - (begun or now), "events": progress,
+                                    "rss_mb": rss_mb(service.pid)[0]})
+            if progress >= total:
+                break
+            await asyncio.sleep(POLL_S)
+    await starting
+    return _Watch(begun or now, now, samples)
+
+
+async def _settled(engine: Any) -> bool:
+    # standby rows stay: a null SMS gets no delivery receipt to release its fallbacks
+    return not await unsettled(engine, ("queued", "sending"))
+
+
+async def _consumer_exists(js: Any) -> bool:
+    try:
+        await js.consumer_info("ORDERS", "notifier-ingest")
+    except Exception:
+        return False
+    return True
+
+
+def _growth(samples: list[dict[str, float]]) -> float | None:
+    """MB of RSS per 100,000 events over the second half of the run (a least-squares slope)."""
+    half = [s for s in samples if s["events"] >= samples[-1]["events"] / 2] if samples else []
+    xs = [s["events"] for s in half]
+    if len(set(xs)) < 2:
+        return None
+    slope = statistics.linear_regression(xs, [s["rss_mb"] for s in half]).slope
+    return slope * 100_000
+
+
+async def _count(engine: Any, table: Any) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def _store(path: Path, database_url: str) -> dict[str, Any]:
+    """The store's size and rows, then what retention leaves once every row has aged past
+    the default retention (30 days of dedup records, 180 of notifications)."""
+    size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    engine = create_engine(database_url)
+    try:
+        rows = {"events": await _count(engine, events),
+                "notifications": await _count(engine, notifications)}
+        later = datetime.now(UTC) + timedelta(days=181)
+        await prune(engine, dedup_days=30, notification_days=180, now=later)
+        after = {"events": await _count(engine, events),
+                 "notifications": await _count(engine, notifications)}
+    finally:
+        await engine.dispose()
+    return {"store_bytes": size, "store_rows": rows, "store_rows_after_retention": after}

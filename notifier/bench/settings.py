@@ -1,0 +1,52 @@
+"""What a benchmark run is asked to do, and the configuration it gives the service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How big each phase is."""
+
+    out_dir: Path
+    command: str
+    quick: bool = False
+    ingest_events: int = 1_000_000
+    e2e_events: int = 20_000
+    rate_per_s: float = 1000.0
+    duration_s: float = 60.0
+    peer_messages: int = 1000
+    progress: bool = True
+    seed: int = 1
+
+    @classmethod
+    def preset(cls, *, quick: bool, out_dir: Path, command: str) -> BenchConfig:
+        """The full run, or the quick one (about a minute)."""
+        if not quick:
+            return cls(out_dir=out_dir, command=command)
+        return cls(out_dir=out_dir, command=command, quick=True, ingest_events=20_000,
+                   e2e_events=2_000, rate_per_s=200.0, duration_s=10.0, peer_messages=300)
+
+
+def progress_bar(cfg: BenchConfig, total: float, desc: str, unit: str = "msg") -> tqdm[Any]:
+    return tqdm(total=total, desc=desc, unit=unit, disable=not cfg.progress, leave=False,
+                dynamic_ncols=True)
+
+
+def service_settings(nats_url: str, database_url: str) -> dict[str, str]:
+    """The real configuration, but with provider rate limits off: the fakes have none,
+    and the point is what notifier itself sustains."""
+    return {
+        "NOTIFIER_ENVIRONMENT": "production",
+        "NOTIFIER_LOG_LEVEL": "INFO",
+        "NOTIFIER_NATS_URL": nats_url,
+        "NOTIFIER_DATABASE_URL": database_url,
+        "NOTIFIER_SMS_RATE_PER_S": "0",
+        "NOTIFIER_PUSH_RATE_PER_S": "0",
+        "NOTIFIER_ALERT_CHECK_INTERVAL_S": "3600",
+    }
