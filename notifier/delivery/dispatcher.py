@@ -54,6 +54,7 @@ from notifier.delivery.retry import RetryPolicy
 from notifier.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from notifier.ingest.streams import NOTIFY_STREAM
 from notifier.metrics import Metrics
+from notifier.pull import fetch_ready
 from notifier.store.maintenance import ERASED
 
 log = logging.getLogger(__name__)
@@ -171,9 +172,8 @@ class ChannelWorker:
                 held -= sum(self._sizes.pop(t, 0) for t in done)
                 in_flight -= done
             try:
-                messages = await sub.fetch(
-                    min(s.batch_size, self.max_in_flight - held),
-                    timeout=max(s.fetch_wait_s, 0.5),
+                messages = await fetch_ready(
+                    sub, min(s.batch_size, self.max_in_flight - held), max(s.fetch_wait_s, 0.5)
                 )
             except TimeoutError:
                 continue
