@@ -308,8 +308,10 @@ def bench(
     _logging("WARNING")
     command = "notifier bench " + " ".join(sys.argv[2:])
     cfg = BenchConfig.preset(quick=quick, out_dir=out, command=command.strip())
-    overrides: dict[str, Any] = {"ingest_events": events, "e2e_events": e2e_events, "rate_per_s": rate,
-                 "duration_s": duration, "peer_messages": peer}
+    overrides: dict[str, Any] = {
+        "ingest_events": events, "e2e_events": e2e_events, "rate_per_s": rate,
+        "duration_s": duration, "peer_messages": peer,
+    }
     cfg = dataclasses.replace(
         cfg, progress=progress, **{k: v for k, v in overrides.items() if v is not None}
     )

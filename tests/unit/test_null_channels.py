@@ -22,5 +22,5 @@ async def test_null_channels_replace_providers_and_accept_at_once() -> None:
 
 
 def test_unknown_null_channel_is_a_clear_error() -> None:
-    with pytest.raises(ConfigError, match="NOTIFIER_NULL_CHANNELS: .*unknown channel.*fax"):
+    with pytest.raises(ConfigError, match=r"NOTIFIER_NULL_CHANNELS: .*unknown channel.*fax"):
         load_settings(null_channels="email,fax")

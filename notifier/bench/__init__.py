@@ -1,0 +1,1 @@
+"""`notifier bench`: measure the service against its performance budget."""

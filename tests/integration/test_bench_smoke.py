@@ -1,0 +1,62 @@
+"""A tiny run of `notifier bench`, as a user runs it: it must keep working end to end.
+
+Nothing here asserts a time; the numbers only have to exist and add up.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_runs_end_to_end_and_writes_its_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    command = [
+        sys.executable, "-m", "notifier", "bench", "--out", str(out), "--events", "400",
+        "--e2e-events", "60", "--rate", "20", "--duration", "2", "--peer", "20",
+        "--no-progress",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=280, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Budget" in done.stdout
+
+    results = json.loads((out / "results.json").read_text())
+    workload = results["workload"]
+    assert workload["messages"] == 400
+    assert workload["duplicates"] > 0
+    # every message published was consumed by the ceiling and by the service
+    assert results["ceiling"]["events"] == 400
+    assert results["ingest"]["events"] == 400
+    assert results["ingest"]["notifications"] > 0
+    assert results["memory"]["peak_rss_mb"] > 0
+    assert results["memory"]["store_rows"]["events"] == workload["events"]
+    assert results["memory"]["store_rows_after_retention"] == {"events": 0, "notifications": 0}
+
+    burst = results["end_to_end"]
+    assert burst["settled"] is True
+    assert burst["sends"]["email"] > 0 and burst["sends"]["push"] > 0
+
+    latency = results["latency"]
+    assert latency["settled"] is True
+    assert latency["untraced_sends"] == 0
+    assert latency["channels"]["all"]["count"] > 0
+    assert sum(row["published"] for row in latency["timeline"]) == 40
+
+    peer = results["peer"]
+    assert peer["notifier"]["messages"] == peer["messages"] == peer["apprise"]["messages"]
+    assert peer["apprise"]["errors"] == 0
+
+    budget = {line["name"]: line for line in results["budget"]}
+    assert len(budget) == 6
+    assert (out / "results.md").read_text().count("|") > 20
+    assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
+    # the service's log holds no customer contact
+    for log in out.glob("service-*.log"):
+        text = log.read_text()
+        assert "@bench.example.com" not in text and "+1415555" not in text

@@ -1,0 +1,179 @@
+"""The bench report: budget verdicts at and below the budget's scale, Markdown, PNG, JSON."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notifier.bench.report import (
+    DASH,
+    BudgetLine,
+    console_table,
+    evaluate_budget,
+    plot,
+    to_markdown,
+    write_outputs,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _channel(p50: float, p99: float, count: int) -> dict[str, float]:
+    return {"count": count, "p50_ms": p50, "p95_ms": p50 * 2, "p99_ms": p99, "max_ms": p99 * 1.5}
+
+
+def full_run() -> dict[str, Any]:
+    """A run at the budget's scale that meets every line."""
+    return {
+        "meta": {"started_at": "2026-11-22T15:00:00+00:00", "command": "notifier bench",
+                 "quick": False, "database": "sqlite",
+                 "machine": {"cpus": 2, "python": "3.11.7", "platform": "Linux-6.1-x86_64",
+                             "cpu_model": "Example CPU @ 2.0GHz"}},
+        "workload": {"orders": 1000, "events": 5000, "duplicates": 1000, "revisions": 50,
+                     "poison": 10},
+        "ceiling": {"events": 200_000, "seconds": 8.0, "events_per_s": 25_000.0},
+        "ingest": {"events": 200_000, "seconds": 14.0, "events_per_s": 14_285.7,
+                   "ratio_to_ceiling": 0.5714},
+        "end_to_end": {"events": 2000, "seconds": 4.0, "events_per_s": 500.0,
+                       "sends": {"email": 900, "sms": 300, "push": 800}, "sends_per_s": 500.0},
+        "latency": {"rate_per_s": 1000.0, "duration_s": 60.0, "events": 60_000,
+                    "achieved_rate_per_s": 998.0,
+                    "channels": {"email": _channel(18.0, 44.0, 27_000),
+                                 "sms": _channel(15.0, 47.5, 9_000),
+                                 "push": _channel(12.0, 30.0, 24_000),
+                                 "all": _channel(15.0, 41.0, 60_000)},
+                    "timeline": [{"t": float(t), "published": 1000, "sent": 990 + t % 3,
+                                  "p50_ms": 15.0 + t % 5, "p99_ms": 38.0 + t % 7}
+                                 for t in range(60)]},
+        "memory": {"events": 1_000_000, "peak_rss_mb": 150.0, "final_rss_mb": 140.0,
+                   "growth_mb_per_100k": 0.8,
+                   "samples": [{"t": i * 0.5, "events": i * 50_000, "rss_mb": 100 + i}
+                               for i in range(21)],
+                   "store_bytes": 12_345_678,
+                   "store_rows": {"events": 1_000_000, "notifications": 1_500_000},
+                   "store_rows_after_retention": {"events": 0, "notifications": 0}},
+        "peer": {"messages": 500, "notifier": {"seconds": 1.0, "per_s": 512.0},
+                 "apprise": {"seconds": 20.0, "per_s": 25.0}, "ratio": 20.48},
+    }
+
+
+def quick_run() -> dict[str, Any]:
+    """A ``--quick`` run: below the budget's scale for latency and memory."""
+    run = full_run()
+    run["meta"]["quick"] = True
+    run["latency"].update(rate_per_s=200.0, duration_s=10.0, achieved_rate_per_s=199.5)
+    run["memory"]["events"] = 20_000
+    return run
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, bool | None]:
+    return {line.name: line.met for line in evaluate_budget(results)}
+
+
+def line(results: dict[str, Any], name: str) -> BudgetLine:
+    return next(b for b in evaluate_budget(results) if b.name == name)
+
+
+def test_a_full_run_within_budget_meets_every_line() -> None:
+    assert set(verdicts(full_run()).values()) == {True}
+
+
+def test_a_quick_run_leaves_the_scaled_budgets_unmeasured_but_shows_the_values() -> None:
+    run = quick_run()
+    latency = line(run, "End-to-end p99")
+    assert latency.met is None
+    assert "41.0 ms" in latency.measured
+    assert "run at 200 ev/s for 10 s; budget needs 1,000 ev/s for 60 s" in latency.note
+    assert "worst channel: sms 47.5 ms" in latency.note
+    memory = line(run, "Memory")
+    assert memory.met is None
+    assert "150.0 MB" in memory.measured and "140.0 MB" in memory.measured
+    assert verdicts(run)["Ingest throughput"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "name"),
+    [
+        (("ingest", "events_per_s"), 9_999.0, "Ingest throughput"),
+        (("ingest", "ratio_to_ceiling"), 0.42, "Ingest vs raw NATS ceiling"),
+        (("latency", "channels", "all", "p99_ms"), 50.1, "End-to-end p99"),
+        (("latency", "achieved_rate_per_s"), 700.0, "End-to-end p99"),
+        (("memory", "peak_rss_mb"), 201.0, "Memory"),
+        (("memory", "growth_mb_per_100k"), 5.5, "Memory growth"),
+        (("memory", "store_rows_after_retention", "events"), 3, "Storage bounded by retention"),
+    ],
+)
+def test_a_value_past_its_target_is_not_met(path: tuple[str, ...], value: float, name: str) -> None:
+    run = full_run()
+    node = run
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert verdicts(run)[name] is False
+    assert all(met is True for other, met in verdicts(run).items() if other != name)
+
+
+def test_the_ceiling_ratio_is_computed_when_the_runner_left_it_out() -> None:
+    run = full_run()
+    del run["ingest"]["ratio_to_ceiling"]
+    assert line(run, "Ingest vs raw NATS ceiling").measured == "0.57\u00d7"
+
+
+def test_skipped_phases_are_not_measured_and_render_a_dash() -> None:
+    run = {"meta": full_run()["meta"], "ingest": {"events_per_s": None}, "latency": None}
+    budget = evaluate_budget(run)
+    assert {b.met for b in budget} == {None}
+    text = to_markdown(run, budget)
+    for skipped in ["Raw NATS ceiling", "End-to-end throughput", "RSS (peak / final)",
+                    "Latency (p50 / p95 / p99 / max)", "Email: notifier vs Apprise"]:
+        assert f"| {skipped} | {DASH} |" in text
+    assert f"| Ingest (sends excluded) | {DASH} ev/s, {DASH} the ceiling |" in text
+    assert text.count("not measured") == len(budget)
+
+
+def test_markdown_shows_the_numbers() -> None:
+    run = quick_run()
+    text = to_markdown(run, evaluate_budget(run))
+    for expected in [
+        "## Results", "## Budget",
+        "| Raw NATS ceiling | 25,000 ev/s (200,000 events) |",
+        "14,286 ev/s, 0.57\u00d7 the ceiling",
+        "500 ev/s, 500 sends/s (email 900, sms 300, push 800)",
+        "| Latency email at 200 ev/s (p50 / p95 / p99 / max) | "
+        "18.0 ms / 36.0 ms / 44.0 ms / 66.0 ms |",
+        "150.0 MB / 140.0 MB after 20,000 events",
+        "12.3 MB; rows events 1,000,000, notifications 1,500,000",
+        "512 vs 25 msg/s, 20.5\u00d7 (500 messages)",
+        "| Ingest throughput | >= 10,000 ev/s | 14,286 ev/s | met |",
+        "| Memory | RSS <= 200 MB after 1,000,000 events | peak 150.0 MB, final 140.0 MB "
+        "| not measured |",
+    ]:
+        assert expected in text, expected
+    assert console_table(run, evaluate_budget(run)) == text
+
+
+@pytest.mark.parametrize("results", [full_run(), quick_run(), {}], ids=["full", "quick", "empty"])
+def test_plot_writes_a_png(results: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "bench.png"
+    plot(results, path)
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    assert len(data) > 1000
+
+
+def test_write_outputs_writes_json_with_the_budget_markdown_and_png(tmp_path: Path) -> None:
+    run = quick_run()
+    original = copy.deepcopy(run)
+    paths = write_outputs(run, tmp_path / "out")
+    assert set(paths) == {"json", "markdown", "png"}
+    saved = json.loads(paths["json"].read_text())
+    assert saved["ingest"] == original["ingest"]
+    assert [b["name"] for b in saved["budget"]] == [b.name for b in evaluate_budget(run)]
+    assert saved["budget"][2]["met"] is None
+    assert paths["markdown"].read_text().startswith("# notifier bench")
+    assert paths["png"].read_bytes().startswith(PNG_SIGNATURE)
+    assert run == original
