@@ -132,7 +132,7 @@ async def _ingest(cfg: BenchConfig, work: Path, nats_url: str, nc: Any) -> dict[
     watch = await _watch_ingest(cfg, js, service, total)
     read = create_async_engine(database_url)
     try:
-        await wait_until(lambda: _settled(read), max(60.0, cfg.ingest_events / 200))
+        settled = await wait_until(lambda: _settled(read), max(30.0, cfg.ingest_events / 500))
         dispatch_s = time.perf_counter() - watch.begun
         sent = await _count(read, notifications)
     finally:
@@ -156,6 +156,7 @@ async def _ingest(cfg: BenchConfig, work: Path, nats_url: str, nc: Any) -> dict[
             "events": total, "seconds": ingest_s, "events_per_s": rate,
             "ratio_to_ceiling": rate / ceiling.per_s if rate and ceiling.per_s else None,
             "notifications": sent, "with_dispatch_seconds": dispatch_s,
+            "dispatch_settled": settled,
         },
         "memory": {
             "events": total, "peak_rss_mb": peak_rss, "final_rss_mb": final_rss,

@@ -30,7 +30,7 @@ class BenchConfig:
         if not quick:
             return cls(out_dir=out_dir, command=command)
         return cls(out_dir=out_dir, command=command, quick=True, ingest_events=20_000,
-                   e2e_events=2_000, rate_per_s=200.0, duration_s=10.0, peer_messages=300)
+                   e2e_events=1_000, rate_per_s=100.0, duration_s=10.0, peer_messages=200)
 
 
 def progress_bar(cfg: BenchConfig, total: float, desc: str, unit: str = "msg") -> tqdm[Any]:
