@@ -292,6 +292,9 @@ def bench(
     duration: Annotated[float | None, typer.Option(min=1, help="Fixed-rate seconds")] = None,
     peer: Annotated[int | None, typer.Option(min=10, help="Emails for the Apprise peer")] = None,
     progress: Annotated[bool, typer.Option(help="Progress bars on stderr")] = True,
+    postgres: Annotated[str | None, typer.Option(
+        help="Run on this PostgreSQL server (a fresh database per phase, dropped after) "
+             "instead of SQLite")] = None,
 ) -> None:
     """Measure throughput, latency and memory against the raw NATS ceiling and Apprise.
 
@@ -310,7 +313,7 @@ def bench(
     cfg = BenchConfig.preset(quick=quick, out_dir=out, command=command.strip())
     overrides: dict[str, Any] = {
         "ingest_events": events, "e2e_events": e2e_events, "rate_per_s": rate,
-        "duration_s": duration, "peer_messages": peer,
+        "duration_s": duration, "peer_messages": peer, "postgres_url": postgres,
     }
     cfg = dataclasses.replace(
         cfg, progress=progress, **{k: v for k, v in overrides.items() if v is not None}

@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from notifier.bench.database import phase_database
 from notifier.bench.latency import LedgerRow, Received, latencies, report, timestamp
 from notifier.bench.peer import apprise_email_rate
 from notifier.bench.settings import BenchConfig, progress_bar, service_settings
@@ -61,7 +62,16 @@ class DeliveryBench:
         smtp_port = await self.catcher.start(port=0)
         await self.twilio.start()
         await self.fcm.start()
-        database_url = f"sqlite+aiosqlite:///{self.work / 'notifier.db'}"
+        async with phase_database(self.cfg.postgres_url, self.work) as database_url:
+            try:
+                return await self._run(nats, smtp_port, database_url)
+            finally:
+                await self.fcm.stop()
+                await self.twilio.stop()
+                await self.catcher.stop()
+                nats.stop()
+
+    async def _run(self, nats: NatsServer, smtp_port: int, database_url: str) -> dict[str, Any]:
         settings = service_settings(nats.url, database_url) | {
             "NOTIFIER_SMTP_HOST": "127.0.0.1",
             "NOTIFIER_SMTP_PORT": str(smtp_port),
@@ -90,10 +100,6 @@ class DeliveryBench:
             await read.dispose()
             await service.stop()
             await nc.close()
-            await self.fcm.stop()
-            await self.twilio.stop()
-            await self.catcher.stop()
-            nats.stop()
 
     js: JetStreamContext
     read: AsyncEngine

@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from notifier.bench.ceiling import raw_consume
+from notifier.bench.database import phase_database, store_bytes
 from notifier.bench.delivery import DeliveryBench
 from notifier.bench.settings import BenchConfig, progress_bar, service_settings
 from notifier.bench.stack import (
@@ -66,7 +67,7 @@ def _meta(cfg: BenchConfig) -> dict[str, Any]:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": cfg.command,
         "quick": cfg.quick,
-        "database": "sqlite",
+        "database": "postgresql" if cfg.postgres_url else "sqlite",
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("out_dir", "progress")},
         "machine": {
             "cpus": _cpus(),
@@ -106,14 +107,17 @@ async def _ingest_phase(cfg: BenchConfig, work: Path) -> dict[str, Any]:
     try:
         nc = await nats_connect(nats.url)
         try:
-            return await _ingest(cfg, work, nats.url, nc)
+            async with phase_database(cfg.postgres_url, work) as database_url:
+                return await _ingest(cfg, work, nats.url, nc, database_url)
         finally:
             await nc.close()
     finally:
         nats.stop()
 
 
-async def _ingest(cfg: BenchConfig, work: Path, nats_url: str, nc: Any) -> dict[str, Any]:
+async def _ingest(
+    cfg: BenchConfig, work: Path, nats_url: str, nc: Any, database_url: str
+) -> dict[str, Any]:
     js = nc.jetstream()
     await ensure_stream(js)
     workload = Workload(run_id=secrets.token_hex(3), seed=cfg.seed)
@@ -125,7 +129,6 @@ async def _ingest(cfg: BenchConfig, work: Path, nats_url: str, nc: Any) -> dict[
     with progress_bar(cfg, total, "raw nats-py ceiling"):
         ceiling = await raw_consume(nc, total)
 
-    database_url = f"sqlite+aiosqlite:///{work / 'notifier.db'}"
     settings = service_settings(nats_url, database_url)
     settings["NOTIFIER_NULL_CHANNELS"] = "email,sms,push"
     service = Service.configure(settings, cfg.out_dir / "service-ingest.log")
@@ -141,7 +144,7 @@ async def _ingest(cfg: BenchConfig, work: Path, nats_url: str, nc: Any) -> dict[
     watch.samples.append({"t": time.perf_counter() - watch.begun, "events": total,
                           "rss_mb": final_rss})
     await service.stop()
-    store = await _store(work / "notifier.db", database_url)
+    store = await _store(work, database_url)
     ingest_s = watch.done_at - watch.begun
     rate = total / ingest_s if ingest_s > 0 else None
     c = workload.counts
@@ -227,12 +230,12 @@ async def _count(engine: Any, table: Any) -> int:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
 
 
-async def _store(path: Path, database_url: str) -> dict[str, Any]:
+async def _store(work: Path, database_url: str) -> dict[str, Any]:
     """The store's size and rows, then what retention leaves once every row has aged past
     the default retention (30 days of dedup records, 180 of notifications)."""
-    size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
     engine = create_engine(database_url)
     try:
+        size = await store_bytes(engine, work)
         rows = {"events": await _count(engine, events),
                 "notifications": await _count(engine, notifications)}
         later = datetime.now(UTC) + timedelta(days=181)

@@ -23,6 +23,8 @@ class BenchConfig:
     peer_messages: int = 1000
     progress: bool = True
     seed: int = 1
+    #: a PostgreSQL server to run on (a fresh database per phase) instead of SQLite
+    postgres_url: str | None = None
 
     @classmethod
     def preset(cls, *, quick: bool, out_dir: Path, command: str) -> BenchConfig:
