@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from notifier.contracts.events import Channel, OrderEvent
-from notifier.core.intents import WEBHOOK, context_digest, recipient_for, webhook_body
+from notifier.core.intents import (
+    WEBHOOK,
+    Intent,
+    context_digest,
+    recipient_for,
+    template_context,
+    webhook_body,
+)
 from notifier.core.lifecycle import Transition
-from notifier.core.model import NotificationStatus, OrderAggregate
+from notifier.core.model import NotificationStatus, OrderAggregate, canonical_json, digest
 from notifier.core.plan import NewNotification, notification_id
 from notifier.core.rules import Priority
 from notifier.errors import TemplateError
@@ -46,13 +53,60 @@ class Renderer(Protocol):
         ...
 
 
+class DraftContext:
+    """A template context, built on first use, and its canonical JSON, worked out once
+    however many channels of a transition render it."""
+
+    __slots__ = ("_canonical", "_make", "_values", "sendable")
+
+    def __init__(self, make: Callable[[], dict[str, Any]]) -> None:
+        self._make = make
+        self._values: dict[str, Any] | None = None
+        self._canonical: str | None = None
+        #: (template, channel) → whether it rendered and can be sent, once drafted
+        self.sendable: dict[tuple[str, str], bool] = {}
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """What the templates see."""
+        if self._values is None:
+            self._values = self._make()
+        return self._values
+
+    def digest_to(self, recipient: str) -> str:
+        """``context_digest({"context": values, "to": recipient})``, without encoding the
+        context again for every recipient: canonical JSON sorts the two keys so."""
+        if self._canonical is None:
+            self._canonical = canonical_json(self.values)
+        return digest(f'{{"context":{self._canonical},"to":{canonical_json(recipient)}}}')
+
+
 @dataclass(frozen=True, slots=True)
 class Drafting:
-    """What drafting needs: the renderer, the channels that are on, per-channel checks."""
+    """What drafting needs: the renderer, the channels that are on, per-channel checks.
+
+    One is made per batch: it remembers each (event, transition)'s template context
+    for the rest of the batch.
+    """
 
     renderer: Renderer
     enabled_channels: frozenset[str]
     checks: Mapping[str, Check]
+    #: (id of the event, transition) → (the event, kept alive so the id stays its own,
+    #: its context)
+    _contexts: dict[tuple[int, Transition], tuple[OrderEvent, DraftContext]] = field(
+        default_factory=dict
+    )
+
+    def context(
+        self, event: OrderEvent, transition: Transition, make: Callable[[], dict[str, Any]]
+    ) -> DraftContext:
+        """The context of ``event`` and ``transition``, made with ``make`` the first time."""
+        key = (id(event), transition)
+        found = self._contexts.get(key)
+        if found is None:
+            found = self._contexts[key] = (event, DraftContext(make))
+        return found[1]
 
 
 def materialize(
@@ -64,7 +118,7 @@ def materialize(
     template: str,
     channel: str,
     priority: Priority,
-    context: Callable[[], dict[str, Any]],
+    context: DraftContext,
     state: str,
 ) -> NewNotification:
     """The ledger row for one notification. A suppressed one is neither rendered nor
@@ -97,11 +151,10 @@ def materialize(
     if channel not in d.enabled_channels:
         draft.last_error = f"channel {channel} is not enabled"
         return draft
-    values = context()
     # the address is part of what is told: a revision that fixes it is a change
-    draft.digest = context_digest({"context": values, "to": recipient})
+    draft.digest = context.digest_to(recipient)
     try:
-        rendered = d.renderer.render(template, channel, event.customer.locale, values)
+        rendered = d.renderer.render(template, channel, event.customer.locale, context.values)
     except TemplateError as exc:
         draft.status = NotificationStatus.FAILED
         draft.last_error = f"template error: {exc}"
@@ -144,3 +197,52 @@ def webhook_draft(
         state=transition.to_state.value,
         last_error=None if enabled else "channel webhook is not enabled",
     )
+
+
+def draft_intent(d: Drafting, order: OrderAggregate, intent: Intent, key: str) -> NewNotification:
+    """The ledger row an intent calls for; a fallback channel waits on standby while an
+    earlier channel of its rule will be tried."""
+    event = order.events[intent.event_id].parsed()
+    if intent.endpoint is not None:
+        return webhook_draft(
+            d, order, event, key, intent.transition, endpoint=intent.endpoint, correction=None
+        )
+    context = _context(d, event, intent)
+    draft = materialize(
+        d, order, event=event, key=key, template=intent.template, channel=intent.channel,
+        priority=intent.priority, context=context, state=intent.transition.to_state.value,
+    )
+    context.sendable[intent.template, intent.channel] = draft.status is NotificationStatus.QUEUED
+    if intent.fallback_group is not None:
+        draft.fallback_group = intent.fallback_group
+        draft.fallback_rank = intent.fallback_rank
+        earlier = intent.chain[: intent.fallback_rank or 0]
+        if draft.status is NotificationStatus.QUEUED and any(
+            _sendable(d, order, event, intent, c) for c in earlier
+        ):
+            # an earlier channel goes first; this one waits in case it fails
+            draft.status = NotificationStatus.STANDBY
+    return draft
+
+
+def _sendable(
+    d: Drafting, order: OrderAggregate, event: OrderEvent, intent: Intent, channel: str
+) -> bool:
+    """Whether an earlier channel of a fallback rule will be tried. One that cannot
+    be (no contact, channel off, or it fails when rendered) never sends and never
+    fails at send time, so nothing would ever hand over from it. The earlier
+    channel's own draft, made just before in the batch, usually knows already."""
+    context = _context(d, event, intent)
+    known = context.sendable.get((intent.template, channel))
+    if known is None:
+        draft = materialize(
+            d, order, event=event, key=intent.key, template=intent.template, channel=channel,
+            priority=intent.priority, context=context, state=intent.transition.to_state.value,
+        )
+        known = draft.status is NotificationStatus.QUEUED
+        context.sendable[intent.template, channel] = known
+    return known
+
+
+def _context(d: Drafting, event: OrderEvent, intent: Intent) -> DraftContext:
+    return d.context(event, intent.transition, lambda: template_context(event, intent.transition))

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from notifier.contracts.events import OrderEvent
-from notifier.core.drafts import Check, Drafting, Renderer, materialize, webhook_draft
+from notifier.core.drafts import (
+    Check,
+    DraftContext,
+    Drafting,
+    Renderer,
+    draft_intent,
+    materialize,
+    webhook_draft,
+)
 from notifier.core.intents import (
     WEBHOOK,
     Intent,
@@ -43,7 +51,6 @@ from notifier.core.plan import (
     WITHDRAWN,
     BatchPlan,
     LedgerUpdate,
-    NewNotification,
     OrderWrite,
 )
 from notifier.core.rules import Priority, RuleSet
@@ -70,6 +77,7 @@ class Pipeline:
     ) -> BatchPlan:
         """Plan one batch; ``owners`` maps already-stored event ids to their order."""
         plan = BatchPlan()
+        drafting = Drafting(self.renderer, self.enabled_channels, self.checks)
         owners = dict(owners)
         before: dict[str, dict[str, Intent]] = {}
         runs: dict[str, Replay] = {}
@@ -101,7 +109,9 @@ class Pipeline:
                 touched.setdefault(event.order_id, set()).add(event.event_id)
         for order_id, event_ids in touched.items():
             run = runs.get(order_id) or _run(orders[order_id])
-            self._settle(orders[order_id], before[order_id], run.view, event_ids, plan)
+            self._settle(
+                drafting, orders[order_id], before[order_id], run.view, event_ids, plan=plan
+            )
         return plan
 
     def _dedupe(
@@ -162,10 +172,12 @@ class Pipeline:
 
     def _settle(
         self,
+        d: Drafting,
         order: OrderAggregate,
         old: dict[str, Intent],
         view: OrderView,
         touched: set[str],
+        *,
         plan: BatchPlan,
     ) -> None:
         for event_id, outcome in view.outcomes.items():
@@ -203,21 +215,23 @@ class Pipeline:
             intent = new.get(key) or old[key]
             if key in old and key in new and intent.event_id not in touched:
                 continue
-            self._reconcile(order, key, old.get(key), new.get(key), plan)
+            self._reconcile(d, order, key, old.get(key), new.get(key), plan=plan)
 
     def _reconcile(
         self,
+        d: Drafting,
         order: OrderAggregate,
         key: str,
         old: Intent | None,
         new: Intent | None,
+        *,
         plan: BatchPlan,
     ) -> None:
         existing = order.notifications.get(key)
         if new is not None:
             if new.once and existing is not None and existing.event_id != new.event_id:
                 return  # already decided for another event of the order; it still holds
-            draft = self._draft(order, new, key)
+            draft = draft_intent(d, order, new, key)
             if existing is None:
                 plan.notifications.append(draft)
                 return
@@ -241,7 +255,7 @@ class Pipeline:
                 existing.digest = draft.digest
                 return
             if existing.status in TOLD:
-                self._correct(order, existing, new, retracted=False, plan=plan)
+                self._correct(d, order, existing, new, retracted=False, plan=plan)
                 self._retell(existing, draft.digest, plan)
             return
         if existing is None:
@@ -256,11 +270,8 @@ class Pipeline:
             existing.digest = ""
         elif existing.status in TOLD:
             retracted = old is not None and order.events[old.event_id].retracted
-            self._correct(order, existing, None, retracted=retracted, plan=plan)
+            self._correct(d, order, existing, None, retracted=retracted, plan=plan)
             self._retell(existing, WITHDRAWN, plan)
-
-    def _drafting(self) -> Drafting:
-        return Drafting(self.renderer, self.enabled_channels, self.checks)
 
     @staticmethod
     def _retell(told: StoredNotification, now_known: str, plan: BatchPlan) -> None:
@@ -269,46 +280,9 @@ class Pipeline:
         told.digest = now_known
         plan.retold[told.id] = now_known
 
-    def _draft(self, order: OrderAggregate, intent: Intent, key: str) -> NewNotification:
-        event = order.events[intent.event_id].parsed()
-        if intent.endpoint is not None:
-            return webhook_draft(
-                self._drafting(), order, event, key, intent.transition,
-                endpoint=intent.endpoint, correction=None,
-            )
-        draft = materialize(
-            self._drafting(), order, event=event, key=key, template=intent.template,
-            channel=intent.channel, priority=intent.priority,
-            context=lambda: template_context(event, intent.transition),
-            state=intent.transition.to_state.value,
-        )
-        if intent.fallback_group is not None:
-            draft.fallback_group = intent.fallback_group
-            draft.fallback_rank = intent.fallback_rank
-            earlier = intent.chain[: intent.fallback_rank or 0]
-            if draft.status is NotificationStatus.QUEUED and any(
-                self._sendable(order, event, intent, c) for c in earlier
-            ):
-                # an earlier channel goes first; this one waits in case it fails
-                draft.status = NotificationStatus.STANDBY
-        return draft
-
-    def _sendable(
-        self, order: OrderAggregate, event: OrderEvent, intent: Intent, channel: str
-    ) -> bool:
-        """Whether an earlier channel of a fallback rule will be tried. One that cannot
-        be (no contact, channel off, or it fails when rendered) never sends and never
-        fails at send time, so nothing would ever hand over from it."""
-        draft = materialize(
-            self._drafting(), order, event=event, key=intent.key, template=intent.template,
-            channel=channel, priority=intent.priority,
-            context=lambda: template_context(event, intent.transition),
-            state=intent.transition.to_state.value,
-        )
-        return draft.status is NotificationStatus.QUEUED
-
     def _correct(
         self,
+        d: Drafting,
         order: OrderAggregate,
         told: StoredNotification,
         now: Intent | None,
@@ -337,14 +311,14 @@ class Pipeline:
             transition = now.transition if now else _no_transition(event, view)
             endpoint = told.idempotency_key.rsplit(":", 1)[1]
             plan.notifications.append(
-                webhook_draft(self._drafting(), order, event, key, transition,
+                webhook_draft(d, order, event, key, transition,
                               endpoint=endpoint, correction=context["correction"])
             )
             return
         draft = materialize(
-            self._drafting(), order, event=event, key=key, template="correction",
-            channel=told.channel, priority=Priority.HIGH, context=lambda: context,
-            state=view.derived_state,
+            d, order, event=event, key=key, template="correction",
+            channel=told.channel, priority=Priority.HIGH,
+            context=DraftContext(lambda: context), state=view.derived_state,
         )
         plan.notifications.append(draft)
 

@@ -47,11 +47,20 @@ class BatchProcessor:
         started = time.perf_counter()
         incoming: list[IncomingEvent] = []
         dead: list[DeadLetter] = []
+        # an exact repeat in the batch (a publisher's retry) decodes to the same event:
+        # validate and hash it once
+        seen: dict[tuple[str, bytes], IncomingEvent] = {}
         for message in messages:
+            first = seen.get((message.subject, message.data))
+            if first is not None:
+                incoming.append(IncomingEvent(first.event, message, first.payload,
+                                              first.content_hash))
+                continue
             decoded = decode(message)
             if isinstance(decoded, DeadLetter):
                 dead.append(decoded)
             else:
+                seen[message.subject, message.data] = decoded
                 incoming.append(decoded)
         try:
             plan = await self._commit(incoming)

@@ -10,7 +10,7 @@ the HTML parts only: escaping a plain-text email or an SMS would show customers
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,10 @@ MAX_INT_BITS = 4096
 _MAX_CACHED_ATTRIBUTES = 4096
 
 _Sequence = (str, bytes, list, tuple)
+
+#: names ``getattr(some_dict, name)`` finds: a template's ``d.get`` is the method, and
+#: ``d.anything_else`` is the item (``d["anything_else"]``), as Jinja decides it
+_DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
 def autoescape_html_parts(name: str | None) -> bool:
@@ -76,6 +80,26 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.max_sequence_len = max_sequence_len
         self.filters.update(filters.ALL)
         self._safe_attributes: dict[tuple[type, str], bool] = {}
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A plain dict instead of Jinja's ``ChainMap``: every render copies the globals
+        into its context, and a ``ChainMap`` is copied key by key in Python, where a dict
+        is copied in C (with the ``getattr`` below, a typical render took a third less).
+
+        Nothing changes the environment's globals once templates are loaded (a new
+        snapshot builds a new environment), so the live view is not needed.
+        """
+        return {**self.globals, **(d or {})}
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``order.id`` on the plain dicts of the template context, without Jinja's
+        ``getattr`` attempt and its ``AttributeError`` first: the same answer, cheaper."""
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         """Jinja's answer, cached per (type, attribute name).

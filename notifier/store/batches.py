@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import Table, bindparam, select, text, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.core.model import NotificationStatus, OrderAggregate, StoredEvent, StoredNotification
@@ -86,6 +88,47 @@ async def load_orders(
     return aggregates, owners
 
 
+_Processor = Callable[[Any], Any] | None
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(
+    dialect: Dialect, table: Table, keys: tuple[str, ...]
+) -> tuple[str, tuple[_Processor, ...]] | None:
+    """The driver-level ``INSERT`` for these columns and each column's bind processor,
+    exactly as SQLAlchemy compiles them; ``None`` when the statement would need more
+    than the row's values (a column default, a named paramstyle)."""
+    compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
+    if not dialect.positional or tuple(compiled.positiontup or ()) != keys:
+        return None
+    processors = tuple(
+        compiled.binds[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys
+    )
+    return compiled.string, processors
+
+
+async def _insert_many(
+    conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
+) -> None:
+    """One executemany of rows that all have the same keys.
+
+    The values go through the same bind processors SQLAlchemy would apply, but column
+    by column here rather than through its per-row parameter machinery (a dict of
+    processed parameters built for each row): the ledger rows of a batch are wide.
+    """
+    keys = tuple(rows[0])
+    found = _insert_sql(conn.dialect, table, keys)
+    if found is None:
+        await conn.execute(table.insert(), list(rows))
+        return
+    sql, processors = found
+    columns = [
+        [row[key] for row in rows] if process is None else [process(row[key]) for row in rows]
+        for key, process in zip(keys, processors, strict=True)
+    ]
+    await conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+
+
 def _aware(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -151,7 +194,7 @@ async def write_plan(conn: AsyncConnection, plan: BatchPlan) -> None:
         row = _event_row(e, now)
         (new_events if e.new else changed_events).append(row)
     if new_events:
-        await conn.execute(events.insert(), new_events)
+        await _insert_many(conn, events, new_events)
     if changed_events:
         stmt = (
             update(events)
@@ -179,7 +222,7 @@ async def write_plan(conn: AsyncConnection, plan: BatchPlan) -> None:
     inserts = [r for r, o in zip(order_rows, plan.orders, strict=True) if not o.exists]
     updates = [r for r, o in zip(order_rows, plan.orders, strict=True) if o.exists]
     if inserts:
-        await conn.execute(orders.insert(), inserts)
+        await _insert_many(conn, orders, inserts)
     if updates:
         stmt = (
             update(orders)
@@ -190,8 +233,8 @@ async def write_plan(conn: AsyncConnection, plan: BatchPlan) -> None:
             row["b_order_id"] = row.pop("order_id")
         await conn.execute(stmt, updates)
     if plan.notifications:
-        await conn.execute(
-            notifications.insert(), [_notification_row(d, now) for d in plan.notifications]
+        await _insert_many(
+            conn, notifications, [_notification_row(d, now) for d in plan.notifications]
         )
     if plan.retold:
         await conn.execute(

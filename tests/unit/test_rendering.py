@@ -423,3 +423,28 @@ def test_filters_format_in_the_customer_zone_and_locale() -> None:
 def test_filters_raise_only_template_errors(call: Any, detail: str) -> None:
     with pytest.raises(TemplateError, match=detail):
         call()
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ d.a }}|{{ d.get('a') }}|{{ d.get('zz', 'none') }}",
+        "{{ d['items'] }}|{{ d.items is callable }}|{{ d.keys()|list|length }}",
+        "{{ d.nested.b }}|{{ d.nested['b'] }}|{{ range(3)|list }}",
+        "{% if d.a %}yes{% endif %}|{{ d.missing is defined }}",
+    ],
+)
+def test_attribute_lookup_on_dicts_answers_as_stock_jinja(tmp_path: Path, source: str) -> None:
+    # the sandbox's shortcut for plain dicts must give Jinja's own answer
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    context = {"d": {"a": 1, "items": 5, "nested": {"b": "x"}}}
+    stock = ImmutableSandboxedEnvironment(undefined=StrictUndefined).from_string(source)
+    rendered = sms_only(tmp_path, source).render("t", "sms", "en", context).text
+    assert rendered == stock.render(context).strip()
+
+
+def test_a_missing_dict_key_is_still_a_template_error(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="missing"):
+        sms_only(tmp_path, "{{ d.missing }}").render("t", "sms", "en", {"d": {}})
