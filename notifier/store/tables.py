@@ -4,6 +4,8 @@ bodies; both have a retention (see ``store.maintenance``) and an erase-one-custo
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -16,9 +18,34 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
+from sqlalchemy.engine import Dialect
 
 metadata = MetaData()
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment, stored in UTC and read back aware.
+
+    SQLAlchemy's SQLite ``DateTime`` writes a datetime's clock fields and drops its
+    offset, so 10:00+01:00 came back as 10:00 UTC: an hour late, enough to judge a
+    Paris customer's next event stale. Everything goes in as UTC now, on both backends.
+    Rows written before this keep the clock time they were given.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=UTC)
 
 orders = Table(
     "orders",
@@ -29,8 +56,8 @@ orders = Table(
     Column("state", String(40), nullable=False),
     Column("order_state", String(40)),
     Column("shipments", JSON, nullable=False),
-    Column("last_event_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("last_event_at", UtcDateTime()),
+    Column("updated_at", UtcDateTime(), nullable=False, index=True),
 )
 
 #: the dedup records and each order's history in one: an event id is unique forever
@@ -44,14 +71,14 @@ events = Table(
     Column("customer_id", String(200), nullable=False, index=True),
     Column("seq", BigInteger, nullable=False),
     Column("revised_seq", BigInteger, nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("occurred_at", UtcDateTime(), nullable=False),
     Column("state", String(40), nullable=False),
     Column("shipment_id", String(200)),
     Column("content_hash", String(64), nullable=False),
     Column("payload", Text, nullable=False),
     Column("retracted", Boolean, nullable=False),
     Column("outcome", String(20), nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
 )
 
 notifications = Table(
@@ -80,13 +107,13 @@ notifications = Table(
     Column("provider", String(40)),
     Column("provider_message_id", String(300)),
     Column("last_error", Text),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
-    Column("lease_until", DateTime(timezone=True)),
-    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("sent_at", DateTime(timezone=True)),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("lease_until", UtcDateTime()),
+    Column("created_at", UtcDateTime(), nullable=False, index=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime()),
     #: the provider's final word (delivery receipt), when it sends one
-    Column("delivered_at", DateTime(timezone=True)),
+    Column("delivered_at", UtcDateTime()),
     #: a dispatch message must still be published to ``notify.<channel>`` (the outbox);
     #: ``dispatch_gen`` counts publications, so each one has its own ``Nats-Msg-Id``
     Column("dispatch_pending", Boolean, nullable=False, default=False),
@@ -107,7 +134,7 @@ dead_push_tokens = Table(
     Column("token_sha256", String(64), primary_key=True),
     Column("customer_id", String(200), nullable=False, index=True),
     Column("reason", String(200), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("created_at", UtcDateTime(), nullable=False, index=True),
 )
 
 #: operations alerts already raised, so each is sent at most once per window
@@ -117,5 +144,5 @@ ops_alerts = Table(
     Column("key", String(200), primary_key=True),
     Column("subject", String(100), nullable=False, index=True),
     Column("detail", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("created_at", UtcDateTime(), nullable=False, index=True),
 )
