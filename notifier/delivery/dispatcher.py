@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from nats.aio.client import Client as NatsClient
@@ -38,52 +37,30 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.channels.base import ChannelAdapter, OutboundMessage, SendReceipt
 from notifier.core.model import NotificationStatus
 from notifier.delivery import deadletters
-from notifier.delivery.ledger import (
-    Claimed,
-    claim,
-    dead_tokens,
-    mark_failed,
-    mark_retry,
-    mark_sent,
-    record_dead_token,
-    release,
-)
+from notifier.delivery.fates import Fate, Outcome
+from notifier.delivery.ledger import Claimed, Held, claim, record_dead_token
 from notifier.delivery.limits import BreakerState, CircuitBreaker, TokenBucket
-from notifier.delivery.outbox import dispatch_subject
+from notifier.delivery.outbox import dispatch_subject, notification_id
+from notifier.delivery.parking import Parking
+from notifier.delivery.recorder import Recorder
 from notifier.delivery.retry import RetryPolicy
+from notifier.delivery.settings import ChannelLimits, DispatchSettings
 from notifier.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from notifier.ingest.streams import NOTIFY_STREAM
 from notifier.metrics import Metrics
 from notifier.pull import fetch_ready
 from notifier.store.maintenance import ERASED
 
+#: the settings classes live in settings.py; the composition root takes them from here
+__all__ = ["ChannelLimits", "ChannelWorker", "DispatchSettings", "Dispatcher"]
+
 log = logging.getLogger(__name__)
 
 #: the share of a lease in which a claimed message may still be handed to a provider; the
 #: rest is left for the send itself (bounded by the provider timeout) and its record
 LEASE_USABLE = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelLimits:
-    """How hard one channel may push its provider."""
-
-    concurrency: int = 4
-    rate_per_s: float = 0.0
-    breaker_failures: int = 5
-    breaker_open_s: float = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class DispatchSettings:
-    """What every channel worker shares."""
-
-    batch_size: int = 50
-    lease_s: float = 60.0
-    fetch_wait_s: float = 0.05
-    #: channels whose "sent" is not the last word because a delivery receipt follows
-    #: (SMS, when Twilio has a callback URL): a fallback rule waits for the receipt
-    receipt_channels: frozenset[str] = frozenset()
+#: dispatch messages one channel holds back for an earlier message of their order
+MAX_PARKED = 500
 
 
 class ChannelWorker:
@@ -92,9 +69,11 @@ class ChannelWorker:
     def __init__(
         self, engine: AsyncEngine, adapter: ChannelAdapter, *, policy: RetryPolicy,
         limits: ChannelLimits, settings: DispatchSettings, metrics: Metrics,
-        on_requeued: Callable[[], None],
+        on_requeued: Callable[[], None], recorder: Recorder | None = None,
     ) -> None:
         self.engine = engine
+        #: shared by every channel of a :class:`Dispatcher`
+        self.recorder = recorder or Recorder(engine)
         self.adapter = adapter
         self.channel = adapter.name
         self.policy = policy
@@ -109,6 +88,7 @@ class ChannelWorker:
         self._task: asyncio.Task[None] | None = None
         self._js: JetStreamContext | None = None
         self._sizes: dict[asyncio.Task[None], int] = {}
+        self.parking = Parking(self._guarded, limit=MAX_PARKED)
         #: dispatch messages held (fetched, not yet acked or naked) at once
         self.max_in_flight = max(settings.batch_size, limits.concurrency * 4)
 
@@ -157,6 +137,7 @@ class ChannelWorker:
             _done, pending = await asyncio.wait([self._task], timeout=grace_s)
             for task in pending:
                 task.cancel()
+        await self.parking.close()
         await self.adapter.close()
 
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
@@ -207,7 +188,7 @@ class ChannelWorker:
     async def _handle(self, messages: list[Msg]) -> None:
         by_id: dict[str, Msg] = {}
         for msg in messages:
-            nid = _notification_id(msg)
+            nid = notification_id(msg.data)
             if nid is None:
                 log.error("%s: unreadable dispatch message dropped", self.durable)
                 await msg.term()
@@ -224,56 +205,88 @@ class ChannelWorker:
                     await msg.nak(delay=wait)
                 return
         try:
-            claimed, held = await claim(self.engine, list(by_id), self.settings.lease_s)
+            found = await self.recorder.run(functools.partial(
+                claim, ids=list(by_id), lease_s=self.settings.lease_s,
+                check_tokens=self.channel == "push"))
         except SQLAlchemyError as exc:
             log.warning("%s cannot reach the database: %s", self.durable, type(exc).__name__)
             for msg in by_id.values():
                 await msg.nak(delay=2.0)
             return
-        for nid, why in held.items():
+        for nid, why in found.held.items():
+            msg = by_id[nid]
             if why.done:
-                await by_id[nid].ack()
-            else:
-                await by_id[nid].nak(delay=why.delay_s)
+                await msg.ack()
+            elif not self._park(msg, why):
+                await msg.nak(delay=why.delay_s)
         send_by = time.monotonic() + self.settings.lease_s * LEASE_USABLE
-        # dead push tokens looked up once for the batch, not once per send
-        dead = (await dead_tokens(self.engine, [c.recipient for c in claimed])
-                if self.channel == "push" and claimed else set())
         by_order: dict[str, list[Claimed]] = {}
-        for item in claimed:
+        for item in found.claimed:
             by_order.setdefault(item.order_id, []).append(item)
-        await asyncio.gather(
-            *(self._send_in_order(items, by_id, send_by, dead) for items in by_order.values())
-        )
+        await asyncio.gather(*(
+            self._send_in_order(items, by_id, send_by, found.dead_tokens)
+            for items in by_order.values()
+        ))
 
     async def _send_in_order(
         self, items: list[Claimed], by_id: Mapping[str, Msg], send_by: float, dead: set[str]
     ) -> None:
         # One order's messages go out one after another, in the order of the events
-        # behind them: "shipped" never overtakes "confirmed".
+        # behind them: "shipped" never overtakes "confirmed". A slot of the gate is let
+        # go only once its send is recorded, so a crash leaves at most one accepted but
+        # unrecorded message per slot; records from all slots (and channels) that wait
+        # at once share one transaction (recorder.py).
         async with self.gate:
+            held_back: float | None = None
             for item in items:
                 msg = by_id[item.id]
+                if held_back is not None:
+                    # an earlier message of this order is to be tried again: this one waits
+                    outcome = Outcome(item, Fate.RELEASED, delay_s=held_back)
+                elif time.monotonic() > send_by or self._stopping.is_set():
+                    outcome = Outcome(item, Fate.RELEASED, delay_s=0.0)
+                else:
+                    outcome = await self._send(item, msg.metadata.sequence.stream, send_by, dead)
+                if outcome.fate in (Fate.RETRY, Fate.RELEASED):
+                    held_back = max(outcome.delay_s or 0.0, 1.0)
                 try:
-                    if time.monotonic() > send_by or self._stopping.is_set():
-                        await release(self.engine, item.id)
-                        await msg.nak()
-                        continue
-                    delay = await self._send(item, msg.metadata.sequence.stream, send_by, dead)
+                    await self.recorder.write(outcome)
                 except SQLAlchemyError as exc:
                     # Its lease runs out and it is retried, with the same identity.
                     log.warning("notification %s: fate not recorded: %s", item.id,
                                 type(exc).__name__)
                     continue
-                if delay is None:
+                self._recorded(outcome)
+                if outcome.fate in (Fate.SENT, Fate.GIVEN_UP):
+                    self.parking.moved_on(item.order_id)
+                if outcome.delay_s is None:
                     await msg.ack()
                 else:
-                    await msg.nak(delay=delay)
+                    await msg.nak(delay=outcome.delay_s)
+
+    def _park(self, msg: Msg, why: Held) -> bool:
+        """Hold a message that waits for an earlier one of its order (parking.py)."""
+        if why.behind is None or self._stopping.is_set():
+            return False
+        if why.delay_s > self.settings.lease_s * LEASE_USABLE:
+            return False  # JetStream would redeliver it meanwhile
+        return self.parking.park(why.behind, msg, why.delay_s)
+
+    def _recorded(self, outcome: Outcome) -> None:
+        item = outcome.item
+        if outcome.fate is Fate.SENT:
+            self._count(item, "sent", outcome.provider)
+        elif outcome.fate is Fate.RETRY:
+            self._count(item, "retry")
+        elif outcome.fate is Fate.GIVEN_UP:
+            suppressed = outcome.status is NotificationStatus.SUPPRESSED
+            self._count(item, "suppressed" if suppressed else "failed")
+            self.on_requeued()  # a fallback channel may have been queued
 
     async def _send(
         self, item: Claimed, dispatch_seq: int, send_by: float, dead: set[str]
-    ) -> float | None:
-        """Send one claimed notification and record its fate; the redelivery delay, if any.
+    ) -> Outcome:
+        """Send one claimed notification; what became of it, to be recorded.
 
         ``dispatch_seq`` is the stream sequence of the dispatch message that asked for it;
         past ``send_by`` (half the lease) it is handed back unsent.
@@ -284,22 +297,18 @@ class ChannelWorker:
         why_not = ERASED if not item.recipient else (
             "push token is unregistered" if item.recipient in dead else None)
         if why_not is not None:
-            await mark_failed(self.engine, item, why_not, status=NotificationStatus.SUPPRESSED)
-            self._count(item, "suppressed")
-            self.on_requeued()
-            return None
+            return Outcome(item, Fate.GIVEN_UP, error=why_not,
+                           status=NotificationStatus.SUPPRESSED)
         breaker = self.breaker(self._breaker_key(item))
         wait = breaker.wait()
         if wait > 0:
-            await release(self.engine, item.id)
-            return wait
+            return Outcome(item, Fate.RELEASED, delay_s=wait)
         await self.bucket.take()
         if time.monotonic() > send_by:
             # the rate limit held it too long: another replica may claim it once the
             # lease runs out, so it must not go out from here any more
             breaker.abandon_trial()
-            await release(self.engine, item.id)
-            return 0.0
+            return Outcome(item, Fate.RELEASED, delay_s=0.0)
         message = OutboundMessage(
             notification_id=item.id, channel=item.channel, to=item.recipient,
             text=item.body_text, subject=item.subject, html=item.body_html, locale=item.locale,
@@ -316,37 +325,32 @@ class ChannelWorker:
                 dead.add(item.recipient)  # the rest of this batch skips it too
                 await record_dead_token(self.engine, item.recipient, item.customer_id,
                                         exc.code or "dead")
-            await self._give_up(item, provider, reason, error, dispatch_seq)
             log.info("notification %s failed permanently (%s)", item.id, exc.code)
-            return None
+            return await self._give_up(item, provider, reason, error, dispatch_seq)
         except TransientDeliveryError as exc:
             breaker.failure(exc.retry_after)
             self._show(item, breaker)
             error = f"{exc.code or 'transient'}: {exc}"
             if self.policy.exhausted(item.attempts):
-                await self._give_up(item, provider, deadletters.EXHAUSTED,
-                                    f"gave up after {item.attempts} attempts: {error}",
-                                    dispatch_seq)
                 log.warning("notification %s failed after %d attempts", item.id, item.attempts)
-                return None
+                return await self._give_up(
+                    item, provider, deadletters.EXHAUSTED,
+                    f"gave up after {item.attempts} attempts: {error}", dispatch_seq)
             delay = self.policy.delay(item.attempts, exc.retry_after)
-            await mark_retry(self.engine, item.id, error, delay)
-            self._count(item, "retry")
             log.info("notification %s will be retried in %.1fs (%s)", item.id, delay, exc.code)
-            return delay
+            return Outcome(item, Fate.RETRY, delay_s=delay, error=error)
         breaker.success()
         self._show(item, breaker)
-        await mark_sent(self.engine, item, receipt.provider, receipt.provider_message_id,
-                        final=self.channel not in self.settings.receipt_channels)
-        self._count(item, "sent", receipt)
         self.metrics.send_seconds.labels(item.channel).observe(time.perf_counter() - started)
         waited = (datetime.now(UTC) - item.created_at).total_seconds()
         self.metrics.event_to_send_seconds.labels(item.channel).observe(waited)
-        return None
+        return Outcome(item, Fate.SENT, provider=receipt.provider,
+                       provider_message_id=receipt.provider_message_id,
+                       final=self.channel not in self.settings.receipt_channels)
 
     async def _give_up(
         self, item: Claimed, provider: str, reason: str, error: str, dispatch_seq: int
-    ) -> None:
+    ) -> Outcome:
         # Dead letter first: if the process dies before the ledger says failed, the
         # message is tried once more and the dead letter is deduplicated. Keyed by the
         # dispatch message, not the attempt count: a replay resets the count and sends a
@@ -356,18 +360,15 @@ class ChannelWorker:
                 self._js, item, provider=provider, reason=reason, error=error,
                 generation=dispatch_seq,
             )
-        await mark_failed(self.engine, item, error)
-        self._count(item, "failed")
-        self.on_requeued()
+        return Outcome(item, Fate.GIVEN_UP, error=error)
 
     def _show(self, item: Claimed, breaker: CircuitBreaker) -> None:
         """Export whether this breaker is open (its key is a provider or an endpoint name)."""
         is_open = breaker.state is BreakerState.OPEN
         self.metrics.breaker_open.labels(self.channel, self._breaker_key(item)).set(int(is_open))
 
-    def _count(self, item: Claimed, status: str, receipt: SendReceipt | None = None) -> None:
-        provider = receipt.provider if receipt else self.adapter.provider
-        self.metrics.count(item.channel, item.template, status, provider)
+    def _count(self, item: Claimed, status: str, provider: str | None = None) -> None:
+        self.metrics.count(item.channel, item.template, status, provider or self.adapter.provider)
 
 
 class Dispatcher:
@@ -375,6 +376,10 @@ class Dispatcher:
 
     def __init__(self, workers: Mapping[str, ChannelWorker]) -> None:
         self.workers = dict(workers)
+        # one recorder per database for all channels: their fates share transactions
+        shared: dict[int, Recorder] = {}
+        for worker in self.workers.values():
+            worker.recorder = shared.setdefault(id(worker.engine), worker.recorder)
 
     @property
     def channels(self) -> dict[str, ChannelAdapter]:
@@ -389,15 +394,6 @@ class Dispatcher:
     async def stop(self, grace_s: float = 30.0) -> None:
         """Stop every channel; in-flight sends are recorded first."""
         await asyncio.gather(*(w.stop(grace_s) for w in self.workers.values()))
-
-
-def _notification_id(msg: Msg) -> str | None:
-    try:
-        body = json.loads(msg.data)
-    except ValueError:
-        return None
-    nid = body.get("id") if isinstance(body, dict) else None
-    return nid if isinstance(nid, str) and nid else None
 
 
 async def _call(adapter: ChannelAdapter, message: OutboundMessage) -> SendReceipt:

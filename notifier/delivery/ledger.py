@@ -12,14 +12,14 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
 from notifier.core.model import NotificationStatus
-from notifier.store.maintenance import ERASED
 from notifier.store.tables import dead_push_tokens, notifications
 
 N = notifications.c
@@ -65,6 +65,8 @@ class Held:
     done: bool
     delay_s: float = 0.0
     why: str = ""
+    #: the order whose earlier message it waits for, if that is why
+    behind: str | None = None
 
 
 def _now() -> datetime:
@@ -82,17 +84,18 @@ _CLAIMED_COLUMNS = (
 )
 
 
-async def claim(
-    engine: AsyncEngine, ids: Sequence[str], lease_s: float
-) -> tuple[list[Claimed], dict[str, Held]]:
-    """Lease the given notifications that are due; say why each of the others is not.
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What one claim found: the notifications now leased (in send order), why each
+    of the others is not, and which of the claimed recipients are dead push tokens."""
 
-    A notification waits while an earlier one (by event) for the same order on the same
-    channel is still queued or in flight, so a retried "confirmed" is never overtaken
-    by "shipped". An expired lease (a crashed sender) may be claimed again.
-    """
-    now = _now()
-    earlier = aliased(notifications)
+    claimed: list[Claimed]
+    held: dict[str, Held]
+    dead_tokens: set[str]
+
+
+def _claim_statement() -> Any:
+    earlier = aliased(notifications, name="earlier")
     E = earlier.c
     blocked = (
         select(E.id)
@@ -102,9 +105,10 @@ async def claim(
         .where(E.event_seq < N.event_seq)
         .exists()
     )
-    stmt = (
+    now = bindparam("b_now", type_=N.updated_at.type)
+    return (
         update(notifications)
-        .where(N.id.in_(list(ids)))
+        .where(N.id.in_(bindparam("b_ids", expanding=True)))
         .where(
             or_(
                 N.status == Q.QUEUED.value,
@@ -114,39 +118,74 @@ async def claim(
         .where(~blocked)
         .values(
             status=Q.SENDING.value,
-            lease_until=now + timedelta(seconds=lease_s),
+            lease_until=bindparam("b_until", type_=N.lease_until.type),
             attempts=N.attempts + 1,
             updated_at=now,
         )
         .returning(*_CLAIMED_COLUMNS)
     )
-    async with engine.begin() as conn:
-        rows = (await conn.execute(stmt)).all()
-        claimed = [
-            Claimed(
-                id=r.id, order_id=r.order_id, customer_id=r.customer_id, event_seq=r.event_seq,
-                channel=r.channel, template=r.template, state=r.state,
-                recipient=r.recipient or "", subject=r.subject, body_text=r.body_text or "",
-                body_html=r.body_html, locale=r.locale or "en", attempts=r.attempts,
-                created_at=_aware(r.created_at), fallback_group=r.fallback_group,
-                fallback_rank=r.fallback_rank,
-            )
-            for r in rows
-        ]
-        got = {c.id for c in claimed}
-        rest = [i for i in ids if i not in got]
-        held = await _why_not(conn, rest, now) if rest else {}
+
+
+def _next_due_statement() -> Any:
+    """When the earliest message each of ``b_ids`` waits for is next due."""
+    earlier = aliased(notifications, name="earlier")
+    E = earlier.c
+    return (
+        select(N.id, func.min(E.next_attempt_at))
+        .join(earlier, and_(E.order_id == N.order_id, E.channel == N.channel,
+                            E.event_seq < N.event_seq))
+        .where(N.id.in_(bindparam("b_ids", expanding=True)))
+        .where(E.status.in_([Q.QUEUED.value, Q.SENDING.value]))
+        .group_by(N.id)
+    )
+
+
+#: built once: aliasing the table for every claim was a sixth of the service's time
+#: with null channels
+_CLAIM = _claim_statement()
+_NEXT_DUE = _next_due_statement()
+
+
+async def claim(
+    conn: AsyncConnection, ids: Sequence[str], lease_s: float, *, check_tokens: bool = False
+) -> Claim:
+    """Lease the given notifications that are due; say why each of the others is not.
+    Runs in the caller's transaction, which must commit before anything is sent.
+
+    A notification waits while an earlier one (by event) for the same order on the same
+    channel is still queued or in flight, so a retried "confirmed" is never overtaken
+    by "shipped". An expired lease (a crashed sender) may be claimed again.
+    """
+    now = _now()
+    params = {"b_ids": list(ids), "b_now": now, "b_until": now + timedelta(seconds=lease_s)}
+    rows = (await conn.execute(_CLAIM, params)).all()
+    claimed = [
+        Claimed(
+            id=r.id, order_id=r.order_id, customer_id=r.customer_id, event_seq=r.event_seq,
+            channel=r.channel, template=r.template, state=r.state,
+            recipient=r.recipient or "", subject=r.subject, body_text=r.body_text or "",
+            body_html=r.body_html, locale=r.locale or "en", attempts=r.attempts,
+            created_at=_aware(r.created_at), fallback_group=r.fallback_group,
+            fallback_rank=r.fallback_rank,
+        )
+        for r in rows
+    ]
+    got = {c.id for c in claimed}
+    rest = [i for i in ids if i not in got]
+    held = await _why_not(conn, rest, now) if rest else {}
+    dead = (await _dead_tokens(conn, [c.recipient for c in claimed])
+            if check_tokens and claimed else set())
     claimed.sort(key=lambda c: (c.order_id, c.event_seq, c.created_at))
-    return claimed, held
+    return Claim(claimed, held, dead)
 
 
 async def _why_not(conn: AsyncConnection, ids: list[str], now: datetime) -> dict[str, Held]:
     rows = (
-        await conn.execute(select(N.id, N.status, N.lease_until).where(N.id.in_(ids)))
+        await conn.execute(select(N.id, N.status, N.lease_until, N.order_id).where(N.id.in_(ids)))
     ).all()
     found = {r.id: r for r in rows}
     held: dict[str, Held] = {}
-    waiting: list[str] = []
+    waiting: dict[str, str] = {}  # notification id → its order
     for nid in ids:
         row = found.get(nid)
         if row is None:
@@ -157,108 +196,23 @@ async def _why_not(conn: AsyncConnection, ids: list[str], now: datetime) -> dict
             left = (_aware(row.lease_until) - now).total_seconds()
             held[nid] = Held(done=False, delay_s=max(left, 0.0) + 0.5, why="in flight")
         else:
-            waiting.append(nid)
+            waiting[nid] = row.order_id
     if waiting:
         # behind an earlier message of the same order: look again when that one is due
         # (at least 1 s, at most 30 s), rather than every second through its backoff
-        earlier = aliased(notifications)
-        E = earlier.c
-        due = (
-            await conn.execute(
-                select(N.id, func.min(E.next_attempt_at))
-                .join(earlier, and_(E.order_id == N.order_id, E.channel == N.channel,
-                                    E.event_seq < N.event_seq))
-                .where(N.id.in_(waiting))
-                .where(E.status.in_([Q.QUEUED.value, Q.SENDING.value]))
-                .group_by(N.id)
-            )
-        ).all()
+        due = (await conn.execute(_NEXT_DUE, {"b_ids": list(waiting)})).all()
         next_at = {nid: at for nid, at in due}
-        for nid in waiting:
+        for nid, order_id in waiting.items():
             at = next_at.get(nid)
             delay = (_aware(at) - now).total_seconds() if at is not None else 1.0
             held[nid] = Held(done=False, delay_s=min(max(delay, 1.0), MAX_FIFO_WAIT_S),
-                             why="an earlier message is not out yet")
+                             why="an earlier message is not out yet", behind=order_id)
     return held
 
 
-async def _finish(conn: AsyncConnection, notification_id: str, **values: object) -> bool:
-    stmt = (
-        update(notifications)
-        .where(N.id == notification_id)
-        .where(N.status == Q.SENDING.value)
-        .values(updated_at=_now(), lease_until=None, **values)
-    )
-    return (await conn.execute(stmt)).rowcount == 1
-
-
-async def release(engine: AsyncEngine, notification_id: str) -> bool:
-    """Hand a claimed notification back untried (its provider's circuit is open, or its
-    lease ran short): the attempt is not counted."""
-    async with engine.begin() as conn:
-        return await _finish(
-            conn, notification_id, status=Q.QUEUED.value, attempts=N.attempts - 1
-        )
-
-
-async def mark_sent(
-    engine: AsyncEngine, item: Claimed, provider: str, provider_message_id: str, *,
-    final: bool,
-) -> bool:
-    """The provider accepted it. ``final``: no receipt will follow, so a fallback
-    rule's standby channels are not needed any more."""
-    now = _now()
-    async with engine.begin() as conn:
-        # A receipt may have overtaken this record (a fast SMS callback): keep its
-        # status and what it said went wrong.
-        sending = N.status == Q.SENDING.value
-        stmt = (
-            update(notifications)
-            .where(N.id == item.id)
-            .where(N.status.in_(
-                [Q.SENDING.value, Q.DELIVERED.value, Q.UNDELIVERED.value, Q.FAILED.value]))
-            .values(
-                status=case((sending, Q.SENT.value), else_=N.status),
-                provider=provider, provider_message_id=provider_message_id, sent_at=now,
-                last_error=case((sending, None), else_=N.last_error),
-                lease_until=None, updated_at=now,
-            )
-        )
-        done = (await conn.execute(stmt)).rowcount == 1
-        if done and final and item.fallback_group:
-            await _stand_down(conn, item.fallback_group, item.channel, now)
-    return done
-
-
-async def mark_retry(
-    engine: AsyncEngine, notification_id: str, error: str, delay_s: float
-) -> bool:
-    """A transient failure: back in the queue after ``delay_s``, unless the customer was
-    erased while it was in flight (no recipient left): then it is suppressed."""
-    erased = N.recipient.is_(None)
-    async with engine.begin() as conn:
-        return await _finish(
-            conn, notification_id,
-            status=case((erased, Q.SUPPRESSED.value), else_=Q.QUEUED.value),
-            last_error=case((erased, ERASED), else_=error[:2000]),
-            next_attempt_at=_now() + timedelta(seconds=delay_s),
-        )
-
-
-async def mark_failed(
-    engine: AsyncEngine, item: Claimed, error: str, *, status: NotificationStatus = Q.FAILED
-) -> bool:
-    """Given up (a permanent error, the attempt limit, or a dead address): the next
-    channel of a fallback rule takes over."""
-    async with engine.begin() as conn:
-        done = await _finish(conn, item.id, status=status.value, last_error=error[:2000])
-        if done and item.fallback_group:
-            await _fall_back(conn, item.fallback_group, item.fallback_rank or 0, _now())
-    return done
-
-
-async def _fall_back(conn: AsyncConnection, group: str, rank: int, now: datetime) -> bool:
-    """Queue the next standby channel of the group, if there is one."""
+async def fall_back(conn: AsyncConnection, group: str, rank: int, now: datetime) -> bool:
+    """Queue the next standby channel of the group, if there is one (the caller wakes
+    the outbox)."""
     following = (
         select(N.id)
         .where(N.fallback_group == group)
@@ -279,7 +233,8 @@ async def _fall_back(conn: AsyncConnection, group: str, rank: int, now: datetime
     return result.rowcount == 1
 
 
-async def _stand_down(conn: AsyncConnection, group: str, channel: str, now: datetime) -> None:
+async def stand_down(conn: AsyncConnection, group: str, channel: str, now: datetime) -> None:
+    """The group's message went out on ``channel``: its standby channels are not needed."""
     await conn.execute(
         update(notifications)
         .where(N.fallback_group == group)
@@ -346,9 +301,9 @@ async def record_receipt(
         fell_back = False
         if row.fallback_group:
             if status == Q.DELIVERED.value:
-                await _stand_down(conn, row.fallback_group, row.channel, now)
+                await stand_down(conn, row.fallback_group, row.channel, now)
             else:
-                fell_back = await _fall_back(conn, row.fallback_group, row.fallback_rank or 0, now)
+                fell_back = await fall_back(conn, row.fallback_group, row.fallback_rank or 0, now)
     return ReceiptResult(found=True, changed=True, channel=row.channel, template=row.template,
                          status=status, fell_back=fell_back)
 
@@ -375,16 +330,17 @@ async def record_dead_token(
             pass  # already known dead
 
 
-async def dead_tokens(engine: AsyncEngine, tokens: Sequence[str]) -> set[str]:
+async def _dead_tokens(conn: AsyncConnection, tokens: Sequence[str]) -> set[str]:
     """Which of these push tokens are known dead."""
-    by_hash = {token_hash(t): t for t in tokens}
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(dead_push_tokens.c.token_sha256)
-                .where(dead_push_tokens.c.token_sha256.in_(list(by_hash)))
-            )
-        ).scalars().all()
+    by_hash = {token_hash(t): t for t in tokens if t}
+    if not by_hash:
+        return set()
+    rows = (
+        await conn.execute(
+            select(dead_push_tokens.c.token_sha256)
+            .where(dead_push_tokens.c.token_sha256.in_(list(by_hash)))
+        )
+    ).scalars().all()
     return {by_hash[h] for h in rows}
 
 

@@ -36,6 +36,16 @@ def dispatch_subject(channel: str) -> str:
     return f"{NOTIFY_PREFIX}.{channel}"
 
 
+def notification_id(data: bytes) -> str | None:
+    """The notification a dispatch message names, or None if it is unreadable."""
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return None
+    nid = body.get("id") if isinstance(body, dict) else None
+    return nid if isinstance(nid, str) and nid else None
+
+
 class Outbox:
     """Publishes pending dispatch messages, when woken and every ``poll_s`` regardless."""
 

@@ -1,0 +1,133 @@
+"""What became of claimed notifications, written to the ledger many at a time.
+
+A sender learns one notification's fate at a time (the provider accepted it, a
+transient error, given up, handed back untried); writing each in its own
+transaction queued every send behind the database, and on SQLite behind ingest on
+the one pooled connection. :class:`~notifier.delivery.recorder.Recorder` gathers the
+fates that arrive while a write is under way and :func:`record` writes them in one
+transaction: one ``executemany`` per kind, row by row only where a fallback rule
+needs to know whether its row changed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, case, or_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from notifier.core.model import NotificationStatus
+from notifier.delivery.ledger import Claimed, fall_back, stand_down
+from notifier.store.maintenance import ERASED
+from notifier.store.tables import notifications
+
+N = notifications.c
+Q = NotificationStatus
+
+
+class Fate(enum.Enum):
+    """What a send attempt came to."""
+
+    #: the provider accepted it
+    SENT = "sent"
+    #: a transient failure: queued again after ``delay_s``
+    RETRY = "retry"
+    #: given up (``status`` says failed or suppressed); a fallback channel takes over
+    GIVEN_UP = "given_up"
+    #: handed back untried (open circuit, lease running short): the attempt is not counted
+    RELEASED = "released"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One claimed notification's fate, and what to tell JetStream once it is recorded."""
+
+    item: Claimed
+    fate: Fate
+    #: redeliver the dispatch message after this many seconds; None: ack it
+    delay_s: float | None = None
+    error: str = ""
+    status: NotificationStatus = Q.FAILED
+    provider: str = ""
+    provider_message_id: str = ""
+    #: sent and no receipt will follow: a fallback rule's standby channels stand down
+    final: bool = True
+
+
+def _sent_stmt(now: datetime) -> Any:
+    # A receipt may have overtaken this record (a fast SMS callback): keep its status
+    # and what it said went wrong.
+    sending = N.status == Q.SENDING.value
+    return (
+        update(notifications)
+        .where(N.id == bindparam("b_id"))
+        # not ``in_``: an expanding IN cannot go into an executemany
+        .where(or_(*(N.status == s.value
+                     for s in (Q.SENDING, Q.DELIVERED, Q.UNDELIVERED, Q.FAILED))))
+        .values(
+            status=case((sending, Q.SENT.value), else_=N.status),
+            provider=bindparam("b_provider"), provider_message_id=bindparam("b_pmid"),
+            sent_at=now, last_error=case((sending, None), else_=N.last_error),
+            lease_until=None, updated_at=now,
+        )
+    )
+
+
+def _finish_stmt(now: datetime, **values: Any) -> Any:
+    return (
+        update(notifications)
+        .where(N.id == bindparam("b_id"))
+        .where(N.status == Q.SENDING.value)
+        .values(updated_at=now, lease_until=None, **values)
+    )
+
+
+async def record(conn: AsyncConnection, outcomes: Sequence[Outcome]) -> None:
+    """Write every outcome in the caller's transaction.
+
+    Each write is conditional on the row still being where the sender left it
+    (``sending``, or for a send, overtaken by its receipt), exactly as one at a time.
+    """
+    now = datetime.now(UTC)
+    plain_sent = [o for o in outcomes if o.fate is Fate.SENT
+                  and not (o.final and o.item.fallback_group)]
+    if plain_sent:
+        await conn.execute(_sent_stmt(now), [
+            {"b_id": o.item.id, "b_provider": o.provider, "b_pmid": o.provider_message_id}
+            for o in plain_sent
+        ])
+    for o in outcomes:
+        if o.fate is Fate.SENT and o.final and o.item.fallback_group:
+            params = {"b_id": o.item.id, "b_provider": o.provider,
+                      "b_pmid": o.provider_message_id}
+            if (await conn.execute(_sent_stmt(now), params)).rowcount == 1:
+                await stand_down(conn, o.item.fallback_group, o.item.channel, now)
+    released = [{"b_id": o.item.id} for o in outcomes if o.fate is Fate.RELEASED]
+    if released:
+        await conn.execute(
+            _finish_stmt(now, status=Q.QUEUED.value, attempts=N.attempts - 1), released
+        )
+    retries = [o for o in outcomes if o.fate is Fate.RETRY]
+    if retries:
+        # the customer was erased while it was in flight (no recipient left): suppressed
+        erased = N.recipient.is_(None)
+        await conn.execute(
+            _finish_stmt(
+                now, status=case((erased, Q.SUPPRESSED.value), else_=Q.QUEUED.value),
+                last_error=case((erased, ERASED), else_=bindparam("b_error")),
+                next_attempt_at=bindparam("b_next"),
+            ),
+            [{"b_id": o.item.id, "b_error": o.error[:2000],
+              "b_next": now + timedelta(seconds=o.delay_s or 0.0)} for o in retries],
+        )
+    for o in outcomes:
+        if o.fate is Fate.GIVEN_UP:
+            params = {"b_id": o.item.id, "b_error": o.error[:2000]}
+            stmt = _finish_stmt(now, status=o.status.value, last_error=bindparam("b_error"))
+            done = (await conn.execute(stmt, params)).rowcount == 1
+            if done and o.item.fallback_group:
+                await fall_back(conn, o.item.fallback_group, o.item.fallback_rank or 0, now)
