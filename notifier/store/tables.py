@@ -123,7 +123,7 @@ notifications = Table(
     Column("fallback_rank", Integer),
     Index("ix_notifications_due", "status", "channel", "next_attempt_at"),
     Index("ix_notifications_pending", "dispatch_pending"),
-    Index("ix_notifications_fallback", "fallback_group"),
+    Index("ix_notifications_fallback", "fallback_group", "status", "fallback_rank"),
     Index("ix_notifications_provider_id", "provider_message_id"),
 )
 
