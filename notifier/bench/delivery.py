@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nats.js import JetStreamContext
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from notifier.bench.database import phase_database
@@ -156,7 +156,7 @@ class DeliveryBench:
         sent_at: dict[str, list[float]] = {}
         with progress_bar(self.cfg, count, "end-to-end burst") as bar:
             times = await self._publish(workload.take(count), None, sent_at, bar)
-            settled = await self._settle(max(60.0, count / 20))
+            settled = await self._settle(max(self.cfg.settle_s, count / 20))
         received = self._received()
         sends = {ch: sum(1 for r in received if r.channel == ch) for ch in ("email", "sms", "push")}
         seconds = (max((r.at for r in received), default=times[-1]) - times[0]) or float("nan")
@@ -174,20 +174,36 @@ class DeliveryBench:
         sent_at: dict[str, list[float]] = {}
         with progress_bar(cfg, count, f"fixed rate {cfg.rate_per_s:g}/s") as bar:
             times = await self._publish(workload.take(count), cfg.rate_per_s, sent_at, bar)
-            settled = await self._settle(max(60.0, count / 20))
+            settled = await self._settle(cfg.settle_s)
+        unsent = await self._unsent(since)
         query = select(notifications.c.id, notifications.c.event_id, notifications.c.channel,
                        notifications.c.provider_message_id).where(
                            notifications.c.created_at >= since)
         async with self.read.connect() as conn:
             rows = [LedgerRow(*r) for r in await conn.execute(query)]
         traced, untraced = latencies(self._received(), rows, sent_at)
-        summary = report(traced, times, times[0])
+        summary = report(traced, times, times[0], unsent)
         span = times[-1] - times[0]
         return {
             "rate_per_s": cfg.rate_per_s, "duration_s": cfg.duration_s, "events": count,
             "achieved_rate_per_s": (count - 1) / span if span > 0 else None,
-            "untraced_sends": untraced, "settled": settled, **summary,
+            "untraced_sends": untraced, "settled": settled, "waited_s": cfg.settle_s,
+            "unsent": unsent, **summary,
         }
+
+    async def _unsent(self, since: datetime) -> dict[str, int]:
+        """Per channel, the phase's sends still queued or in flight; under ``"all"``, events
+        not even ingested yet (each would have made at least one)."""
+        query = (select(notifications.c.channel, func.count())
+                 .where(notifications.c.created_at >= since)
+                 .where(notifications.c.status.in_(("queued", "sending")))
+                 .group_by(notifications.c.channel))
+        async with self.read.connect() as conn:
+            waiting = {channel: int(n) for channel, n in await conn.execute(query)}
+        behind = await last_seq(self.js) - await acked_through(self.js)
+        if behind:
+            waiting["all"] = behind
+        return waiting
 
     async def _peer(self, smtp_port: int) -> dict[str, Any]:
         """notifier's whole path (publish → ingest → render → queue → SMTP) for email-only
@@ -198,7 +214,7 @@ class DeliveryBench:
         expected = workload.counts.events
         with progress_bar(self.cfg, len(messages), "notifier email") as bar:
             times = await self._publish(iter(messages), None, {}, bar)
-            await self._settle(max(60.0, expected / 20))
+            await self._settle(self.cfg.settle_s)
         got = self.catcher.messages()
         last = max((timestamp(m.received_at) for m in got), default=times[0])
         ours = {"messages": len(got), "seconds": last - times[0],

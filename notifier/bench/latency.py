@@ -49,15 +49,22 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
-def summary(values_ms: Iterable[float]) -> dict[str, float]:
-    """count, p50, p95, p99 and max, in milliseconds."""
-    ordered = sorted(values_ms)
+def summary(values_ms: Iterable[float], unsent: int = 0) -> dict[str, float | None]:
+    """count, p50, p95, p99 and max, in milliseconds. Sends that had not happened when the
+    run stopped waiting count as infinitely late: a percentile that falls among them is
+    None ("later than the run waited"), never a flattering number."""
+    ordered = sorted(values_ms) + [math.inf] * unsent
+
+    def finite(value: float) -> float | None:
+        return None if math.isinf(value) or math.isnan(value) else value
+
     return {
-        "count": len(ordered),
-        "p50_ms": percentile(ordered, 50),
-        "p95_ms": percentile(ordered, 95),
-        "p99_ms": percentile(ordered, 99),
-        "max_ms": ordered[-1] if ordered else math.nan,
+        "count": len(ordered) - unsent,
+        "unsent": unsent,
+        "p50_ms": finite(percentile(ordered, 50)),
+        "p95_ms": finite(percentile(ordered, 95)),
+        "p99_ms": finite(percentile(ordered, 99)),
+        "max_ms": finite(ordered[-1]) if ordered else None,
     }
 
 
@@ -89,17 +96,23 @@ def latencies(
 
 
 def report(
-    traced: Sequence[tuple[str, float, float]], published_at: Sequence[float], origin: float
+    traced: Sequence[tuple[str, float, float]], published_at: Sequence[float], origin: float,
+    unsent: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Per-channel summaries, all channels together, and a per-second timeline
-    (published, sent, p50 and p99 of the sends that arrived in that second)."""
+    (published, sent, p50 and p99 of the sends that arrived in that second). ``unsent``:
+    per channel, sends still waiting when the run stopped waiting (``"all"`` may add
+    events not even ingested by then)."""
+    unsent = unsent or {}
     per_channel: dict[str, list[float]] = defaultdict(list)
     per_second: dict[int, list[float]] = defaultdict(list)
     for channel, at, seconds in traced:
         per_channel[channel].append(seconds * 1000)
         per_second[int(at - origin)].append(seconds * 1000)
-    channels = {name: summary(values) for name, values in sorted(per_channel.items())}
-    channels["all"] = summary(seconds * 1000 for _, _, seconds in traced)
+    names = sorted(set(per_channel) | {c for c in unsent if c != "all"})
+    channels = {name: summary(per_channel.get(name, []), unsent.get(name, 0)) for name in names}
+    channels["all"] = summary((seconds * 1000 for _, _, seconds in traced),
+                              sum(unsent.values()))
     published_per_second: dict[int, int] = defaultdict(int)
     for t in published_at:
         published_per_second[int(t - origin)] += 1

@@ -103,6 +103,12 @@ def _ingest_ratio(results: Mapping[str, Any]) -> float | None:
 def _latency_line(results: Mapping[str, Any]) -> BudgetLine:
     name, target = "End-to-end p99", f"<= {P99_TARGET_MS:.0f} ms at 1,000 ev/s for 60 s"
     p99 = _num(_at(results, "latency", "channels", "all", "p99_ms"))
+    unsent = _num(_at(results, "latency", "channels", "all", "unsent")) or 0
+    if p99 is None and unsent:
+        waited = _count(_at(results, "latency", "waited_s"))
+        return BudgetLine(name, target, f"> {waited} s after publishing ended", False,
+                          f"{_count(unsent)} sends (or events) not done by then; the service "
+                          "could not keep up with the rate")
     if p99 is None:
         return BudgetLine(name, target, DASH, None, "latency phase not run")
     channels = _at(results, "latency", "channels") or {}
@@ -229,8 +235,11 @@ def _results_rows(results: Mapping[str, Any]) -> list[list[str]]:
         rows.append(["Latency (p50 / p95 / p99 / max)", "latency", DASH])
     for channel in channels if isinstance(channels, Mapping) else []:
         stats = [_at(channels, channel, f"{p}_ms") for p in ("p50", "p95", "p99", "max")]
+        late = _num(_at(channels, channel, "unsent")) or 0
         rows.append([f"Latency {channel} at {rate} (p50 / p95 / p99 / max)", "latency",
-                     " / ".join(_ms(v) for v in stats)])
+                     " / ".join(_ms(v) if v is not None or not late else "late" for v in stats)
+                     + (f" ({_count(late)} not sent within "
+                        f"{_count(_at(r, 'latency', 'waited_s'))} s of the end)" if late else "")])
     rows += [
         ["RSS (peak / final)", "memory", f"{_mb(_at(r, 'memory', 'peak_rss_mb'))} / "
          f"{_mb(_at(r, 'memory', 'final_rss_mb'))} after "

@@ -135,7 +135,7 @@ async def _ingest(
     watch = await _watch_ingest(cfg, js, service, total)
     read = create_async_engine(database_url)
     try:
-        settled = await wait_until(lambda: _settled(read), max(30.0, cfg.ingest_events / 500))
+        settled = await wait_until(lambda: _settled(read), cfg.settle_s)
         dispatch_s = time.perf_counter() - watch.begun
         sent = await _count(read, notifications)
     finally:

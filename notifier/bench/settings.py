@@ -23,6 +23,9 @@ class BenchConfig:
     peer_messages: int = 1000
     progress: bool = True
     seed: int = 1
+    #: how long a phase waits, once its events are published and ingested, for the last
+    #: sends; what is still unsent then is reported as such
+    settle_s: float = 120.0
     #: a PostgreSQL server to run on (a fresh database per phase) instead of SQLite
     postgres_url: str | None = None
 

@@ -80,3 +80,14 @@ def test_latency_joins_sends_to_the_publish_that_caused_them() -> None:
     assert round(summary["channels"]["push"]["max_ms"]) == 200
     assert [row["published"] for row in summary["timeline"]] == [1, 1, 1]
     assert [row["sent"] for row in summary["timeline"]] == [2, 0, 1]
+
+
+def test_sends_still_waiting_count_as_late_not_as_missing() -> None:
+    traced = [("email", 10.0 + i, 0.01) for i in range(98)]
+    summary = report(traced, [10.0], origin=10.0, unsent={"email": 2, "sms": 1})
+    email = summary["channels"]["email"]
+    assert (email["count"], email["unsent"]) == (98, 2)
+    assert round(email["p50_ms"]) == 10
+    assert email["p99_ms"] is None  # among the unsent: later than the run waited
+    assert summary["channels"]["sms"]["p50_ms"] is None
+    assert summary["channels"]["all"]["unsent"] == 3
