@@ -5,7 +5,8 @@
    the same messages; RSS is sampled throughout; then the store's size, and what a
    retention pass leaves of it once the data has aged.
 2. Delivery, against the provider fakes (aiosmtpd, the Twilio and FCM fakes):
-   end-to-end throughput of a burst, latency at a fixed rate, and email against Apprise.
+   end-to-end throughput of a burst, email against Apprise, then latency at a fixed
+   rate (last, as a rate the service cannot sustain leaves a backlog).
 """
 
 from __future__ import annotations

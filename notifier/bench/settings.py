@@ -17,7 +17,7 @@ class BenchConfig:
     command: str
     quick: bool = False
     ingest_events: int = 1_000_000
-    e2e_events: int = 20_000
+    e2e_events: int = 10_000
     rate_per_s: float = 1000.0
     duration_s: float = 60.0
     peer_messages: int = 1000
@@ -34,7 +34,7 @@ class BenchConfig:
         """The full run, or the quick one (about a minute)."""
         if not quick:
             return cls(out_dir=out_dir, command=command)
-        return cls(out_dir=out_dir, command=command, quick=True, ingest_events=20_000,
+        return cls(out_dir=out_dir, command=command, quick=True, ingest_events=10_000,
                    e2e_events=1_000, rate_per_s=100.0, duration_s=10.0, peer_messages=200)
 
 

@@ -106,13 +106,18 @@ def _claim_statement() -> Any:
         .exists()
     )
     now = bindparam("b_now", type_=N.updated_at.type)
+    # ``status || ''``: the same value, but no index can serve it, so the rows are found by
+    # id. Given a plain ``status = 'queued'``, SQLite (without statistics) judged a few dozen
+    # ids dearer than the status index and scanned every queued row of the ledger for each
+    # claim: 16 ms per claim of 50 with a backlog of 30,000, growing with the backlog.
+    status = N.status.concat("")
     return (
         update(notifications)
         .where(N.id.in_(bindparam("b_ids", expanding=True)))
         .where(
             or_(
-                N.status == Q.QUEUED.value,
-                and_(N.status == Q.SENDING.value, N.lease_until < now),
+                status == Q.QUEUED.value,
+                and_(status == Q.SENDING.value, N.lease_until < now),
             )
         )
         .where(~blocked)
