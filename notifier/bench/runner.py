@@ -138,7 +138,8 @@ async def _ingest(
     try:
         settled = await wait_until(lambda: _settled(read), cfg.settle_s)
         dispatch_s = time.perf_counter() - watch.begun
-        sent = await _count(read, notifications)
+        made = await _count(read, notifications)
+        waiting = await unsettled(read, ("queued", "sending"))
     finally:
         await read.dispose()
     final_rss, peak_rss = rss_mb(service.pid)
@@ -159,7 +160,8 @@ async def _ingest(
         "ingest": {
             "events": total, "seconds": ingest_s, "events_per_s": rate,
             "ratio_to_ceiling": rate / ceiling.per_s if rate and ceiling.per_s else None,
-            "notifications": sent, "with_dispatch_seconds": dispatch_s,
+            "notifications": made, "notifications_unsent": waiting,
+            "with_dispatch_seconds": dispatch_s,
             "dispatch_settled": settled,
         },
         "memory": {
