@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import secrets
@@ -34,7 +35,7 @@ from notifier.bench.delivery import DeliveryBench
 from notifier.bench.settings import BenchConfig, progress_bar, service_settings
 from notifier.bench.stack import (
     Service,
-    acked_through,
+    consumer_progress,
     last_seq,
     nats_connect,
     publish,
@@ -54,12 +55,10 @@ POLL_S = 0.05
 
 
 def _cpu_model() -> str:
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or "unknown"
 
 
@@ -124,7 +123,7 @@ async def _ingest(
     workload = Workload(run_id=secrets.token_hex(3), seed=cfg.seed)
     with progress_bar(cfg, cfg.ingest_events, "publishing backlog") as bar:
         started = time.perf_counter()
-        await publish(js, _ticking(workload.take(cfg.ingest_events), bar), None)
+        await publish(js, _ticking(workload.take(cfg.ingest_events), bar))
         publish_s = time.perf_counter() - started
     total = await last_seq(js)
     with progress_bar(cfg, total, "raw nats-py ceiling"):
@@ -187,9 +186,10 @@ async def _watch_ingest(cfg: BenchConfig, js: Any, service: Service, total: int)
     samples: list[dict[str, float]] = []
     with progress_bar(cfg, total, "notifier ingest (null channels)") as bar:
         while True:
-            progress = await acked_through(js)
+            found = await consumer_progress(js)
+            progress = found or 0
             now = time.perf_counter()
-            if begun is None and await _consumer_exists(js):
+            if begun is None and found is not None:
                 begun = now
             bar.update(progress - bar.n)
             if starting.done():
@@ -208,14 +208,6 @@ async def _watch_ingest(cfg: BenchConfig, js: Any, service: Service, total: int)
 async def _settled(engine: Any) -> bool:
     # standby rows stay: a null SMS gets no delivery receipt to release its fallbacks
     return not await unsettled(engine, ("queued", "sending"))
-
-
-async def _consumer_exists(js: Any) -> bool:
-    try:
-        await js.consumer_info("ORDERS", "notifier-ingest")
-    except Exception:
-        return False
-    return True
 
 
 def _growth(samples: list[dict[str, float]]) -> float | None:

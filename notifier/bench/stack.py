@@ -116,16 +116,11 @@ class Service:
         return "(no log)"
 
 
-async def publish(
-    js: JetStreamContext, messages: Iterable[Outgoing], sent_at: dict[str, list[float]] | None
-) -> int:
-    """Publish as fast as JetStream acks; returns how many went out. With ``sent_at``,
-    records the wall-clock time each event id was handed to the client."""
+async def publish(js: JetStreamContext, messages: Iterable[Outgoing]) -> int:
+    """Publish as fast as JetStream acks; returns how many went out."""
     count = 0
     for out in messages:
         await js.publish_async(out.subject, out.data, headers={"Nats-Msg-Id": out.msg_id})
-        if sent_at is not None and out.event_id is not None:
-            sent_at.setdefault(out.event_id, []).append(time.time())
         count += 1
         if count % PUBLISH_CHUNK == 0:
             await js.publish_async_completed()
@@ -139,13 +134,19 @@ async def last_seq(js: JetStreamContext) -> int:
     return int(info.state.last_seq)
 
 
-async def acked_through(js: JetStreamContext, durable: str = INGEST_DURABLE) -> int:
-    """The stream sequence up to which the durable has acknowledged everything."""
+async def consumer_progress(js: JetStreamContext, durable: str = INGEST_DURABLE) -> int | None:
+    """The stream sequence up to which the durable has acknowledged everything; None
+    while the durable does not exist yet."""
     try:
         info = await js.consumer_info(ORDERS_STREAM, durable)
     except NotFoundError:
-        return 0
+        return None
     return int(info.ack_floor.stream_seq) if info.ack_floor else 0
+
+
+async def acked_through(js: JetStreamContext, durable: str = INGEST_DURABLE) -> int:
+    """Like :func:`consumer_progress`, with 0 for a durable that does not exist yet."""
+    return await consumer_progress(js, durable) or 0
 
 
 async def unsettled(engine: AsyncEngine, statuses: Iterable[str] = UNSETTLED) -> int:
