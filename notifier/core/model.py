@@ -97,7 +97,10 @@ class StoredEvent:
 
     event_id: str
     order_id: str
+    #: where the event was first published, whichever copy came first: its place in
+    #: the order's history
     seq: int
+    #: where the version held was published (of two versions, the later one wins)
     revised_seq: int
     occurred_at: datetime
     state: str

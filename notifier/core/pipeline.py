@@ -98,14 +98,17 @@ class Pipeline:
             if event.order_id not in before:
                 runs[event.order_id] = run = _run(order)
                 before[event.order_id] = derive_intents(
-                    run.view, self.rules, event.order_id, source=_source(order) or event.source,
+                    run.view,
+                    self.rules,
+                    event.order_id,
+                    source=_source(order) or event.source,
                     webhooks=self.webhooks,
                 )
             what = self._dedupe(order, item, plan, runs)
             if event.event_id in order.events:
                 owners[event.event_id] = event.order_id
             plan.count(what)
-            if what in ("new", "revision", "retraction"):
+            if what in ("new", "revision", "retraction", "moved"):
                 touched.setdefault(event.order_id, set()).add(event.event_id)
         for order_id, event_ids in touched.items():
             run = runs.get(order_id) or _run(orders[order_id])
@@ -122,6 +125,10 @@ class Pipeline:
         run = runs.pop(order.order_id, None)
         if stored is not None:
             if stored.content_hash == item.content_hash or item.message.seq < stored.revised_seq:
+                # nothing newer in it: the same content again, or a version older than
+                # the one held (the one published later wins)
+                if item.message.seq < stored.seq:
+                    return self._move_earlier(order, stored, item, plan, runs)
                 if run is not None:
                     runs[order.order_id] = run
                 return "duplicate"
@@ -169,6 +176,38 @@ class Pipeline:
             plan.count("stale")
         runs[order.order_id] = run
         return what
+
+    @staticmethod
+    def _move_earlier(
+        order: OrderAggregate,
+        stored: StoredEvent,
+        item: IncomingEvent,
+        plan: BatchPlan,
+        runs: dict[str, Replay],
+    ) -> str:
+        """A copy of a known event from before the place recorded for it.
+
+        The event was first published there: its first copy was held up (a crash, then
+        ``ack_wait``) while a copy re-sent by its source went through. Recorded at the
+        copy's place it may have been judged stale and its notifications withheld, so
+        it takes the earlier place and the order is replayed; reconciling then sends
+        what that place calls for, and nothing already told again. Only the place
+        moves: the content stays the version published last. An event that would be
+        illegal at its first place keeps the place it was accepted at, as it would have
+        had its copies come in stream order (the first refused, the later one applied).
+        """
+        snapshot = _snapshot(stored)
+        stored.seq = item.message.seq
+        stored.dirty = True
+        moved = _run(order)
+        outcome = moved.view.outcomes.get(stored.event_id)
+        if outcome is Outcome.ILLEGAL:
+            _restore(stored, snapshot)  # the next event of the order replays it afresh
+            return "duplicate"
+        if outcome is Outcome.STALE:
+            plan.count("stale")
+        runs[order.order_id] = moved
+        return "moved"
 
     def _settle(
         self,
@@ -241,12 +280,16 @@ class Pipeline:
                 # not told yet (waiting, withheld, or failed on what the revision fixes):
                 # the row takes the revised content, and is tried afresh; a fallback
                 # channel already handed the message keeps it
-                if (existing.status == NotificationStatus.QUEUED
-                        and draft.status == NotificationStatus.STANDBY):
+                if (
+                    existing.status == NotificationStatus.QUEUED
+                    and draft.status == NotificationStatus.STANDBY
+                ):
                     draft.status = NotificationStatus.QUEUED
-                if (existing.status == NotificationStatus.SUPPRESSED
-                        and draft.status == NotificationStatus.STANDBY
-                        and _got_through(order, new)):
+                if (
+                    existing.status == NotificationStatus.SUPPRESSED
+                    and draft.status == NotificationStatus.STANDBY
+                    and _got_through(order, new)
+                ):
                     return  # stood down: an earlier channel was told, and is corrected
                 plan.updates.append(
                     LedgerUpdate(existing.id, draft, "revised before sending", existing.status)
@@ -311,29 +354,50 @@ class Pipeline:
             transition = now.transition if now else _no_transition(event, view)
             endpoint = told.idempotency_key.rsplit(":", 1)[1]
             plan.notifications.append(
-                webhook_draft(d, order, event, key, transition,
-                              endpoint=endpoint, correction=context["correction"])
+                webhook_draft(
+                    d,
+                    order,
+                    event,
+                    key,
+                    transition,
+                    endpoint=endpoint,
+                    correction=context["correction"],
+                )
             )
             return
         draft = materialize(
-            d, order, event=event, key=key, template="correction",
-            channel=told.channel, priority=Priority.HIGH,
-            context=DraftContext(lambda: context), state=view.derived_state,
+            d,
+            order,
+            event=event,
+            key=key,
+            template="correction",
+            channel=told.channel,
+            priority=Priority.HIGH,
+            context=DraftContext(lambda: context),
+            state=view.derived_state,
         )
         plan.notifications.append(draft)
 
 
 #: ledger states in which the customer has not been told: a revision may rewrite the row
-UNSENT = frozenset({
-    NotificationStatus.QUEUED, NotificationStatus.SUPPRESSED, NotificationStatus.FAILED,
-    NotificationStatus.STANDBY,
-})
+UNSENT = frozenset(
+    {
+        NotificationStatus.QUEUED,
+        NotificationStatus.SUPPRESSED,
+        NotificationStatus.FAILED,
+        NotificationStatus.STANDBY,
+    }
+)
 
 #: ledger states in which the customer was (or is being) told: a revision is corrected
-TOLD = frozenset({
-    NotificationStatus.SENT, NotificationStatus.SENDING, NotificationStatus.DELIVERED,
-    NotificationStatus.UNDELIVERED,
-})
+TOLD = frozenset(
+    {
+        NotificationStatus.SENT,
+        NotificationStatus.SENDING,
+        NotificationStatus.DELIVERED,
+        NotificationStatus.UNDELIVERED,
+    }
+)
 
 
 def _got_through(order: OrderAggregate, intent: Intent) -> bool:
@@ -341,7 +405,8 @@ def _got_through(order: OrderAggregate, intent: Intent) -> bool:
     for channel in intent.chain[: intent.fallback_rank or 0]:
         found = order.notifications.get(f"{intent.fallback_group}:{channel}")
         if found is not None and found.status in (
-            NotificationStatus.SENT, NotificationStatus.DELIVERED
+            NotificationStatus.SENT,
+            NotificationStatus.DELIVERED,
         ):
             return True
     return False

@@ -60,8 +60,14 @@ class Harness:
             self.orders[w.order_id].exists = True
         for n in plan.notifications:
             self.orders[n.order_id].notifications[n.idempotency_key] = StoredNotification(
-                n.id, n.idempotency_key, n.event_id, n.channel, n.template, n.status.value,
-                n.digest, n.state,
+                n.id,
+                n.idempotency_key,
+                n.event_id,
+                n.channel,
+                n.template,
+                n.status.value,
+                n.digest,
+                n.state,
             )
         for nid, value in plan.retold.items():
             for o in self.orders.values():
@@ -99,14 +105,23 @@ def ev(order_id: str, state: str, minute: int, **extra: Any) -> dict[str, Any]:
 
 
 def queued(plan: BatchPlan, channel: str = "email") -> list[str]:
-    return [n.template for n in plan.notifications
-            if n.channel == channel and n.status is NotificationStatus.QUEUED]
+    return [
+        n.template
+        for n in plan.notifications
+        if n.channel == channel and n.status is NotificationStatus.QUEUED
+    ]
 
 
 def test_lifecycle_calls_for_one_confirmation_and_one_message_per_step() -> None:
     h = Harness()
-    plan = h.apply(*(h.message(ev("o", s, i)) for i, s in enumerate(
-        ["placed", "confirmed", "shipped", "out_for_delivery", "delivered"])))
+    plan = h.apply(
+        *(
+            h.message(ev("o", s, i))
+            for i, s in enumerate(
+                ["placed", "confirmed", "shipped", "out_for_delivery", "delivered"]
+            )
+        )
+    )
     assert queued(plan) == ["order_confirmed", "shipped", "out_for_delivery", "delivered"]
     assert plan.counts == {"new": 5}
 
@@ -184,7 +199,11 @@ def test_an_older_version_arriving_late_does_not_undo_a_revision() -> None:
     original = h.message(ev("o", "placed", 0, reason="a"), seq=1)
     revised = h.message(ev("o", "placed", 0, reason="b"), seq=2)
     h.apply(revised)
-    assert h.apply(original).counts == {"duplicate": 1}
+    late = h.apply(original)
+    # it says where the event was first published, nothing more
+    assert late.counts == {"moved": 1}
+    assert [(e.seq, e.parsed().reason) for e in late.events] == [(1, "b")]
+    assert late.notifications == [] and late.updates == []
 
 
 def test_retraction_suppresses_what_is_queued_and_corrects_what_was_sent() -> None:
@@ -229,8 +248,7 @@ def test_revision_fixing_the_address_rewrites_what_waits_or_failed() -> None:
     h = Harness()
     wrong = ev("o", "placed", 0, customer={"id": "c1", "email": "ada@exmaple.com"})
     first = h.apply(h.message(wrong))
-    assert [n.recipient for n in first.notifications if n.channel == "email"] == [
-        "ada@exmaple.com"]
+    assert [n.recipient for n in first.notifications if n.channel == "email"] == ["ada@exmaple.com"]
     h.mark("o", NotificationStatus.FAILED)
     fixed = h.apply(h.message(dict(wrong, customer={"id": "c1", "email": "ada@example.com"})))
     (update,) = fixed.updates
@@ -246,9 +264,11 @@ def test_a_withdrawn_notification_comes_back_when_its_event_does() -> None:
     withdrawn = h.apply(h.message(dict(shipped, retracted=True)))
     assert [u.reason for u in withdrawn.updates] == ["withdrawn before sending"]
     restored = h.apply(h.message(dict(shipped, retracted=False, reason="it did ship")))
-    assert [(u.from_status, u.replacement and u.replacement.status.value)
-            for u in restored.updates if u.replacement and u.replacement.channel == "email"] == [
-        ("suppressed", "queued")]
+    assert [
+        (u.from_status, u.replacement and u.replacement.status.value)
+        for u in restored.updates
+        if u.replacement and u.replacement.channel == "email"
+    ] == [("suppressed", "queued")]
 
 
 def test_back_and_forth_revisions_are_corrected_every_time() -> None:
@@ -283,10 +303,16 @@ def test_event_id_reused_by_another_order_is_a_conflict() -> None:
     ("customer", "channel", "reason"),
     [
         ({"id": "c", "locale": "en"}, "email", "customer has no email"),
-        ({"id": "c", "email": "a@example.com", "channels": ["sms"]}, "email",
-         "customer did not opt into email"),
-        ({"id": "c", "email": "a@example.com", "push_tokens": ["t"]}, "push",
-         "channel push is not enabled"),
+        (
+            {"id": "c", "email": "a@example.com", "channels": ["sms"]},
+            "email",
+            "customer did not opt into email",
+        ),
+        (
+            {"id": "c", "email": "a@example.com", "push_tokens": ["t"]},
+            "push",
+            "channel push is not enabled",
+        ),
     ],
 )
 def test_each_notification_not_sent_is_in_the_ledger_with_why(
