@@ -9,7 +9,8 @@
     ├── DeliveryError                a channel could not hand a message to its provider
     │   ├── TransientDeliveryError   try again later (timeouts, 4xx SMTP, 429, 5xx)
     │   └── PermanentDeliveryError   never retry (bad address, unsubscribed, 5xx SMTP reply)
-    └── StoreError                   the database refused or is unreachable
+    ├── StoreError                   the database refused or is unreachable
+    └── IllegalMove                  a ledger status change its table does not allow (a bug)
 
 A duplicate event is a normal result of the pipeline, not an error; so is a
 dead letter (see ``notifier.core.outcomes``).
@@ -76,3 +77,8 @@ class PermanentDeliveryError(DeliveryError):
 
 class StoreError(NotifierError):
     """The database refused the operation or could not be reached."""
+
+
+class IllegalMove(NotifierError):
+    """A notification status change that ``core/notification_status.py`` does not allow:
+    raised where the conditional update is built, so a bug cannot write it."""

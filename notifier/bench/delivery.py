@@ -29,11 +29,13 @@ from notifier.bench.stack import (
     wait_until,
 )
 from notifier.bench.workload import Outgoing, Workload
+from notifier.core.notification_status import PENDING
 from notifier.devtools.fcmfake import FcmFake
 from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer
 from notifier.devtools.publisher import ensure_stream
 from notifier.devtools.twiliofake import TwilioFake
+from notifier.store.moves import status_values
 from notifier.store.tables import notifications
 
 TWILIO_SID = "AC" + "b" * 32
@@ -197,7 +199,7 @@ class DeliveryBench:
         not even ingested yet (each would have made at least one)."""
         query = (select(notifications.c.channel, func.count())
                  .where(notifications.c.created_at >= since)
-                 .where(notifications.c.status.in_(("queued", "sending")))
+                 .where(notifications.c.status.in_(status_values(PENDING)))
                  .group_by(notifications.c.channel))
         async with self.read.connect() as conn:
             waiting = {channel: int(n) for channel, n in await conn.execute(query)}

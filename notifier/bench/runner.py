@@ -44,6 +44,7 @@ from notifier.bench.stack import (
     wait_until,
 )
 from notifier.bench.workload import Outgoing, Workload
+from notifier.core.notification_status import PENDING
 from notifier.devtools.natsserver import NatsServer
 from notifier.devtools.publisher import ensure_stream
 from notifier.store.db import create_engine
@@ -138,7 +139,7 @@ async def _ingest(
         settled = await wait_until(lambda: _settled(read), cfg.settle_s)
         dispatch_s = time.perf_counter() - watch.begun
         made = await _count(read, notifications)
-        waiting = await unsettled(read, ("queued", "sending"))
+        waiting = await unsettled(read, PENDING)
     finally:
         await read.dispose()
     final_rss, peak_rss = rss_mb(service.pid)
@@ -207,7 +208,7 @@ async def _watch_ingest(cfg: BenchConfig, js: Any, service: Service, total: int)
 
 async def _settled(engine: Any) -> bool:
     # standby rows stay: a null SMS gets no delivery receipt to release its fallbacks
-    return not await unsettled(engine, ("queued", "sending"))
+    return not await unsettled(engine, PENDING)
 
 
 def _growth(samples: list[dict[str, float]]) -> float | None:

@@ -23,12 +23,12 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.bench.workload import Outgoing
+from notifier.core.notification_status import UNSETTLED, NotificationStatus
 from notifier.devtools.natsserver import free_port
 from notifier.ingest.streams import ORDERS_STREAM
+from notifier.store.moves import status_values
 from notifier.store.tables import notifications
 
-#: ledger statuses that mean "not finished yet"
-UNSETTLED = ("queued", "sending", "standby")
 INGEST_DURABLE = "notifier-ingest"
 #: publishes in flight before waiting for their acks
 PUBLISH_CHUNK = 2000
@@ -149,10 +149,13 @@ async def acked_through(js: JetStreamContext, durable: str = INGEST_DURABLE) -> 
     return await consumer_progress(js, durable) or 0
 
 
-async def unsettled(engine: AsyncEngine, statuses: Iterable[str] = UNSETTLED) -> int:
+async def unsettled(
+    engine: AsyncEngine, statuses: Iterable[NotificationStatus] = UNSETTLED
+) -> int:
     """Ledger rows still on their way (queued, sending, standby, or not yet dispatched)."""
     query = select(func.count()).select_from(notifications).where(
-        or_(notifications.c.status.in_(list(statuses)), notifications.c.dispatch_pending)
+        or_(notifications.c.status.in_(status_values(statuses)),
+            notifications.c.dispatch_pending)
     )
     async with engine.connect() as conn:
         return int((await conn.execute(query)).scalar_one())

@@ -12,26 +12,10 @@ from typing import Any
 from notifier.contracts.events import OrderEvent, OrderState
 from notifier.core.lifecycle import HistoryEntry, shipment_key
 
-
-class NotificationStatus(StrEnum):
-    """A notification's fate in the ledger."""
-
-    #: waiting for the dispatcher (possibly after a failed attempt)
-    QUEUED = "queued"
-    #: claimed by a dispatcher, being handed to the provider
-    SENDING = "sending"
-    #: the provider accepted it
-    SENT = "sent"
-    #: the provider's receipt says it reached the handset (SMS)
-    DELIVERED = "delivered"
-    #: the provider's receipt says it could not reach the handset (SMS)
-    UNDELIVERED = "undelivered"
-    #: given up: a permanent error or too many attempts
-    FAILED = "failed"
-    #: decided not to send (no contact, opted out, channel off, withdrawn, dead token)
-    SUPPRESSED = "suppressed"
-    #: a fallback channel, sent only if the ones before it in its rule fail
-    STANDBY = "standby"
+# drawn with its moves in notification_status; re-exported, as most of the code reads it here
+from notifier.core.notification_status import (
+    NotificationStatus as NotificationStatus,  # noqa: PLC0414
+)
 
 
 class DeadLetterReason(StrEnum):

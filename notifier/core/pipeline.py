@@ -47,6 +47,7 @@ from notifier.core.model import (
     StoredEvent,
     StoredNotification,
 )
+from notifier.core.notification_status import GOT_THROUGH, TOLD, UNSENT, Move, sources
 from notifier.core.plan import (
     WITHDRAWN,
     BatchPlan,
@@ -303,7 +304,7 @@ class Pipeline:
             return
         if existing is None:
             return
-        if existing.status in (NotificationStatus.QUEUED, NotificationStatus.STANDBY):
+        if existing.status in sources(Move.WITHDRAW, NotificationStatus.SUPPRESSED):
             # a fallback channel on standby is withdrawn too: else it waits for good, or
             # takes over the withdrawn message if the channel before it fails
             plan.updates.append(
@@ -379,35 +380,11 @@ class Pipeline:
         plan.notifications.append(draft)
 
 
-#: ledger states in which the customer has not been told: a revision may rewrite the row
-UNSENT = frozenset(
-    {
-        NotificationStatus.QUEUED,
-        NotificationStatus.SUPPRESSED,
-        NotificationStatus.FAILED,
-        NotificationStatus.STANDBY,
-    }
-)
-
-#: ledger states in which the customer was (or is being) told: a revision is corrected
-TOLD = frozenset(
-    {
-        NotificationStatus.SENT,
-        NotificationStatus.SENDING,
-        NotificationStatus.DELIVERED,
-        NotificationStatus.UNDELIVERED,
-    }
-)
-
-
 def _got_through(order: OrderAggregate, intent: Intent) -> bool:
     """Whether an earlier channel of the intent's fallback rule reached the customer."""
     for channel in intent.chain[: intent.fallback_rank or 0]:
         found = order.notifications.get(f"{intent.fallback_group}:{channel}")
-        if found is not None and found.status in (
-            NotificationStatus.SENT,
-            NotificationStatus.DELIVERED,
-        ):
+        if found is not None and found.status in GOT_THROUGH:
             return True
     return False
 

@@ -15,14 +15,15 @@ from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError, ServerError
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
-from notifier.core.model import NotificationStatus
+from notifier.core.notification_status import GOT_THROUGH, IN_FLIGHT, Move, NotificationStatus
 from notifier.delivery.ledger import Claimed
 from notifier.ingest.deadletters import DETAIL, ORIGINAL_SUBJECT, REASON
 from notifier.ingest.streams import DEADLETTER_STREAM, NOTIFY_DEADLETTER_PREFIX
+from notifier.store.moves import move, status_values
 from notifier.store.tables import notifications
 
 N = notifications.c
@@ -141,22 +142,19 @@ async def replay(
         select(sibling.c.id)
         .where(sibling.c.fallback_group == N.fallback_group)
         .where(sibling.c.id != N.id)
-        .where(sibling.c.status.in_([NotificationStatus.SENT.value,
-                                     NotificationStatus.DELIVERED.value,
-                                     NotificationStatus.SENDING.value]))
+        .where(sibling.c.status.in_(status_values(GOT_THROUGH | IN_FLIGHT)))
         .exists()
     )
     for letter in letters:
         async with engine.begin() as conn:
             result = await conn.execute(
-                update(notifications)
+                move(Move.REPLAY, NotificationStatus.QUEUED)
                 .where(N.id == letter.notification_id)
-                .where(N.status == NotificationStatus.FAILED.value)
                 .where(N.recipient.is_not(None))
                 # a fallback rule whose next channel got through has told the customer
                 .where(~got_through)
                 .values(
-                    status=NotificationStatus.QUEUED.value, attempts=0, next_attempt_at=now,
+                    attempts=0, next_attempt_at=now,
                     last_error=f"replayed from dead letter {letter.seq}",
                     dispatch_pending=True, dispatch_gen=N.dispatch_gen + 1, updated_at=now,
                 )

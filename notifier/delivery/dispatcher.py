@@ -275,12 +275,11 @@ class ChannelWorker:
     def _recorded(self, outcome: Outcome) -> None:
         item = outcome.item
         if outcome.fate is Fate.SENT:
-            self._count(item, "sent", outcome.provider)
+            self._count(item, NotificationStatus.SENT.value, outcome.provider)
         elif outcome.fate is Fate.RETRY:
             self._count(item, "retry")
         elif outcome.fate is Fate.GIVEN_UP:
-            suppressed = outcome.status is NotificationStatus.SUPPRESSED
-            self._count(item, "suppressed" if suppressed else "failed")
+            self._count(item, outcome.status.value)  # failed, or suppressed
             self.on_requeued()  # a fallback channel may have been queued
 
     async def _send(

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, or_, update
+from sqlalchemy import bindparam, case, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from notifier.core.model import NotificationStatus
+from notifier.core.notification_status import RECEIPTED, Move, NotificationStatus, sources
 from notifier.delivery.ledger import Claimed, fall_back, stand_down
 from notifier.store.maintenance import ERASED
+from notifier.store.moves import any_of, leaving
 from notifier.store.tables import notifications
 
 N = notifications.c
@@ -33,13 +34,13 @@ class Fate(enum.Enum):
     """What a send attempt came to."""
 
     #: the provider accepted it
-    SENT = "sent"
+    SENT = enum.auto()
     #: a transient failure: queued again after ``delay_s``
-    RETRY = "retry"
+    RETRY = enum.auto()
     #: given up (``status`` says failed or suppressed); a fallback channel takes over
-    GIVEN_UP = "given_up"
+    GIVEN_UP = enum.auto()
     #: handed back untried (open circuit, lease running short): the attempt is not counted
-    RELEASED = "released"
+    RELEASED = enum.auto()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,27 +62,30 @@ class Outcome:
 def _sent_stmt(now: datetime) -> Any:
     # A receipt may have overtaken this record (a fast SMS callback): keep its status
     # and what it said went wrong.
-    sending = N.status == Q.SENDING.value
+    sending = any_of(N.status, sources(Move.SEND, Q.SENT))
     return (
         update(notifications)
         .where(N.id == bindparam("b_id"))
-        # not ``in_``: an expanding IN cannot go into an executemany
-        .where(or_(*(N.status == s.value
-                     for s in (Q.SENDING, Q.DELIVERED, Q.UNDELIVERED, Q.FAILED))))
+        .where(any_of(N.status, sources(Move.SEND, Q.SENT) | RECEIPTED))
         .values(
             status=case((sending, Q.SENT.value), else_=N.status),
-            provider=bindparam("b_provider"), provider_message_id=bindparam("b_pmid"),
-            sent_at=now, last_error=case((sending, None), else_=N.last_error),
-            lease_until=None, updated_at=now,
+            provider=bindparam("b_provider"),
+            provider_message_id=bindparam("b_pmid"),
+            sent_at=now,
+            last_error=case((sending, None), else_=N.last_error),
+            lease_until=None,
+            updated_at=now,
         )
     )
 
 
-def _finish_stmt(now: datetime, **values: Any) -> Any:
+def _finish_stmt(now: datetime, *moves: tuple[Move, NotificationStatus], **values: Any) -> Any:
+    """The sender's own record of a claimed row: only while the row is where ``moves``
+    (what the statement may do to it) start, i.e. still held by that sender."""
     return (
         update(notifications)
         .where(N.id == bindparam("b_id"))
-        .where(N.status == Q.SENDING.value)
+        .where(leaving(*moves))
         .values(updated_at=now, lease_until=None, **values)
     )
 
@@ -93,23 +97,29 @@ async def record(conn: AsyncConnection, outcomes: Sequence[Outcome]) -> None:
     (``sending``, or for a send, overtaken by its receipt), exactly as one at a time.
     """
     now = datetime.now(UTC)
-    plain_sent = [o for o in outcomes if o.fate is Fate.SENT
-                  and not (o.final and o.item.fallback_group)]
+    plain_sent = [
+        o for o in outcomes if o.fate is Fate.SENT and not (o.final and o.item.fallback_group)
+    ]
     if plain_sent:
-        await conn.execute(_sent_stmt(now), [
-            {"b_id": o.item.id, "b_provider": o.provider, "b_pmid": o.provider_message_id}
-            for o in plain_sent
-        ])
+        await conn.execute(
+            _sent_stmt(now),
+            [
+                {"b_id": o.item.id, "b_provider": o.provider, "b_pmid": o.provider_message_id}
+                for o in plain_sent
+            ],
+        )
     for o in outcomes:
         if o.fate is Fate.SENT and o.final and o.item.fallback_group:
-            params = {"b_id": o.item.id, "b_provider": o.provider,
-                      "b_pmid": o.provider_message_id}
+            params = {"b_id": o.item.id, "b_provider": o.provider, "b_pmid": o.provider_message_id}
             if (await conn.execute(_sent_stmt(now), params)).rowcount == 1:
                 await stand_down(conn, o.item.fallback_group, o.item.channel, now)
     released = [{"b_id": o.item.id} for o in outcomes if o.fate is Fate.RELEASED]
     if released:
         await conn.execute(
-            _finish_stmt(now, status=Q.QUEUED.value, attempts=N.attempts - 1), released
+            _finish_stmt(
+                now, (Move.RELEASE, Q.QUEUED), status=Q.QUEUED.value, attempts=N.attempts - 1
+            ),
+            released,
         )
     retries = [o for o in outcomes if o.fate is Fate.RETRY]
     if retries:
@@ -117,17 +127,31 @@ async def record(conn: AsyncConnection, outcomes: Sequence[Outcome]) -> None:
         erased = N.recipient.is_(None)
         await conn.execute(
             _finish_stmt(
-                now, status=case((erased, Q.SUPPRESSED.value), else_=Q.QUEUED.value),
+                now,
+                (Move.RETRY, Q.QUEUED),
+                (Move.GIVE_UP, Q.SUPPRESSED),
+                status=case((erased, Q.SUPPRESSED.value), else_=Q.QUEUED.value),
                 last_error=case((erased, ERASED), else_=bindparam("b_error")),
                 next_attempt_at=bindparam("b_next"),
             ),
-            [{"b_id": o.item.id, "b_error": o.error[:2000],
-              "b_next": now + timedelta(seconds=o.delay_s or 0.0)} for o in retries],
+            [
+                {
+                    "b_id": o.item.id,
+                    "b_error": o.error[:2000],
+                    "b_next": now + timedelta(seconds=o.delay_s or 0.0),
+                }
+                for o in retries
+            ],
         )
     for o in outcomes:
         if o.fate is Fate.GIVEN_UP:
             params = {"b_id": o.item.id, "b_error": o.error[:2000]}
-            stmt = _finish_stmt(now, status=o.status.value, last_error=bindparam("b_error"))
+            stmt = _finish_stmt(
+                now,
+                (Move.GIVE_UP, o.status),
+                status=o.status.value,
+                last_error=bindparam("b_error"),
+            )
             done = (await conn.execute(stmt, params)).rowcount == 1
             if done and o.item.fallback_group:
                 await fall_back(conn, o.item.fallback_group, o.item.fallback_rank or 0, now)

@@ -19,17 +19,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
-from notifier.core.model import NotificationStatus
+from notifier.core.notification_status import (
+    IN_FLIGHT,
+    PENDING,
+    SETTLED,
+    Move,
+    NotificationStatus,
+    sources,
+    targets,
+)
+from notifier.store.moves import any_of, move, status_values
 from notifier.store.tables import dead_push_tokens, notifications
 
 N = notifications.c
 Q = NotificationStatus
-
-#: statuses after which nothing more is sent for a notification
-FINISHED = frozenset({
-    Q.SENT.value, Q.DELIVERED.value, Q.UNDELIVERED.value, Q.FAILED.value,
-    Q.SUPPRESSED.value, Q.STANDBY.value,
-})
 
 
 #: the longest a message waits before looking again at an earlier one it is queued behind
@@ -78,9 +81,22 @@ def _aware(value: datetime) -> datetime:
 
 
 _CLAIMED_COLUMNS = (
-    N.id, N.order_id, N.customer_id, N.event_seq, N.channel, N.template, N.state,
-    N.recipient, N.subject, N.body_text, N.body_html, N.locale, N.attempts, N.created_at,
-    N.fallback_group, N.fallback_rank,
+    N.id,
+    N.order_id,
+    N.customer_id,
+    N.event_seq,
+    N.channel,
+    N.template,
+    N.state,
+    N.recipient,
+    N.subject,
+    N.body_text,
+    N.body_html,
+    N.locale,
+    N.attempts,
+    N.created_at,
+    N.fallback_group,
+    N.fallback_rank,
 )
 
 
@@ -101,7 +117,7 @@ def _claim_statement() -> Any:
         select(E.id)
         .where(E.order_id == N.order_id)
         .where(E.channel == N.channel)
-        .where(E.status.in_([Q.QUEUED.value, Q.SENDING.value]))
+        .where(E.status.in_(status_values(PENDING)))
         .where(E.event_seq < N.event_seq)
         .exists()
     )
@@ -116,8 +132,8 @@ def _claim_statement() -> Any:
         .where(N.id.in_(bindparam("b_ids", expanding=True)))
         .where(
             or_(
-                status == Q.QUEUED.value,
-                and_(status == Q.SENDING.value, N.lease_until < now),
+                any_of(status, sources(Move.CLAIM, Q.SENDING)),
+                and_(any_of(status, sources(Move.RECLAIM, Q.SENDING)), N.lease_until < now),
             )
         )
         .where(~blocked)
@@ -137,10 +153,12 @@ def _next_due_statement() -> Any:
     E = earlier.c
     return (
         select(N.id, func.min(E.next_attempt_at))
-        .join(earlier, and_(E.order_id == N.order_id, E.channel == N.channel,
-                            E.event_seq < N.event_seq))
+        .join(
+            earlier,
+            and_(E.order_id == N.order_id, E.channel == N.channel, E.event_seq < N.event_seq),
+        )
         .where(N.id.in_(bindparam("b_ids", expanding=True)))
-        .where(E.status.in_([Q.QUEUED.value, Q.SENDING.value]))
+        .where(E.status.in_(status_values(PENDING)))
         .group_by(N.id)
     )
 
@@ -166,11 +184,21 @@ async def claim(
     rows = (await conn.execute(_CLAIM, params)).all()
     claimed = [
         Claimed(
-            id=r.id, order_id=r.order_id, customer_id=r.customer_id, event_seq=r.event_seq,
-            channel=r.channel, template=r.template, state=r.state,
-            recipient=r.recipient or "", subject=r.subject, body_text=r.body_text or "",
-            body_html=r.body_html, locale=r.locale or "en", attempts=r.attempts,
-            created_at=_aware(r.created_at), fallback_group=r.fallback_group,
+            id=r.id,
+            order_id=r.order_id,
+            customer_id=r.customer_id,
+            event_seq=r.event_seq,
+            channel=r.channel,
+            template=r.template,
+            state=r.state,
+            recipient=r.recipient or "",
+            subject=r.subject,
+            body_text=r.body_text or "",
+            body_html=r.body_html,
+            locale=r.locale or "en",
+            attempts=r.attempts,
+            created_at=_aware(r.created_at),
+            fallback_group=r.fallback_group,
             fallback_rank=r.fallback_rank,
         )
         for r in rows
@@ -178,8 +206,11 @@ async def claim(
     got = {c.id for c in claimed}
     rest = [i for i in ids if i not in got]
     held = await _why_not(conn, rest, now) if rest else {}
-    dead = (await _dead_tokens(conn, [c.recipient for c in claimed])
-            if check_tokens and claimed else set())
+    dead = (
+        await _dead_tokens(conn, [c.recipient for c in claimed])
+        if check_tokens and claimed
+        else set()
+    )
     claimed.sort(key=lambda c: (c.order_id, c.event_seq, c.created_at))
     return Claim(claimed, held, dead)
 
@@ -195,9 +226,9 @@ async def _why_not(conn: AsyncConnection, ids: list[str], now: datetime) -> dict
         row = found.get(nid)
         if row is None:
             held[nid] = Held(done=True, why="no such notification (erased or pruned)")
-        elif row.status in FINISHED:
+        elif row.status in SETTLED:
             held[nid] = Held(done=True, why=f"already {row.status}")
-        elif row.status == Q.SENDING.value and row.lease_until is not None:
+        elif row.status in IN_FLIGHT and row.lease_until is not None:
             left = (_aware(row.lease_until) - now).total_seconds()
             held[nid] = Held(done=False, delay_s=max(left, 0.0) + 0.5, why="in flight")
         else:
@@ -210,8 +241,12 @@ async def _why_not(conn: AsyncConnection, ids: list[str], now: datetime) -> dict
         for nid, order_id in waiting.items():
             at = next_at.get(nid)
             delay = (_aware(at) - now).total_seconds() if at is not None else 1.0
-            held[nid] = Held(done=False, delay_s=min(max(delay, 1.0), MAX_FIFO_WAIT_S),
-                             why="an earlier message is not out yet", behind=order_id)
+            held[nid] = Held(
+                done=False,
+                delay_s=min(max(delay, 1.0), MAX_FIFO_WAIT_S),
+                why="an earlier message is not out yet",
+                behind=order_id,
+            )
     return held
 
 
@@ -221,18 +256,21 @@ async def fall_back(conn: AsyncConnection, group: str, rank: int, now: datetime)
     following = (
         select(N.id)
         .where(N.fallback_group == group)
-        .where(N.status == Q.STANDBY.value)
+        .where(any_of(N.status, sources(Move.FALL_BACK, Q.QUEUED)))
         .where(N.fallback_rank > rank)
         .order_by(N.fallback_rank)
         .limit(1)
         .scalar_subquery()
     )
     result = await conn.execute(
-        update(notifications)
+        move(Move.FALL_BACK, Q.QUEUED)
         .where(N.id == following)
         .values(
-            status=Q.QUEUED.value, dispatch_pending=True, dispatch_gen=N.dispatch_gen + 1,
-            next_attempt_at=now, updated_at=now, last_error=None,
+            dispatch_pending=True,
+            dispatch_gen=N.dispatch_gen + 1,
+            next_attempt_at=now,
+            updated_at=now,
+            last_error=None,
         )
     )
     return result.rowcount == 1
@@ -241,11 +279,9 @@ async def fall_back(conn: AsyncConnection, group: str, rank: int, now: datetime)
 async def stand_down(conn: AsyncConnection, group: str, channel: str, now: datetime) -> None:
     """The group's message went out on ``channel``: its standby channels are not needed."""
     await conn.execute(
-        update(notifications)
+        move(Move.STAND_DOWN, Q.SUPPRESSED)
         .where(N.fallback_group == group)
-        .where(N.status == Q.STANDBY.value)
-        .values(status=Q.SUPPRESSED.value, last_error=f"delivered on {channel}",
-                updated_at=now)
+        .values(last_error=f"delivered on {channel}", updated_at=now)
     )
 
 
@@ -273,44 +309,63 @@ async def find_by_provider_id(engine: AsyncEngine, provider_message_id: str) -> 
 
 
 async def record_receipt(
-    engine: AsyncEngine, notification_id: str, provider_message_id: str, status: str,
+    engine: AsyncEngine,
+    notification_id: str,
+    provider_message_id: str,
+    status: str,
     error_code: str | None,
 ) -> ReceiptResult:
     """A provider's final word on a sent message: ``delivered``, ``undelivered`` or
     ``failed``. A receipt never moves a notification backwards, and a repeated receipt
     changes nothing; an unsuccessful one hands over to the next fallback channel."""
     now = _now()
+    to = Q(status)
+    how = Move.RECEIPT_OK if to in targets(Move.RECEIPT_OK) else Move.RECEIPT_FAILED
     async with engine.begin() as conn:
         row = (
             await conn.execute(
-                select(N.status, N.channel, N.template, N.provider_message_id,
-                       N.fallback_group, N.fallback_rank)
-                .where(N.id == notification_id)
+                select(
+                    N.status,
+                    N.channel,
+                    N.template,
+                    N.provider_message_id,
+                    N.fallback_group,
+                    N.fallback_rank,
+                ).where(N.id == notification_id)
             )
         ).first()
         if row is None or (
             row.provider_message_id is not None and row.provider_message_id != provider_message_id
         ):
             return ReceiptResult(found=False, changed=False)
-        if row.status not in (Q.SENDING.value, Q.SENT.value):
-            return ReceiptResult(found=True, changed=False, channel=row.channel,
-                                 status=row.status)
+        unchanged = ReceiptResult(found=True, changed=False, channel=row.channel, status=row.status)
+        if row.status not in sources(how, to):
+            return unchanged
         values: dict[str, object] = {
-            "status": status, "updated_at": now, "provider_message_id": provider_message_id,
+            "updated_at": now,
+            "provider_message_id": provider_message_id,
         }
-        if status == Q.DELIVERED.value:
+        if how is Move.RECEIPT_OK:
             values["delivered_at"] = now
         else:
             values["last_error"] = f"receipt: {status}" + (f" ({error_code})" if error_code else "")
-        await conn.execute(update(notifications).where(N.id == notification_id).values(values))
+        result = await conn.execute(move(how, to).where(N.id == notification_id).values(values))
+        if result.rowcount != 1:
+            return unchanged  # its sender's record or another receipt came first
         fell_back = False
         if row.fallback_group:
-            if status == Q.DELIVERED.value:
+            if how is Move.RECEIPT_OK:
                 await stand_down(conn, row.fallback_group, row.channel, now)
             else:
                 fell_back = await fall_back(conn, row.fallback_group, row.fallback_rank or 0, now)
-    return ReceiptResult(found=True, changed=True, channel=row.channel, template=row.template,
-                         status=status, fell_back=fell_back)
+    return ReceiptResult(
+        found=True,
+        changed=True,
+        channel=row.channel,
+        template=row.template,
+        status=status,
+        fell_back=fell_back,
+    )
 
 
 def token_hash(token: str) -> str:
@@ -318,17 +373,17 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def record_dead_token(
-    engine: AsyncEngine, token: str, customer_id: str, reason: str
-) -> None:
+async def record_dead_token(engine: AsyncEngine, token: str, customer_id: str, reason: str) -> None:
     """Never use this push token again."""
     async with engine.begin() as conn:
         try:
             async with conn.begin_nested():
                 await conn.execute(
                     insert(dead_push_tokens).values(
-                        token_sha256=token_hash(token), customer_id=customer_id,
-                        reason=reason[:200], created_at=_now(),
+                        token_sha256=token_hash(token),
+                        customer_id=customer_id,
+                        reason=reason[:200],
+                        created_at=_now(),
                     )
                 )
         except IntegrityError:
@@ -341,11 +396,16 @@ async def _dead_tokens(conn: AsyncConnection, tokens: Sequence[str]) -> set[str]
     if not by_hash:
         return set()
     rows = (
-        await conn.execute(
-            select(dead_push_tokens.c.token_sha256)
-            .where(dead_push_tokens.c.token_sha256.in_(list(by_hash)))
+        (
+            await conn.execute(
+                select(dead_push_tokens.c.token_sha256).where(
+                    dead_push_tokens.c.token_sha256.in_(list(by_hash))
+                )
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     return {by_hash[h] for h in rows}
 
 
@@ -353,7 +413,7 @@ async def queue_depth(engine: AsyncEngine) -> dict[str, int]:
     """Queued or in-flight notifications per channel."""
     stmt = (
         select(N.channel, func.count())
-        .where(N.status.in_([Q.QUEUED.value, Q.SENDING.value]))
+        .where(N.status.in_(status_values(PENDING)))
         .group_by(N.channel)
     )
     async with engine.connect() as conn:

@@ -18,14 +18,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.core.model import NotificationStatus
+from notifier.core import notification_status as ledger_status
+from notifier.core.notification_status import NotificationStatus
+from notifier.store.moves import status_values
 from notifier.store.tables import notifications
 
 N = notifications.c
-Q = NotificationStatus
 STATUSES = tuple(s.value for s in NotificationStatus)
-GOT_THROUGH = (Q.SENT.value, Q.DELIVERED.value)
-NOT_THROUGH = (Q.FAILED.value, Q.UNDELIVERED.value)
+GOT_THROUGH = tuple(status_values(ledger_status.GOT_THROUGH))
+NOT_THROUGH = tuple(status_values(ledger_status.NOT_THROUGH))
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_WINDOW_S = 400 * 86400

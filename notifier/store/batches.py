@@ -12,8 +12,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.core.model import NotificationStatus, OrderAggregate, StoredEvent, StoredNotification
+from notifier.core.notification_status import Move
 from notifier.core.plan import BatchPlan, NewNotification
 from notifier.errors import StoreError
+from notifier.store.moves import move
 from notifier.store.tables import events, notifications, orders
 
 
@@ -246,10 +248,13 @@ async def write_plan(conn: AsyncConnection, plan: BatchPlan) -> None:
     for u in plan.updates:
         values: dict[str, Any] = {"updated_at": now}
         if u.replacement is None:
-            values.update(status=NotificationStatus.SUPPRESSED.value, last_error=u.reason)
+            how, to = Move.WITHDRAW, NotificationStatus.SUPPRESSED
+            values.update(last_error=u.reason)
         else:
+            how, to = Move.REVISE, u.replacement.status
             row = _notification_row(u.replacement, now)
-            for key in ("id", "idempotency_key", "created_at", "event_seq", "dispatch_gen"):
+            for key in ("id", "idempotency_key", "created_at", "event_seq", "dispatch_gen",
+                        "status"):
                 row.pop(key)
             values.update(row)  # attempts and next attempt start afresh
             if u.from_status == NotificationStatus.QUEUED.value:
@@ -258,9 +263,8 @@ async def write_plan(conn: AsyncConnection, plan: BatchPlan) -> None:
             elif row["dispatch_pending"]:
                 values["dispatch_gen"] = notifications.c.dispatch_gen + 1
         result = await conn.execute(
-            update(notifications)
+            move(how, to, only_from=u.from_status)
             .where(notifications.c.id == u.id)
-            .where(notifications.c.status == u.from_status)
             .values(values)
         )
         if result.rowcount != 1:

@@ -11,20 +11,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, case, delete, false, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.core.model import NotificationStatus
+from notifier.core.notification_status import SETTLED, Move, NotificationStatus
+from notifier.store.moves import move, status_values
 from notifier.store.tables import dead_push_tokens, events, notifications, ops_alerts, orders
 
 #: the ledger's reason for a notification withheld because its customer was erased
 ERASED = "customer erased"
-_SETTLED = [
-    NotificationStatus.SENT.value,
-    NotificationStatus.FAILED.value,
-    NotificationStatus.SUPPRESSED.value,
-    NotificationStatus.DELIVERED.value,
-    NotificationStatus.UNDELIVERED.value,
-    # a fallback channel that was never needed is as settled as the rest of its order
-    NotificationStatus.STANDBY.value,
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +59,7 @@ async def prune(
         nt = await conn.execute(
             delete(notifications)
             .where(notifications.c.created_at < now - timedelta(days=notification_days))
-            .where(notifications.c.status.in_(_SETTLED))
+            .where(notifications.c.status.in_(status_values(SETTLED)))
         )
         # dead push tokens are personal data too: kept as long as the ledger
         await conn.execute(
@@ -123,11 +115,9 @@ async def erase_customer(engine: AsyncEngine, customer_id: str) -> EraseReport:
                 update(events).where(events.c.event_id == event_id).values(payload=_scrub(payload))
             )
         await conn.execute(
-            update(notifications)
+            move(Move.ERASE, NotificationStatus.SUPPRESSED)
             .where(notifications.c.customer_id == customer_id)
-            .where(notifications.c.status.in_(
-                [NotificationStatus.QUEUED.value, NotificationStatus.STANDBY.value]))
-            .values(status=NotificationStatus.SUPPRESSED.value, last_error=ERASED)
+            .values(last_error=ERASED)
         )
         await conn.execute(
             delete(dead_push_tokens).where(dead_push_tokens.c.customer_id == customer_id)
