@@ -138,7 +138,7 @@ def load_rules(
     channels: Collection[str] = CUSTOMER_CHANNELS,
 ) -> RuleSet:
     """Parse and validate the rules file; ``template_exists(template, channel)`` checks
-    parts, and each rule may name only ``channels`` (the customer channels that run)."""
+    parts, and each rule may name only ``channels`` (the registered customer channels)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
