@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import nats
@@ -17,13 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.api.receipts import build_receipts_router
 from notifier.api.routes import build_router
-from notifier.channels.base import ChannelAdapter
-from notifier.channels.email import EmailChannel
-from notifier.channels.gsm import count_segments
+from notifier.channels.base import ChannelAdapter, ChannelPlugin, missing_settings
 from notifier.channels.null import null_channel
-from notifier.channels.push import PushChannel, push_disabled_reason, push_limit_problem
-from notifier.channels.sms import SmsChannel, sms_disabled_reason
-from notifier.channels.webhook import WebhookChannel, webhook_disabled_reason
+from notifier.channels.registry import registered, specs, template_parts
 from notifier.config import Settings
 from notifier.core.drafts import Check
 from notifier.core.intents import WebhookRoutes
@@ -34,7 +30,7 @@ from notifier.delivery.alerts import (
     AlertSettings,
     AlertSink,
     DeliveryAlerter,
-    email_sink,
+    channel_sink,
     webhook_sink,
 )
 from notifier.delivery.dispatcher import (
@@ -70,67 +66,55 @@ async def _nats_reconnected() -> None:
     log.info("NATS: reconnected")
 
 
-def _email_disabled_reason(settings: Settings) -> str | None:
-    return None if settings.smtp_host else "NOTIFIER_SMTP_HOST is not set"
-
-
-def build_channels(settings: Settings) -> dict[str, ChannelAdapter]:
+def build_channels(
+    settings: Settings, plugins: Iterable[ChannelPlugin] | None = None
+) -> dict[str, ChannelAdapter]:
     """Every channel that has what it needs; the others are off, said once at start-up."""
     channels: dict[str, ChannelAdapter] = {}
-    makers: list[tuple[str, Callable[[Settings], str | None], Callable[[Settings], ChannelAdapter]]]
-    makers = [
-        ("email", _email_disabled_reason, EmailChannel.from_settings),
-        ("sms", sms_disabled_reason, SmsChannel.from_settings),
-        ("push", push_disabled_reason, PushChannel.from_settings),
-        ("webhook", webhook_disabled_reason, WebhookChannel.from_settings),
-    ]
-    for name, disabled, make in makers:
+    for plugin in registered() if plugins is None else plugins:
+        name = plugin.name
         if name in settings.null_channel_names:
             channels[name] = null_channel(name)
             log.warning("%s channel is NULL (NOTIFIER_NULL_CHANNELS): messages are recorded as "
                         "sent, but nobody receives them", name)
-        elif (reason := disabled(settings)) is None:
-            channels[name] = make(settings)
+        elif (reason := plugin.disabled_reason(settings)) is None:
+            channels[name] = plugin.build(settings)
+            if plugin.receipts_require is not None and not plugin.takes_receipts(settings):
+                log.warning("%s: %s delivery receipts are off",
+                            missing_settings(settings, plugin.receipts_require), name)
         else:
             log.warning("%s channel disabled: %s", name, reason)
-    if "sms" in channels and settings.public_base_url is None:
-        log.warning("NOTIFIER_PUBLIC_BASE_URL is not set: SMS delivery receipts are off")
     return channels
 
 
-def render_checks(settings: Settings) -> dict[str, Check]:
+def render_checks(settings: Settings, plugins: Iterable[ChannelPlugin]) -> dict[str, Check]:
     """What each channel cannot send, checked when a notification is rendered."""
-    def sms(_subject: str | None, text: str) -> str | None:
-        segments = count_segments(text)
-        if segments > settings.sms_max_segments:
-            return (f"{segments} SMS segments, more than NOTIFIER_SMS_MAX_SEGMENTS="
-                    f"{settings.sms_max_segments}")
-        return None
-
-    return {"sms": sms, "push": push_limit_problem}
+    return {p.name: p.render_check(settings) for p in plugins if p.render_check is not None}
 
 
-def webhook_routes(channels: Mapping[str, ChannelAdapter]) -> WebhookRoutes:
-    """The endpoints of the webhook channel, if it is on, as the pipeline asks for them."""
-    adapter = channels.get("webhook")
-    if not isinstance(adapter, WebhookChannel):
-        return lambda _source, _state: ()
-    endpoints = adapter.endpoints
-
-    def route(source: str, state: str) -> Sequence[str]:
-        return [e.name for e in endpoints.matching(source, state)]
-
-    return route
+def partner_routes(
+    plugins: Iterable[ChannelPlugin], channels: Mapping[str, ChannelAdapter]
+) -> WebhookRoutes:
+    """The endpoints of the partner channel, if it is on, as the pipeline asks for them."""
+    for plugin in plugins:
+        if plugin.routes is not None and plugin.name in channels:
+            return plugin.routes(channels[plugin.name])
+    return lambda _source, _state: ()
 
 
-def alert_sinks(settings: Settings, channels: Mapping[str, ChannelAdapter]) -> list[AlertSink]:
-    """Where operations alerts go: the ops email (through the email channel), a webhook."""
+def alert_sinks(
+    settings: Settings, plugins: Iterable[ChannelPlugin], channels: Mapping[str, ChannelAdapter]
+) -> list[AlertSink]:
+    """Where operations alerts go: an ops address on a channel (email), a webhook."""
     sinks: list[AlertSink] = []
-    if settings.alert_email:
-        if "email" in channels:
-            sinks.append(email_sink(channels["email"], settings.alert_email))
+    for plugin in plugins:
+        if plugin.alerts_to is None or not (to := getattr(settings, plugin.alerts_to)):
+            continue
+        if plugin.name in channels:
+            sinks.append(channel_sink(channels[plugin.name], to))
         else:
-            log.warning("NOTIFIER_ALERT_EMAIL is set but the email channel is off")
+            log.warning("NOTIFIER_%s is set but the %s channel is off",
+                        plugin.alerts_to.upper(), plugin.name)
     if settings.alert_webhook_url:
         sinks.append(webhook_sink(settings.alert_webhook_url))
     if not sinks:
@@ -139,26 +123,23 @@ def alert_sinks(settings: Settings, channels: Mapping[str, ChannelAdapter]) -> l
     return sinks
 
 
-def channel_limits(settings: Settings, channel: str) -> ChannelLimits:
+def channel_limits(settings: Settings, plugin: ChannelPlugin) -> ChannelLimits:
     """The concurrency, rate and breaker settings of one channel."""
-    s = settings
-    concurrency = {
-        "email": s.smtp_pool_size, "sms": s.sms_concurrency, "push": s.push_concurrency,
-        "webhook": s.webhook_concurrency,
-    }.get(channel, 4)
-    rate = {
-        "email": s.email_rate_per_s, "sms": s.sms_rate_per_s, "push": s.push_rate_per_s,
-        "webhook": s.webhook_rate_per_s,
-    }.get(channel, 0.0)
+    limits = plugin.limits(settings)
     return ChannelLimits(
-        concurrency=concurrency, rate_per_s=rate, breaker_failures=s.breaker_failures,
-        breaker_open_s=s.breaker_open_s,
+        concurrency=limits.concurrency, rate_per_s=limits.rate_per_s,
+        breaker_failures=settings.breaker_failures, breaker_open_s=settings.breaker_open_s,
     )
 
 
-def build_rules(settings: Settings, renderer: TemplateRenderer) -> RuleSet:
-    """Load and validate the rules file against the templates on disk."""
-    return load_rules(settings.rules_file, template_exists=renderer.has)
+def build_rules(
+    settings: Settings, renderer: TemplateRenderer, plugins: Iterable[ChannelPlugin]
+) -> RuleSet:
+    """Load and validate the rules file against the channels and the templates on disk."""
+    return load_rules(
+        settings.rules_file, template_exists=renderer.has,
+        channels=[p.name for p in plugins if p.spec.for_customers],
+    )
 
 
 @dataclass
@@ -278,13 +259,20 @@ class Service:
 
 
 def build_service(
-    settings: Settings, *, channels: dict[str, ChannelAdapter] | None = None
+    settings: Settings, *, plugins: Sequence[ChannelPlugin] | None = None
 ) -> Service:
-    """Build every component from settings. Nothing connects until ``start``."""
+    """Build every component from settings. Nothing connects until ``start``.
+
+    ``plugins`` are the channels to run, the registered ones unless given."""
     metrics = Metrics()
-    renderer = TemplateRenderer(settings.templates_dir, default_locale=settings.default_locale)
-    rules = build_rules(settings, renderer)
-    channels = build_channels(settings) if channels is None else channels
+    plugins = registered() if plugins is None else tuple(plugins)
+    renderer = TemplateRenderer(
+        settings.templates_dir, template_parts(plugins), default_locale=settings.default_locale
+    )
+    rules = build_rules(settings, renderer, plugins)
+    channels = build_channels(settings, plugins)
+    # on, with their provider (a null channel's provider sends no receipts)
+    live = [p for p in plugins if p.name in channels and p.name not in settings.null_channel_names]
     engine = create_engine(settings.database_url)
     metrics.providers.update({name: adapter.provider for name, adapter in channels.items()})
     outbox = Outbox(engine)
@@ -295,18 +283,19 @@ def build_service(
     )
     dispatch = DispatchSettings(
         batch_size=settings.dispatch_batch_size, lease_s=settings.dispatch_lease_s,
-        receipt_channels=frozenset({"sms"}) if settings.public_base_url else frozenset(),
+        receipt_channels=frozenset(p.name for p in live if p.takes_receipts(settings)),
+        dead_recipient_channels=frozenset(p.name for p in plugins if p.remembers_dead_recipients),
     )
     dispatcher = Dispatcher({
-        name: ChannelWorker(
-            engine, adapter, policy=policy, limits=channel_limits(settings, name),
+        p.name: ChannelWorker(
+            engine, channels[p.name], policy=policy, limits=channel_limits(settings, p),
             settings=dispatch, metrics=metrics, on_requeued=outbox.wake,
         )
-        for name, adapter in channels.items()
+        for p in plugins if p.name in channels
     })
     pipeline = Pipeline(
-        rules, renderer, frozenset(channels), webhooks=webhook_routes(channels),
-        checks=render_checks(settings),
+        rules, renderer, frozenset(channels), specs(plugins),
+        webhooks=partner_routes(plugins, channels), checks=render_checks(settings, plugins),
     )
     service: Service
 
@@ -329,7 +318,7 @@ def build_service(
         AlertSettings(threshold=settings.alert_delivery_rate, window_s=settings.alert_window_s,
                       min_samples=settings.alert_min_samples,
                       interval_s=settings.alert_check_interval_s),
-        alert_sinks(settings, channels), providers=metrics.providers,
+        alert_sinks(settings, plugins, channels), providers=metrics.providers,
     )
     service = Service(settings, engine, consumer, dispatcher, outbox, alerter, metrics)
     return service
@@ -351,11 +340,12 @@ def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> 
         )
     )
     auth = service.settings.twilio_auth_token
-    sms_on = auth is not None and "sms" in service.dispatcher.workers
+    twilio = next((name for name, worker in service.dispatcher.workers.items()
+                   if worker.adapter.provider == "twilio"), None)
     app.include_router(
         build_receipts_router(
-            service.engine, service.metrics,
-            twilio_auth_token=auth.get_secret_value() if auth and sms_on else None,
+            service.engine, service.metrics, twilio_channel=twilio,
+            twilio_auth_token=auth.get_secret_value() if auth and twilio else None,
             public_base_url=service.settings.public_base_url,
             on_requeued=service.outbox.wake,
         )

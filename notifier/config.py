@@ -11,12 +11,13 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from notifier.contracts.channels import CUSTOMER_CHANNELS
 from notifier.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_RULES_FILE = PACKAGE_DIR / "defaults" / "rules.yaml"
 #: the channels ``NOTIFIER_NULL_CHANNELS`` can replace with an instant in-process sink
-NULL_CAPABLE = ("email", "sms", "push")
+NULL_CAPABLE = CUSTOMER_CHANNELS
 
 
 def default_templates_dir() -> Path:

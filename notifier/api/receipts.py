@@ -27,17 +27,18 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 def build_receipts_router(
-    engine: AsyncEngine, metrics: Metrics, *, twilio_auth_token: str | None,
-    public_base_url: str | None, on_requeued: Callable[[], None],
+    engine: AsyncEngine, metrics: Metrics, *, twilio_channel: str | None,
+    twilio_auth_token: str | None, public_base_url: str | None, on_requeued: Callable[[], None],
 ) -> APIRouter:
-    """The receipt routes; Twilio's answers 404 while the SMS channel is off."""
+    """The receipt routes; Twilio's answers 404 while no running channel sends through
+    Twilio (``twilio_channel``, the name its receipts are counted under)."""
     router = APIRouter(tags=["receipts"])
 
     @router.post(TWILIO_PATH, status_code=204)
     async def twilio_receipt(request: Request) -> Response:
         """A Twilio status callback: moves the SMS to delivered, undelivered or failed."""
-        if twilio_auth_token is None:
-            raise HTTPException(status_code=404, detail="the sms channel is not enabled")
+        if twilio_auth_token is None or twilio_channel is None:
+            raise HTTPException(status_code=404, detail="no channel sends through Twilio")
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             raise HTTPException(status_code=413, detail="receipt too large")
@@ -53,7 +54,7 @@ def build_receipts_router(
         if not signature or not verify_twilio_signature(twilio_auth_token, url, params,
                                                         signature):
             log.warning("twilio receipt refused: bad signature")
-            metrics.receipts.labels("sms", "forged").inc()
+            metrics.receipts.labels(twilio_channel, "forged").inc()
             raise HTTPException(status_code=403, detail="invalid X-Twilio-Signature")
         receipt = parse_status_callback(params)
         if receipt is None:  # queued, sent, …: on its way, nothing to record
@@ -66,7 +67,7 @@ def build_receipts_router(
             return Response(status_code=204)
         result = await record_receipt(engine, notification_id, receipt.sid,
                                       receipt.status.value, receipt.error_code)
-        metrics.receipts.labels("sms", receipt.status.value).inc()
+        metrics.receipts.labels(twilio_channel, receipt.status.value).inc()
         if result.changed and result.channel is not None:
             metrics.count(result.channel, result.template or "", receipt.status.value, "twilio")
             log.info("notification %s: receipt %s", notification_id, receipt.status.value)

@@ -1,11 +1,23 @@
-"""The one seam every delivery channel implements."""
+"""The one seam every delivery channel implements: an adapter with one async ``send``,
+and the ``PLUGIN`` its module declares so that the service can run it.
+
+A channel module (``notifier/channels/<name>.py``) holds, in one place, the provider's
+adapter and a :class:`ChannelPlugin`: which settings it needs (and so when it is off),
+its limits, its template parts and render check, how it picks the customer's address,
+and whether receipts follow a send. It is registered by its name in
+``notifier.contracts.channels``; nothing else in the service says the channel's name.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import ClassVar, Protocol
+
+from notifier.config import Settings
+from notifier.contracts.channels import ChannelSpec, PartnerRoutes, RenderCheck
 
 #: a provider's Retry-After longer than this is cut short: an hour-long outage is the
 #: breaker's and the backoff's business, not a reason to park a message for days
@@ -79,3 +91,66 @@ class ChannelAdapter(Protocol):
 
     async def close(self) -> None:
         """Close connections; in-flight sends have finished when this returns."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendLimits:
+    """How hard the service may push a channel's provider."""
+
+    #: sends in flight at once
+    concurrency: int
+    #: sends per second (a token bucket); 0 = unlimited
+    rate_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPlugin:
+    """Everything the composition root needs to run one channel, declared by its module.
+
+    Settings are named by their ``Settings`` field (``twilio_from`` is
+    ``NOTIFIER_TWILIO_FROM``): the environment variables stay where operators know them.
+    """
+
+    spec: ChannelSpec
+    #: the settings that must all be set, or the channel is off (said once at start-up)
+    requires: tuple[str, ...]
+    #: the adapter, from settings that have everything ``requires`` names
+    build: Callable[[Settings], ChannelAdapter]
+    #: concurrency and rate, from the channel's own settings
+    limits: Callable[[Settings], SendLimits]
+    #: what a rendering must not be (too long for a push, too many SMS segments): checked
+    #: when it is rendered, so it fails with a reason before any send
+    render_check: Callable[[Settings], RenderCheck] | None = None
+    #: the settings the provider needs to report delivery (``delivered``/``undelivered``
+    #: after ``sent``); None: it never does. With them set, a fallback rule waits for it
+    receipts_require: tuple[str, ...] | None = None
+    #: a permanent failure that calls the recipient dead (an uninstalled app's push token)
+    #: is remembered, and later messages to that recipient are suppressed, never sent
+    remembers_dead_recipients: bool = False
+    #: the setting holding an operations address that alerts are sent to on this channel
+    alerts_to: str | None = None
+    #: a partner channel: which of the running adapter's endpoints want (source, state)
+    routes: Callable[[ChannelAdapter], PartnerRoutes] | None = None
+
+    @property
+    def name(self) -> str:
+        """The channel's registered name."""
+        return self.spec.name
+
+    def disabled_reason(self, settings: Settings) -> str | None:
+        """Why the channel cannot run with ``settings`` (the variables to set), or None."""
+        return missing_settings(settings, self.requires)
+
+    def takes_receipts(self, settings: Settings) -> bool:
+        """Whether its provider will report delivery after accepting a message."""
+        need = self.receipts_require
+        return need is not None and missing_settings(settings, need) is None
+
+
+def missing_settings(settings: Settings, names: Sequence[str]) -> str | None:
+    """``NOTIFIER_A, NOTIFIER_B are not set``, naming each unset one; None when all are set."""
+    missing = [f"NOTIFIER_{name.upper()}" for name in names if not getattr(settings, name)]
+    if not missing:
+        return None
+    verb = "is" if len(missing) == 1 else "are"
+    return f"{', '.join(missing)} {verb} not set"

@@ -39,8 +39,9 @@ from typing import ClassVar
 
 import aiosmtplib
 
-from notifier.channels.base import OutboundMessage, SendReceipt
+from notifier.channels.base import ChannelPlugin, OutboundMessage, SendLimits, SendReceipt
 from notifier.config import Settings, SmtpTls
+from notifier.contracts.channels import ChannelSpec, TemplateParts
 from notifier.errors import (
     ConfigError,
     DeliveryError,
@@ -346,3 +347,22 @@ def _reply_error(code: int, text: str, what: str) -> DeliveryError:
     if 500 <= code < 600:
         return PermanentDeliveryError(detail, code=f"smtp-{code}")
     return TransientDeliveryError(detail, code=f"smtp-{code}")
+
+
+def _limits(settings: Settings) -> SendLimits:
+    # one send per pooled connection: the pool size is the concurrency
+    return SendLimits(concurrency=settings.smtp_pool_size, rate_per_s=settings.email_rate_per_s)
+
+
+PLUGIN = ChannelPlugin(
+    spec=ChannelSpec(
+        name=EmailChannel.name,
+        parts=TemplateParts(subject="subject", text="text", html="html"),
+        recipient=lambda customer: customer.email,
+        contact="email",
+    ),
+    requires=("smtp_host",),
+    build=EmailChannel.from_settings,
+    limits=_limits,
+    alerts_to="alert_email",
+)

@@ -8,10 +8,10 @@ service says so loudly at start-up, because nobody is told anything.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import ClassVar
 
 from notifier.channels.base import ChannelAdapter, OutboundMessage, SendReceipt
-from notifier.config import NULL_CAPABLE
 
 
 class NullChannel:
@@ -32,12 +32,12 @@ class NullChannel:
         """Nothing to close."""
 
 
-_CLASSES: dict[str, type[NullChannel]] = {
-    channel: type(f"Null{channel.title()}Channel", (NullChannel,), {"name": channel})
-    for channel in NULL_CAPABLE
-}
+@cache
+def _null_class(channel: str) -> type[NullChannel]:
+    # ``name`` is a class attribute of every adapter, so each channel gets its own class
+    return type(f"Null{channel.title()}Channel", (NullChannel,), {"name": channel})
 
 
 def null_channel(channel: str) -> ChannelAdapter:
-    """A null adapter named ``channel`` (one of :data:`NULL_CAPABLE`)."""
-    return _CLASSES[channel]()
+    """A null adapter that stands in for ``channel``'s provider."""
+    return _null_class(channel)()

@@ -72,8 +72,16 @@ from google.auth import exceptions as auth_errors
 from google.auth.transport.requests import Request as AuthRequest
 from google.oauth2 import service_account
 
-from notifier.channels.base import OutboundMessage, SendReceipt, parse_retry_after
+from notifier.channels.base import (
+    ChannelPlugin,
+    OutboundMessage,
+    SendLimits,
+    SendReceipt,
+    missing_settings,
+    parse_retry_after,
+)
 from notifier.config import Settings
+from notifier.contracts.channels import ChannelSpec, TemplateParts
 from notifier.errors import (
     ConfigError,
     DeliveryError,
@@ -164,13 +172,6 @@ def fcm_data(message: OutboundMessage) -> dict[str, str]:
     }
 
 
-def push_disabled_reason(settings: Settings) -> str | None:
-    """Why the push channel cannot run with these settings, naming the variable; or None."""
-    if settings.fcm_credentials_file is None:
-        return "NOTIFIER_FCM_CREDENTIALS_FILE is not set"
-    return None
-
-
 class _FcmServiceAccount(service_account.Credentials):
     """A service account that never looks up its regional access boundary (module docstring)."""
 
@@ -243,7 +244,7 @@ class PushChannel:
     @classmethod
     def from_settings(cls, settings: Settings) -> PushChannel:
         """Build the channel from ``NOTIFIER_FCM_*``; refuses without a credentials file."""
-        reason = push_disabled_reason(settings)
+        reason = missing_settings(settings, ("fcm_credentials_file",))
         if reason is not None or settings.fcm_credentials_file is None:
             raise ConfigError(f"{reason}; the push channel needs a service-account file")
         return cls(
@@ -395,3 +396,19 @@ def _retry_after(exc: Exception) -> float | None:
     """``Retry-After`` from the provider's answer, if any."""
     response = getattr(exc, "http_response", None)
     return parse_retry_after(response.headers.get("Retry-After") if response is not None else None)
+
+
+PLUGIN = ChannelPlugin(
+    spec=ChannelSpec(
+        name=PushChannel.name,
+        parts=TemplateParts(subject="title", text="body"),
+        recipient=lambda customer: customer.push_tokens[0] if customer.push_tokens else None,
+        contact="push token",
+    ),
+    requires=("fcm_credentials_file",),
+    build=PushChannel.from_settings,
+    limits=lambda s: SendLimits(concurrency=s.push_concurrency, rate_per_s=s.push_rate_per_s),
+    render_check=lambda _settings: push_limit_problem,
+    # FCM says when an app was uninstalled: that token is never tried again
+    remembers_dead_recipients=True,
+)

@@ -51,9 +51,17 @@ from twilio.base.exceptions import (  # type: ignore[import-untyped]
 from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
 from twilio.rest import Client  # type: ignore[import-untyped]
 
-from notifier.channels.base import OutboundMessage, SendReceipt, parse_retry_after
+from notifier.channels.base import (
+    ChannelPlugin,
+    OutboundMessage,
+    SendLimits,
+    SendReceipt,
+    missing_settings,
+    parse_retry_after,
+)
 from notifier.channels.gsm import count_segments, is_e164
 from notifier.config import Settings
+from notifier.contracts.channels import ChannelSpec, RenderCheck, TemplateParts
 from notifier.errors import (
     ConfigError,
     DeliveryError,
@@ -63,6 +71,8 @@ from notifier.errors import (
 
 log = logging.getLogger(__name__)
 
+#: the settings without which there is no SMS channel
+REQUIRED_SETTINGS = ("twilio_account_sid", "twilio_auth_token", "twilio_from")
 #: the host every URL the twilio client builds for the Messages API starts with
 TWILIO_API_BASE = "https://api.twilio.com"
 #: ``twilio_from`` in this form is a Messaging Service, which picks the sender itself
@@ -220,7 +230,7 @@ class SmsChannel:
     @classmethod
     def from_settings(cls, settings: Settings) -> SmsChannel:
         """Build the channel from ``NOTIFIER_TWILIO_*``; refuses when one is missing."""
-        reason = sms_disabled_reason(settings)
+        reason = missing_settings(settings, REQUIRED_SETTINGS)
         if reason is not None:
             raise ConfigError(f"sms channel: {reason}")
         assert settings.twilio_account_sid and settings.twilio_auth_token  # checked above
@@ -323,19 +333,6 @@ class SmsChannel:
         return params
 
 
-def sms_disabled_reason(settings: Settings) -> str | None:
-    """Why the SMS channel is off (the missing ``NOTIFIER_*`` variables), or None."""
-    missing = [
-        f"NOTIFIER_{name.upper()}"
-        for name in ("twilio_account_sid", "twilio_auth_token", "twilio_from")
-        if not getattr(settings, name)
-    ]
-    if not missing:
-        return None
-    verb = "is" if len(missing) == 1 else "are"
-    return f"{', '.join(missing)} {verb} not set"
-
-
 def _config_problems(
     account_sid: str, auth_token: str, sender: str, timeout_s: float, max_segments: int
 ) -> list[str]:
@@ -357,3 +354,31 @@ def _detail(exc: Any) -> str:
     if isinstance(exc, TwilioServiceException):
         return " - ".join(part for part in (exc.title, exc.detail) if part)
     return str(exc.msg)
+
+
+def _render_check(settings: Settings) -> RenderCheck:
+    limit = settings.sms_max_segments
+
+    def check(_subject: str | None, text: str) -> str | None:
+        segments = count_segments(text)
+        if segments > limit:
+            return f"{segments} SMS segments, more than NOTIFIER_SMS_MAX_SEGMENTS={limit}"
+        return None
+
+    return check
+
+
+PLUGIN = ChannelPlugin(
+    spec=ChannelSpec(
+        name=SmsChannel.name,
+        parts=TemplateParts(text="text"),
+        recipient=lambda customer: customer.phone,
+        contact="phone",
+    ),
+    requires=REQUIRED_SETTINGS,
+    build=SmsChannel.from_settings,
+    limits=lambda s: SendLimits(concurrency=s.sms_concurrency, rate_per_s=s.sms_rate_per_s),
+    render_check=_render_check,
+    # Twilio reports delivery to the status callback under NOTIFIER_PUBLIC_BASE_URL
+    receipts_require=("public_base_url",),
+)

@@ -31,13 +31,17 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import ClassVar
 
 import httpx
 
 from notifier.channels.base import (
+    ChannelAdapter,
+    ChannelPlugin,
     OutboundMessage,
+    SendLimits,
     SendReceipt,
     parse_retry_after,
 )
@@ -47,6 +51,7 @@ from notifier.channels.webhook_endpoints import (
     load_webhooks,
 )
 from notifier.config import Settings
+from notifier.contracts.channels import PARTNER_CHANNEL, ChannelSpec, PartnerRoutes
 from notifier.errors import (
     ConfigError,
     DeliveryError,
@@ -135,7 +140,7 @@ class WebhookChannel:
     """The ``webhook`` channel: ``message.to`` names an endpoint, ``message.text`` is the
     JSON body, sent byte for byte. The dispatcher keeps one breaker per endpoint."""
 
-    name: ClassVar[str] = "webhook"
+    name: ClassVar[str] = PARTNER_CHANNEL
     provider: ClassVar[str] = "webhook"
     breaker_per_recipient: ClassVar[bool] = True
 
@@ -254,8 +259,25 @@ class WebhookChannel:
             ) from exc
 
 
-def webhook_disabled_reason(settings: Settings) -> str | None:
-    """Why the webhook channel is off (shown at start-up), or None when it can run."""
-    if settings.webhooks_file is None:
-        return "NOTIFIER_WEBHOOKS_FILE is not set"
-    return None
+def _routes(adapter: ChannelAdapter) -> PartnerRoutes:
+    """The endpoints of the running channel that want a transition, by name."""
+    if not isinstance(adapter, WebhookChannel):
+        return lambda _source, _state: ()
+    endpoints = adapter.endpoints
+
+    def route(source: str, state: str) -> Sequence[str]:
+        return [e.name for e in endpoints.matching(source, state)]
+
+    return route
+
+
+PLUGIN = ChannelPlugin(
+    # a partner channel: no templates (the body is the event as JSON) and no customer
+    # address (the recipient is the endpoint's name)
+    spec=ChannelSpec(name=WebhookChannel.name),
+    requires=("webhooks_file",),
+    build=WebhookChannel.from_settings,
+    limits=lambda s: SendLimits(concurrency=s.webhook_concurrency,
+                                rate_per_s=s.webhook_rate_per_s),
+    routes=_routes,
+)

@@ -23,6 +23,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from notifier.contracts.channels import CUSTOMER_CHANNELS
+
 SCHEMA_VERSION = 1
 
 
@@ -109,12 +111,18 @@ Locale = Annotated[str, AfterValidator(_check_locale)]
 TimeZone = Annotated[str, AfterValidator(_check_timezone)]
 
 
-class Channel(StrEnum):
-    """Delivery channels a customer can opt into."""
+def _check_channel(value: str) -> str:
+    if value not in CUSTOMER_CHANNELS:
+        raise ValueError(f"Input should be one of {', '.join(CUSTOMER_CHANNELS)}")
+    return value
 
-    EMAIL = "email"
-    SMS = "sms"
-    PUSH = "push"
+
+#: a delivery channel a customer can opt into: one registered in ``contracts.channels``
+Channel = Annotated[
+    str,
+    AfterValidator(_check_channel),
+    WithJsonSchema({"type": "string", "enum": list(CUSTOMER_CHANNELS)}),
+]
 
 
 class Customer(BaseModel):

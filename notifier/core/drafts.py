@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from notifier.contracts.events import Channel, OrderEvent
+from notifier.contracts.channels import ChannelSpec, RenderCheck
+from notifier.contracts.events import OrderEvent
 from notifier.core.intents import (
     WEBHOOK,
     Intent,
@@ -40,7 +41,7 @@ class Rendered(Protocol):
 
 
 #: (subject or title, text) → what makes it unsendable, or ``None``
-Check = Callable[[str | None, str], str | None]
+Check = RenderCheck
 
 
 class Renderer(Protocol):
@@ -83,7 +84,8 @@ class DraftContext:
 
 @dataclass(frozen=True, slots=True)
 class Drafting:
-    """What drafting needs: the renderer, the channels that are on, per-channel checks.
+    """What drafting needs: the renderer, the channels that are on, per-channel checks,
+    and what each registered channel is (how it picks the customer's address).
 
     One is made per batch: it remembers each (event, transition)'s template context
     for the rest of the batch.
@@ -92,6 +94,7 @@ class Drafting:
     renderer: Renderer
     enabled_channels: frozenset[str]
     checks: Mapping[str, Check]
+    channels: Mapping[str, ChannelSpec]
     #: (id of the event, transition) → (the event, kept alive so the id stays its own,
     #: its context)
     _contexts: dict[tuple[int, Transition], tuple[OrderEvent, DraftContext]] = field(
@@ -144,7 +147,11 @@ def materialize(
         state=state,
         last_error=None,
     )
-    recipient, why_not = recipient_for(event, Channel(channel))
+    spec = d.channels.get(channel)
+    if spec is None:  # a correction of a message on a channel no longer registered
+        draft.last_error = f"channel {channel} is not registered"
+        return draft
+    recipient, why_not = recipient_for(event, spec)
     if recipient is None:
         draft.last_error = why_not
         return draft

@@ -6,11 +6,12 @@ the same ledger row however often it is replayed, redelivered or recomputed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from notifier.contracts.events import Channel, OrderEvent
+from notifier.contracts.channels import PARTNER_CHANNEL, ChannelSpec, PartnerRoutes
+from notifier.contracts.events import OrderEvent
 from notifier.core.lifecycle import OrderView, Transition
 from notifier.core.model import canonical_json, digest
 from notifier.core.rules import Priority, RuleSet
@@ -39,9 +40,9 @@ class Intent:
 
 
 #: the ledger's channel for partner webhooks (not a customer channel)
-WEBHOOK = "webhook"
+WEBHOOK = PARTNER_CHANNEL
 #: which webhook endpoints want a transition: (source, state) → endpoint names
-WebhookRoutes = Callable[[str, str], Sequence[str]]
+WebhookRoutes = PartnerRoutes
 
 
 def _no_webhooks(_source: str, _state: str) -> Sequence[str]:
@@ -68,7 +69,7 @@ def derive_intents(
                     continue
                 fired_once.add(rule.name)
             scope = f"order:{order_id}" if rule.once else transition.event_id
-            chain = tuple(c.value for c in rule.channels)
+            chain = rule.channels
             for rank, channel in enumerate(chain):
                 key = f"{scope}:{rule.name}:{channel}"
                 intents[key] = Intent(
@@ -167,15 +168,13 @@ def webhook_body(
     }
 
 
-def recipient_for(event: OrderEvent, channel: Channel) -> tuple[str | None, str]:
-    """The customer's address on a channel, or ``None`` and why there is none."""
+def recipient_for(event: OrderEvent, channel: ChannelSpec) -> tuple[str | None, str]:
+    """The customer's address on a channel (the channel picks it), or ``None`` and why
+    there is none."""
     customer = event.customer
-    if customer.channels is not None and channel not in customer.channels:
-        return None, f"customer did not opt into {channel.value}"
-    if channel is Channel.EMAIL:
-        return (customer.email, "") if customer.email else (None, "customer has no email")
-    if channel is Channel.SMS:
-        return (customer.phone, "") if customer.phone else (None, "customer has no phone")
-    if customer.push_tokens:
-        return customer.push_tokens[0], ""
-    return None, "customer has no push token"
+    if customer.channels is not None and channel.name not in customer.channels:
+        return None, f"customer did not opt into {channel.name}"
+    if channel.recipient is None:
+        return None, f"customers are not told on {channel.name}"
+    address = channel.recipient(customer)
+    return (address, "") if address else (None, f"customer has no {channel.contact}")

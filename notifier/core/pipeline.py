@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from notifier.contracts.channels import ChannelSpec
 from notifier.contracts.events import OrderEvent
 from notifier.core.drafts import (
     Check,
@@ -64,6 +65,8 @@ class Pipeline:
     rules: RuleSet
     renderer: Renderer
     enabled_channels: frozenset[str]
+    #: every registered channel, by name: how each picks the customer's address
+    channels: Mapping[str, ChannelSpec]
     #: which partner webhook endpoints want a transition
     webhooks: WebhookRoutes = field(default=lambda _source, _state: ())
     #: per channel, what is wrong with a rendering (too long for a push, too many SMS
@@ -78,7 +81,7 @@ class Pipeline:
     ) -> BatchPlan:
         """Plan one batch; ``owners`` maps already-stored event ids to their order."""
         plan = BatchPlan()
-        drafting = Drafting(self.renderer, self.enabled_channels, self.checks)
+        drafting = Drafting(self.renderer, self.enabled_channels, self.checks, self.channels)
         owners = dict(owners)
         before: dict[str, dict[str, Intent]] = {}
         runs: dict[str, Replay] = {}

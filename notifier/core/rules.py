@@ -6,16 +6,25 @@ Loaded and validated once at start-up; every problem is reported as one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from notifier.contracts.events import Channel, OrderState
+from notifier.contracts.channels import CUSTOMER_CHANNELS
+from notifier.contracts.events import OrderState
 from notifier.core.lifecycle import Transition
 from notifier.errors import RulesError
 
@@ -26,6 +35,14 @@ class Priority(IntEnum):
     HIGH = 0
     NORMAL = 1
     LOW = 2
+
+
+def _registered(channel: str, info: ValidationInfo) -> str:
+    """A rule names a channel customers are told on; load_rules says which there are."""
+    known: Collection[str] = (info.context or {}).get("channels", CUSTOMER_CHANNELS)
+    if channel not in known:
+        raise ValueError(f"unknown channel {channel!r}; channels are {', '.join(known)}")
+    return channel
 
 
 class _When(BaseModel):
@@ -41,14 +58,14 @@ class _Rule(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     when: _When
     template: str = Field(min_length=1)
-    channels: list[Channel] = Field(min_length=1)
+    channels: list[Annotated[str, AfterValidator(_registered)]] = Field(min_length=1)
     priority: Literal["high", "normal", "low"] = "normal"
     once: bool = False
     fallback: bool = False
 
     @field_validator("channels")
     @classmethod
-    def _unique(cls, value: list[Channel]) -> list[Channel]:
+    def _unique(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("a channel is listed twice")
         return value
@@ -69,7 +86,7 @@ class Rule:
     states: frozenset[OrderState]
     from_states: frozenset[OrderState | None] | None
     template: str
-    channels: tuple[Channel, ...]
+    channels: tuple[str, ...]
     priority: Priority
     once: bool
     #: send on the first channel the customer can receive; the next only if it fails
@@ -114,8 +131,14 @@ def _describe(path: Path, raw: Any, error: ValidationError) -> str:
     return f"{path}: {where}: {first['msg']}"
 
 
-def load_rules(path: Path, *, template_exists: Callable[[str, str], bool]) -> RuleSet:
-    """Parse and validate the rules file; ``template_exists(template, channel)`` checks parts."""
+def load_rules(
+    path: Path,
+    *,
+    template_exists: Callable[[str, str], bool],
+    channels: Collection[str] = CUSTOMER_CHANNELS,
+) -> RuleSet:
+    """Parse and validate the rules file; ``template_exists(template, channel)`` checks
+    parts, and each rule may name only ``channels`` (the registered customer channels)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -126,7 +149,7 @@ def load_rules(path: Path, *, template_exists: Callable[[str, str], bool]) -> Ru
         problem = getattr(exc, "problem", None) or "cannot parse"
         raise RulesError(f"{path}: not valid YAML: {where}{problem}") from exc
     try:
-        parsed = _RulesFile.model_validate(raw)
+        parsed = _RulesFile.model_validate(raw, context={"channels": tuple(channels)})
     except ValidationError as exc:
         raise RulesError(_describe(path, raw, exc)) from exc
     names: set[str] = set()
@@ -136,10 +159,10 @@ def load_rules(path: Path, *, template_exists: Callable[[str, str], bool]) -> Ru
             raise RulesError(f"{path}: rule {index} ({item.name}): name is used twice")
         names.add(item.name)
         for channel in item.channels:
-            if not template_exists(item.template, channel.value):
+            if not template_exists(item.template, channel):
                 raise RulesError(
                     f"{path}: rule {index} ({item.name}): template {item.template!r} "
-                    f"has no {channel.value} part"
+                    f"has no {channel} part"
                 )
         rules.append(
             Rule(

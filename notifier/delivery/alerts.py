@@ -54,11 +54,11 @@ class Alert:
     text: str
 
 
-def email_sink(adapter: ChannelAdapter, to: str) -> AlertSink:
-    """Alerts by email, through the email channel's own SMTP relay."""
+def channel_sink(adapter: ChannelAdapter, to: str) -> AlertSink:
+    """Alerts to an ops address through a channel's own provider (email's SMTP relay)."""
     async def send(subject: str, text: str, details: dict[str, object]) -> None:
         key = f"ops-{details['key']}".replace(":", "-")
-        await adapter.send(OutboundMessage(notification_id=key, channel="email", to=to,
+        await adapter.send(OutboundMessage(notification_id=key, channel=adapter.name, to=to,
                                            text=text, subject=subject))
 
     return send

@@ -207,7 +207,7 @@ class ChannelWorker:
         try:
             found = await self.recorder.run(functools.partial(
                 claim, ids=list(by_id), lease_s=self.settings.lease_s,
-                check_tokens=self.channel == "push"))
+                check_tokens=self.channel in self.settings.dead_recipient_channels))
         except SQLAlchemyError as exc:
             log.warning("%s cannot reach the database: %s", self.durable, type(exc).__name__)
             for msg in by_id.values():
@@ -320,7 +320,7 @@ class ChannelWorker:
             breaker.success()  # the provider answered; the message was at fault
             error = f"{exc.code or 'permanent'}: {exc}"
             reason = deadletters.DEAD_RECIPIENT if exc.dead_recipient else deadletters.PERMANENT
-            if exc.dead_recipient and self.channel == "push":
+            if exc.dead_recipient and self.channel in self.settings.dead_recipient_channels:
                 dead.add(item.recipient)  # the rest of this batch skips it too
                 await record_dead_token(self.engine, item.recipient, item.customer_id,
                                         exc.code or "dead")

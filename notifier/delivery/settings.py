@@ -25,3 +25,6 @@ class DispatchSettings:
     #: channels whose "sent" is not the last word because a delivery receipt follows
     #: (SMS, when Twilio has a callback URL): a fallback rule waits for the receipt
     receipt_channels: frozenset[str] = frozenset()
+    #: channels whose provider can call a recipient dead (an uninstalled app's push token):
+    #: it is remembered, and later messages to it are suppressed without a send
+    dead_recipient_channels: frozenset[str] = frozenset()

@@ -1,7 +1,8 @@
 """Render a named template for one channel and locale, from ``templates/`` on disk.
 
 Layout: ``<templates_dir>/<name>/<locale>/<channel>.<part>.j2``; folders starting
-with ``_`` (``_layouts``) hold shared layouts and macros and are not templates.
+with ``_`` (``_layouts``) hold shared layouts and macros and are not templates. Which
+parts a channel has is the channel's to say (its ``TemplateParts``), handed in.
 
 The pipeline renders about ten thousand messages a second, so everything that
 depends only on (template, channel, locale) — which locale folder wins, the
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 from jinja2 import Template, meta
 from jinja2 import TemplateSyntaxError as JinjaSyntaxError
 
+from notifier.contracts.channels import TemplateParts
 from notifier.errors import ConfigError, TemplateError, TemplateNotFound
 from notifier.rendering.sandbox import BoundedSandbox, RecordingLoader
 
@@ -34,13 +36,6 @@ _Fingerprint = frozenset[tuple[str, int, int]]
 
 #: how deep the change check looks: <name>/<locale>/<file> plus nested layout folders
 _MAX_DEPTH = 6
-
-#: the files each channel needs, in the order they fill ``RenderedMessage``
-CHANNEL_PARTS: Mapping[str, tuple[str, ...]] = {
-    "email": ("subject", "text", "html"),
-    "sms": ("text",),
-    "push": ("title", "body"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +78,20 @@ class TemplateRenderer:
     max_cached_lookups: ClassVar[int] = 10_000
 
     def __init__(
-        self, templates_dir: Path, *, default_locale: str = "en", max_output_chars: int = 100_000
+        self,
+        templates_dir: Path,
+        parts: Mapping[str, TemplateParts],
+        *,
+        default_locale: str = "en",
+        max_output_chars: int = 100_000,
     ) -> None:
         if not templates_dir.is_dir():
             raise ConfigError(f"templates directory {str(templates_dir)!r} does not exist")
         if max_output_chars < 1:
             raise ConfigError("max_output_chars must be positive")
         self._root = templates_dir.resolve()
+        #: channel → the template files a message on it is rendered from
+        self._parts = dict(parts)
         self._default_locale = default_locale
         self._max_output_chars = max_output_chars
         self._snapshot = self._new_snapshot()
@@ -112,15 +114,13 @@ class TemplateRenderer:
         that goes wrong while compiling or rendering.
         """
         compiled = self._current().compiled(template, channel, locale)
-        out = [self._render_part(part, context, compiled.format_locale) for part in compiled.parts]
-        subject: str | None = None
-        html: str | None = None
-        if channel == "email":
-            subject, text, html = _one_line(out[0]), out[1], out[2]
-        elif channel == "push":
-            subject, text = _one_line(out[0]), out[1]
-        else:
-            text = out[0]
+        out = iter(
+            [self._render_part(part, context, compiled.format_locale) for part in compiled.parts]
+        )
+        parts = self._parts[channel]  # compiled() refuses a channel without parts
+        subject = _one_line(next(out)) if parts.subject is not None else None
+        text = next(out)
+        html = next(out) if parts.html is not None else None
         return RenderedMessage(
             template, channel, compiled.version, compiled.locale, subject, text, html
         )
@@ -150,6 +150,7 @@ class TemplateRenderer:
         return _Snapshot(
             self._root,
             fingerprint if fingerprint is not None else _fingerprint(self._root),
+            self._parts,
             default_locale=self._default_locale,
             check_at=time.monotonic() + self.reload_check_interval_s,
             max_sequence_len=self._max_output_chars,
@@ -180,6 +181,7 @@ class _Snapshot:
         self,
         root: Path,
         fingerprint: _Fingerprint,
+        parts: Mapping[str, TemplateParts],
         *,
         default_locale: str,
         check_at: float,
@@ -188,6 +190,7 @@ class _Snapshot:
     ) -> None:
         self.root = root
         self.fingerprint = fingerprint
+        self._parts = parts
         self.check_at = check_at
         self._default_locale = default_locale
         self._loader = RecordingLoader(root)
@@ -202,11 +205,11 @@ class _Snapshot:
         )
 
     def has(self, template: str, channel: str) -> bool:
-        if channel not in CHANNEL_PARTS:
+        if channel not in self._parts:
             return False
         folder = self._locale_folders(template).get(self._default_locale.lower())
         return folder is not None and all(
-            (self.root / name).is_file() for name in _part_names(template, folder, channel)
+            (self.root / name).is_file() for name in self._part_names(template, folder, channel)
         )
 
     def compiled(self, template: str, channel: str, locale: str | None) -> _Compiled:
@@ -228,7 +231,7 @@ class _Snapshot:
 
     def _compile(self, template: str, channel: str, locale: str | None) -> _Compiled:
         folder = self._resolve_folder(template, channel, locale)
-        names = _part_names(template, folder, channel)
+        names = self._part_names(template, folder, channel)
         try:
             parts = tuple(self._env.get_template(name) for name in names)
             used = self._load_with_references(names)
@@ -246,8 +249,8 @@ class _Snapshot:
 
     def _resolve_folder(self, template: str, channel: str, locale: str | None) -> str:
         wanted = f"no {channel!r} template {template!r} for locale {locale!r}"
-        if channel not in CHANNEL_PARTS:
-            raise TemplateNotFound(f"{wanted}: channels are {', '.join(CHANNEL_PARTS)}")
+        if channel not in self._parts:
+            raise TemplateNotFound(f"{wanted}: channels are {', '.join(self._parts)}")
         if template not in self.names:
             raise TemplateNotFound(f"{wanted}: there is no folder {template!r}")
         folders = self._locale_folders(template)
@@ -256,7 +259,7 @@ class _Snapshot:
             folder = folders.get(candidate)
             if folder is None:
                 continue
-            names = _part_names(template, folder, channel)
+            names = self._part_names(template, folder, channel)
             present = [name for name in names if (self.root / name).is_file()]
             if len(present) == len(names):
                 return folder
@@ -278,6 +281,10 @@ class _Snapshot:
             self._locales[template] = folders
         return folders
 
+    def _part_names(self, template: str, folder: str, channel: str) -> tuple[str, ...]:
+        files = self._parts[channel].files
+        return tuple(f"{template}/{folder}/{channel}.{part}.j2" for part in files)
+
     def _load_with_references(self, names: tuple[str, ...]) -> set[str]:
         """Compile ``names`` and every layout they extend, include or import."""
         used: set[str] = set()
@@ -291,10 +298,6 @@ class _Snapshot:
             ast = self._env.parse(self._loader.sources[name], name)
             pending.extend(ref for ref in meta.find_referenced_templates(ast) if ref)
         return used
-
-
-def _part_names(template: str, folder: str, channel: str) -> tuple[str, ...]:
-    return tuple(f"{template}/{folder}/{channel}.{part}.j2" for part in CHANNEL_PARTS[channel])
 
 
 def _candidates(locale: str | None, default_locale: str) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from notifier.channels.base import OutboundMessage
-from notifier.channels.sms import SmsChannel, sms_disabled_reason, twilio_error
+from notifier.channels.sms import PLUGIN, SmsChannel, twilio_error
 from notifier.channels.twilio_receipts import (
     TwilioReceipt,
     parse_status_callback,
@@ -442,17 +442,17 @@ def _settings(**values: Any) -> Settings:
 def test_disabled_reason_names_the_missing_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ACCOUNT_SID", "AUTH_TOKEN", "FROM"):
         monkeypatch.delenv(f"NOTIFIER_TWILIO_{name}", raising=False)
-    assert sms_disabled_reason(_settings()) == (
+    assert PLUGIN.disabled_reason(_settings()) == (
         "NOTIFIER_TWILIO_ACCOUNT_SID, NOTIFIER_TWILIO_AUTH_TOKEN, NOTIFIER_TWILIO_FROM are not set"
     )
     partial = _settings(twilio_account_sid=ACCOUNT_SID, twilio_from=SENDER)
-    assert sms_disabled_reason(partial) == "NOTIFIER_TWILIO_AUTH_TOKEN is not set"
+    assert PLUGIN.disabled_reason(partial) == "NOTIFIER_TWILIO_AUTH_TOKEN is not set"
     with pytest.raises(ConfigError, match="NOTIFIER_TWILIO_AUTH_TOKEN"):
         SmsChannel.from_settings(partial)
     full = _settings(
         twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, twilio_from=SERVICE
     )
-    assert sms_disabled_reason(full) is None
+    assert PLUGIN.disabled_reason(full) is None
     assert isinstance(SmsChannel.from_settings(full), SmsChannel)
     with pytest.raises(ConfigError, match="NOTIFIER_TWILIO_FROM"):
         SmsChannel.from_settings(full.model_copy(update={"twilio_from": "015112345678"}))

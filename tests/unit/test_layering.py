@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "notifier"
-PURE = ["core", "rendering", "contracts/events.py"]
+PURE = ["core", "rendering", "contracts/events.py", "contracts/channels.py"]
 FORBIDDEN_IN_PURE = ("sqlalchemy", "nats", "faststream", "fastapi", "aiosmtplib", "notifier.store",
                      "notifier.ingest", "notifier.delivery", "notifier.api", "notifier.channels",
                      "notifier.app")

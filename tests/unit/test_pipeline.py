@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from notifier.channels.registry import registered, specs, template_parts
 from notifier.config import DEFAULT_RULES_FILE, default_templates_dir
 from notifier.core.model import (
     IncomingEvent,
@@ -33,9 +34,10 @@ class Harness:
     """Plans batches and applies the plans to in-memory aggregates, like the store."""
 
     def __init__(self, channels: frozenset[str] = frozenset({"email"})) -> None:
-        renderer = TemplateRenderer(default_templates_dir())
+        plugins = registered()
+        renderer = TemplateRenderer(default_templates_dir(), template_parts(plugins))
         rules = load_rules(DEFAULT_RULES_FILE, template_exists=renderer.has)
-        self.pipeline = Pipeline(rules, renderer, channels)
+        self.pipeline = Pipeline(rules, renderer, channels, specs(plugins))
         self.orders: dict[str, OrderAggregate] = {}
         self.seq = 0
 
@@ -333,7 +335,7 @@ def test_broken_template_fails_the_notification_not_the_event(tmp_path: Path) ->
     shutil.copytree(default_templates_dir(), tmp_path / "t")
     (tmp_path / "t" / "shipped" / "en" / "email.subject.j2").write_text("{{ nope.nope }}")
     h = Harness()
-    h.pipeline.renderer = TemplateRenderer(tmp_path / "t")
+    h.pipeline.renderer = TemplateRenderer(tmp_path / "t", template_parts(registered()))
     plan = h.apply(h.message(ev("o", "shipped", 0)))
     failed = [n for n in plan.notifications if n.channel == "email"]
     assert failed[0].status is NotificationStatus.FAILED

@@ -11,12 +11,12 @@ from notifier.channels.push import (
     BODY_MAX_CHARS,
     DATA_RESERVE_BYTES,
     PAYLOAD_MAX_BYTES,
+    PLUGIN,
     PROVIDER_OVERHEAD_BYTES,
     TITLE_MAX_CHARS,
     PushChannel,
     apns_collapse_id,
     payload_bytes,
-    push_disabled_reason,
     push_limit_problem,
 )
 from notifier.config import load_settings
@@ -96,8 +96,8 @@ def test_disabled_without_a_credentials_file(
     key_file = tmp_path / "service-account.json"
     key_file.write_text("{}")
 
-    assert push_disabled_reason(load_settings()) == "NOTIFIER_FCM_CREDENTIALS_FILE is not set"
-    assert push_disabled_reason(load_settings(fcm_credentials_file=key_file)) is None
+    assert PLUGIN.disabled_reason(load_settings()) == "NOTIFIER_FCM_CREDENTIALS_FILE is not set"
+    assert PLUGIN.disabled_reason(load_settings(fcm_credentials_file=key_file)) is None
     with pytest.raises(ConfigError, match="NOTIFIER_FCM_CREDENTIALS_FILE"):
         PushChannel.from_settings(load_settings())
     assert isinstance(

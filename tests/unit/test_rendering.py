@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from notifier.channels.registry import registered, template_parts
 from notifier.errors import ConfigError, TemplateError, TemplateNotFound
 from notifier.rendering import RenderedMessage, TemplateRenderer
 from notifier.rendering.filters import date_filter, datetime_filter, money_filter
@@ -26,6 +27,8 @@ SHIPPED = (
     "correction",
 )
 CHANNELS = ("email", "sms", "push")
+#: the registered channels' template files
+PARTS = template_parts(registered())
 GSM_BASIC = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
@@ -97,7 +100,7 @@ def minimal(template: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def renderer() -> TemplateRenderer:
-    return TemplateRenderer(TEMPLATES_DIR)
+    return TemplateRenderer(TEMPLATES_DIR, PARTS)
 
 
 def make_set(root: Path, files: dict[str, str]) -> Path:
@@ -110,7 +113,7 @@ def make_set(root: Path, files: dict[str, str]) -> Path:
 
 def sms_only(root: Path, text: str, **renderer_args: Any) -> TemplateRenderer:
     make_set(root, {"t/en/sms.text.j2": text})
-    return TemplateRenderer(root, **renderer_args)
+    return TemplateRenderer(root, PARTS, **renderer_args)
 
 
 def is_gsm(text: str) -> bool:
@@ -188,7 +191,7 @@ def test_locale_fallback(renderer: TemplateRenderer, requested: str | None, used
 
 def test_region_folder_matches_case_insensitively(tmp_path: Path) -> None:
     make_set(tmp_path, {"t/en/sms.text.j2": "en", "t/fr-CA/sms.text.j2": "fr-CA"})
-    message = TemplateRenderer(tmp_path).render("t", "sms", "fr-ca", {})
+    message = TemplateRenderer(tmp_path, PARTS).render("t", "sms", "fr-ca", {})
     assert (message.locale, message.text) == ("fr-CA", "fr-CA")
 
 
@@ -241,7 +244,7 @@ def test_subject_is_stripped_and_collapsed_to_one_line(tmp_path: Path) -> None:
             "t/en/email.html.j2": "<p>{{ n }}</p>",
         },
     )
-    message = TemplateRenderer(tmp_path).render("t", "email", "en", {"n": "<1>"})
+    message = TemplateRenderer(tmp_path, PARTS).render("t", "email", "en", {"n": "<1>"})
     assert (message.subject, message.text, message.html) == (
         "Your order <1>",
         "body",
@@ -339,7 +342,7 @@ def test_channel_missing_in_every_candidate_locale_is_not_found(tmp_path: Path) 
 def test_incomplete_email_folder_is_an_error_not_a_silent_fallback(tmp_path: Path) -> None:
     make_set(tmp_path, {"t/en/email.subject.j2": "s", "t/en/email.text.j2": "t"})
     with pytest.raises(TemplateError, match=r"missing t/en/email\.html\.j2"):
-        TemplateRenderer(tmp_path).render("t", "email", "en", {})
+        TemplateRenderer(tmp_path, PARTS).render("t", "email", "en", {})
 
 
 def test_a_broken_template_fails_the_same_way_every_time(tmp_path: Path) -> None:
@@ -354,22 +357,23 @@ def test_a_broken_template_fails_the_same_way_every_time(tmp_path: Path) -> None
 
 def test_a_missing_templates_directory_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
-        TemplateRenderer(tmp_path / "nowhere")
+        TemplateRenderer(tmp_path / "nowhere", PARTS)
 
 
 def test_version_follows_the_files_used(tmp_path: Path) -> None:
     root = tmp_path / "templates"
     shutil.copytree(TEMPLATES_DIR, root)
     context = realistic("shipped")
-    before = TemplateRenderer(root)
+    before = TemplateRenderer(root, PARTS)
     email_v1 = before.render("shipped", "email", "en", context).version
     sms_v1 = before.render("shipped", "sms", "en", context).version
-    assert TemplateRenderer(root).render("shipped", "email", "en", context).version == email_v1
+    again = TemplateRenderer(root, PARTS)
+    assert again.render("shipped", "email", "en", context).version == email_v1
     assert before.render("shipped", "email", "fr", context).version != email_v1
 
     layout = root / "_layouts" / "email.html.j2"
     layout.write_text(layout.read_text(encoding="utf-8") + "<!-- v2 -->\n", encoding="utf-8")
-    after = TemplateRenderer(root)
+    after = TemplateRenderer(root, PARTS)
     assert after.render("shipped", "email", "en", context).version != email_v1
     assert after.render("shipped", "sms", "en", context).version == sms_v1
 

@@ -9,6 +9,7 @@ import pytest
 
 from notifier.channels.base import MAX_RETRY_AFTER_S, parse_retry_after
 from notifier.channels.webhook import (
+    PLUGIN,
     WebhookChannel,
     WebhookEndpoint,
     error_for_status,
@@ -16,7 +17,6 @@ from notifier.channels.webhook import (
     sign,
     signature_header,
     verify,
-    webhook_disabled_reason,
 )
 from notifier.config import load_settings
 from notifier.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
@@ -242,8 +242,8 @@ def test_answer_table(
 def test_disabled_without_a_webhooks_file(tmp_path: Path) -> None:
     path = _write(tmp_path, VALID)
 
-    assert webhook_disabled_reason(load_settings()) == "NOTIFIER_WEBHOOKS_FILE is not set"
-    assert webhook_disabled_reason(load_settings(webhooks_file=path)) is None
+    assert PLUGIN.disabled_reason(load_settings()) == "NOTIFIER_WEBHOOKS_FILE is not set"
+    assert PLUGIN.disabled_reason(load_settings(webhooks_file=path)) is None
     with pytest.raises(ConfigError, match="NOTIFIER_WEBHOOKS_FILE"):
         WebhookChannel.from_settings(load_settings())
 
