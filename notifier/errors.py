@@ -9,7 +9,9 @@
     ├── DeliveryError                a channel could not hand a message to its provider
     │   ├── TransientDeliveryError   try again later (timeouts, 4xx SMTP, 429, 5xx)
     │   └── PermanentDeliveryError   never retry (bad address, unsubscribed, 5xx SMTP reply)
-    └── StoreError                   the database refused or is unreachable
+    ├── StoreError                   the database refused or is unreachable
+    └── DeadLetterError              the DEADLETTER stream did not store a dead letter (or
+                                     could not delete one): the events stay unacked
 
 A duplicate event is a normal result of the pipeline, not an error; so is a
 dead letter (see ``notifier.core.outcomes``).
@@ -76,3 +78,14 @@ class PermanentDeliveryError(DeliveryError):
 
 class StoreError(NotifierError):
     """The database refused the operation or could not be reached."""
+
+
+class DeadLetterError(NotifierError):
+    """The DEADLETTER stream is missing, refused a dead letter, did not answer in time, or
+    could not delete one. ``seqs`` are the ``ORDERS`` stream sequences of the events whose
+    dead letters were not stored: they must not be acked.
+    """
+
+    def __init__(self, message: str, *, seqs: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.seqs = seqs
