@@ -135,14 +135,14 @@ async def test_a_dead_letter_store_that_never_answers_does_not_hang_ingest(
     settings = settings_for(nats.url, database_url, None, ingest_batch_attempts=1000)
     async with running(settings) as (service, _client):
         _quick_retries(service)
-        service.dead_letter_store.timeout_s = 0.5
         await nc.jetstream().delete_stream(DEADLETTER_STREAM)
         # something listens on the dead-letter subjects but never answers: a lost reply
         silent = await nc.subscribe("deadletter.>")
         await _publish(nc, BAD, "bad-1")
 
+        # the publish gives up after its timeout (5 s); ingest was not left hanging on it
         await wait_until(
-            lambda: _sample(service, "notifier_deadletter_publish_failures_total") >= 2, timeout=15
+            lambda: _sample(service, "notifier_deadletter_publish_failures_total") >= 1, timeout=20
         )
         assert await _ack_pending(nc) == (1, 0)
         await silent.unsubscribe()
