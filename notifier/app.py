@@ -44,7 +44,7 @@ from notifier.delivery.outbox import Outbox
 from notifier.delivery.retry import RetryPolicy
 from notifier.errors import StartupError
 from notifier.ingest.consumer import ConsumerSettings, IngestConsumer
-from notifier.ingest.deadletters import publish_dead_letters
+from notifier.ingest.deadletter_store import DeadLetterStore
 from notifier.ingest.processor import BatchProcessor
 from notifier.ingest.streams import StreamSettings, ensure_streams
 from notifier.metrics import Metrics
@@ -153,7 +153,10 @@ class Service:
     outbox: Outbox
     alerter: DeliveryAlerter
     metrics: Metrics
+    dead_letter_store: DeadLetterStore
     nc: NatsClient | None = None
+    #: one JetStream context for the connection's life (each one holds subscriptions)
+    _jetstream: JetStreamContext | None = None
     _maintenance: asyncio.Task[None] | None = None
     _closing: bool = False
 
@@ -193,6 +196,7 @@ class Service:
         )
         await self.dispatcher.start(self.nc)
         self.outbox.start(js)
+        self.dead_letter_store.start(js)
         await self.consumer.start(self.nc)
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
         self.alerter.start()
@@ -215,11 +219,14 @@ class Service:
     def _js(self) -> JetStreamContext:
         if self.nc is None:
             raise RuntimeError("connect to NATS first: call Service.start()")
-        return self.nc.jetstream()
+        if self._jetstream is None:
+            self._jetstream = self.nc.jetstream()
+        return self._jetstream
 
     async def dead_letters(self, letters: Sequence[DeadLetter]) -> int:
-        """Publish dead letters on the service's NATS connection."""
-        return await publish_dead_letters(self._js(), letters)
+        """Store dead letters (stream and index); raises ``DeadLetterError`` for any the
+        stream did not acknowledge."""
+        return await self.dead_letter_store.store(letters)
 
     async def refresh_gauges(self) -> None:
         """Queue depth per channel, read from the ledger when Prometheus scrapes."""
@@ -232,7 +239,7 @@ class Service:
             self.metrics.queue_depth.labels(channel).set(depth.get(channel, 0))
 
     async def readiness(self) -> dict[str, str]:
-        """NATS and the database, each ``ok`` or why not."""
+        """NATS, the database and the dead-letter store, each ``ok`` or why not."""
         checks: dict[str, str] = {}
         checks["nats"] = "ok" if self.nc is not None and self.nc.is_connected else "not connected"
         try:
@@ -241,6 +248,7 @@ class Service:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"error: {type(exc).__name__}"
+        checks["dead_letters"] = self.dead_letter_store.health()
         return checks
 
     async def _maintain(self) -> None:
@@ -250,8 +258,9 @@ class Service:
                     self.engine,
                     dedup_days=self.settings.dedup_retention_days,
                     notification_days=self.settings.notification_retention_days,
+                    deadletter_days=self.settings.deadletter_max_age_days,
                 )
-                if report.orders or report.notifications:
+                if report.orders or report.notifications or report.dead_letters:
                     log.info("retention removed %s", report)
             except Exception:
                 log.exception("retention run failed; will try again")
@@ -297,12 +306,9 @@ def build_service(
         rules, renderer, frozenset(channels), specs(plugins),
         webhooks=partner_routes(plugins, channels), checks=render_checks(settings, plugins),
     )
-    service: Service
-
-    async def sink(letters: Sequence[DeadLetter]) -> int:
-        return await service.dead_letters(letters)
-
-    processor = BatchProcessor(engine, pipeline, sink, metrics, on_committed=outbox.wake)
+    dead_letter_store = DeadLetterStore(engine, metrics)
+    processor = BatchProcessor(engine, pipeline, dead_letter_store.store, metrics,
+                               on_committed=outbox.wake)
     consumer = IngestConsumer(
         processor,
         ConsumerSettings(
@@ -311,6 +317,7 @@ def build_service(
             batch_wait_s=settings.ingest_batch_wait_s,
             ack_wait_s=settings.ingest_ack_wait_s,
             max_deliver=settings.ingest_max_deliver,
+            batch_attempts=settings.ingest_batch_attempts,
         ),
     )
     alerter = DeliveryAlerter(
@@ -320,8 +327,8 @@ def build_service(
                       interval_s=settings.alert_check_interval_s),
         alert_sinks(settings, plugins, channels), providers=metrics.providers,
     )
-    service = Service(settings, engine, consumer, dispatcher, outbox, alerter, metrics)
-    return service
+    return Service(settings, engine, consumer, dispatcher, outbox, alerter, metrics,
+                   dead_letter_store)
 
 
 def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
@@ -329,6 +336,7 @@ def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> 
     so a start-up failure is reported before the HTTP port opens."""
     app = FastAPI(title="notifier", version="0.1.0")
     app.state.engine = service.engine
+    app.state.delete_dead_letter = service.dead_letter_store.delete
     token = service.settings.api_token
     if token is None and service.settings.environment == "production":
         log.warning("NOTIFIER_API_TOKEN is not set: the /v1 API answers anyone who can reach it")

@@ -135,19 +135,30 @@ def dlq_list(
     limit: Annotated[int, typer.Option(help="At most this many, newest")] = 50,
     reason: Annotated[str | None, typer.Option(help="Only this reason")] = None,
 ) -> None:
-    """List dead letters, one JSON object per line (reason, detail, original payload)."""
+    """List dead letters, one JSON object per line (reason, detail, original subject and
+    sequence, body), then one line of counts of refused events by reason and by source,
+    most frequent first."""
     from notifier.ingest.deadletters import format_dead_letter, list_dead_letters
     from notifier.nats_client import connect_once
+    from notifier.store.db import create_engine
+    from notifier.store.deadletter_index import dead_letter_triage
 
     url = _nats_url()
+    dev_database = _dev_database_url()
+    settings = _settings(**({"database_url": dev_database} if dev_database else {}))
 
     async def go() -> None:
         nc = await connect_once(url, name="notifier-dlq")
+        engine = create_engine(settings.database_url)
         try:
-            for letter in await list_dead_letters(nc.jetstream(), limit=limit, reason=reason):
-                typer.echo(format_dead_letter(letter))
+            letters = await list_dead_letters(nc.jetstream(), limit=limit, reason=reason)
+            triage = await dead_letter_triage(engine, reason=reason, limit=0)
         finally:
+            await engine.dispose()
             await nc.close()
+        for letter in letters:
+            typer.echo(format_dead_letter(letter))
+        typer.echo(json.dumps({"counts": triage.counts()}, ensure_ascii=False))
 
     try:
         asyncio.run(go())
@@ -250,19 +261,39 @@ def schema() -> None:
 
 @app.command("erase-customer")
 def erase_customer_cmd(customer_id: str) -> None:
-    """Erase one customer's contacts, names and message bodies from the database."""
+    """Erase one customer's contacts, names and message bodies from the database, and
+    their refused events from the dead letters (NATS is reached only if there are any)."""
+    from nats.aio.client import Client as NatsClient
+
+    from notifier.errors import DeadLetterError
+    from notifier.ingest.deadletters import delete_dead_letter
+    from notifier.nats_client import connect_once
     from notifier.store.db import create_engine
     from notifier.store.maintenance import erase_customer
 
     settings = _settings()
+    url = _nats_url()
+    nc: NatsClient | None = None
+
+    async def delete(seq: int) -> None:
+        nonlocal nc
+        if nc is None:
+            try:
+                nc = await connect_once(url, name="notifier-erase")
+            except Exception as exc:
+                raise DeadLetterError(f"NATS at {url}: {type(exc).__name__}") from exc
+        await delete_dead_letter(nc.jetstream(), seq)
 
     async def go() -> None:
         engine = create_engine(settings.database_url)
         try:
-            report = await erase_customer(engine, customer_id)
+            report = await erase_customer(engine, customer_id, delete_dead_letter=delete)
         finally:
             await engine.dispose()
-        typer.echo(f"erased: {report.events} event(s), {report.notifications} notification(s)")
+            if nc is not None:
+                await nc.close()
+        typer.echo(f"erased: {report.events} event(s), {report.notifications} notification(s), "
+                   f"{report.dead_letters} dead letter(s)")
 
     _run_db_command(go())
 

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     ingest_batch_wait_s: float = Field(default=0.02, gt=0, le=10)
     ingest_ack_wait_s: float = Field(default=30.0, ge=1)
     ingest_max_deliver: int = Field(default=20, ge=1)
+    ingest_batch_attempts: int = Field(default=5, ge=1)
 
     database_url: str = "sqlite+aiosqlite:///notifier.db"
     dedup_retention_days: int = Field(default=30, ge=1)

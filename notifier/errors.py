@@ -10,7 +10,9 @@
     │   ├── TransientDeliveryError   try again later (timeouts, 4xx SMTP, 429, 5xx)
     │   └── PermanentDeliveryError   never retry (bad address, unsubscribed, 5xx SMTP reply)
     ├── StoreError                   the database refused or is unreachable
-    └── IllegalMove                  a ledger status change its table does not allow (a bug)
+    ├── IllegalMove                  a ledger status change its table does not allow (a bug)
+    └── DeadLetterError              the DEADLETTER stream did not store a dead letter (or
+                                     could not delete one): the events stay unacked
 
 A duplicate event is a normal result of the pipeline, not an error; so is a
 dead letter (see ``notifier.core.outcomes``).
@@ -82,3 +84,14 @@ class StoreError(NotifierError):
 class IllegalMove(NotifierError):
     """A notification status change that ``core/notification_status.py`` does not allow:
     raised where the conditional update is built, so a bug cannot write it."""
+
+
+class DeadLetterError(NotifierError):
+    """The DEADLETTER stream is missing, refused a dead letter, did not answer in time, or
+    could not delete one. ``seqs`` are the ``ORDERS`` stream sequences of the events whose
+    dead letters were not stored: they must not be acked.
+    """
+
+    def __init__(self, message: str, *, seqs: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.seqs = seqs

@@ -25,6 +25,16 @@ class Metrics:
             "notifier_dead_letters_total", "Events dead-lettered, by reason", ["reason"],
             registry=r,
         )
+        self.deadletter_publish_failures = Counter(
+            "notifier_deadletter_publish_failures_total",
+            "Dead letters the DEADLETTER stream did not acknowledge (their events stay "
+            "unacked and are retried)", registry=r,
+        )
+        self.ingest_given_back = Counter(
+            "notifier_ingest_batches_given_back_total",
+            "Batches that kept failing for a reason other than a database outage, handed "
+            "back to JetStream after NOTIFIER_INGEST_BATCH_ATTEMPTS attempts", registry=r,
+        )
         self.notifications = Counter(
             "notifier_notifications_total",
             "Ledger transitions, by channel, provider, template and status",

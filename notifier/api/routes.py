@@ -13,7 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.api.triage import build_triage_router
 from notifier.delivery.stats import delivery_stats, parse_window
+from notifier.errors import DeadLetterError
 from notifier.metrics import Metrics
 from notifier.store.maintenance import erase_customer
 from notifier.store.queries import order_view
@@ -83,11 +85,16 @@ def build_router(
         return view
 
     @v1.delete("/customers/{customer_id}/personal-data", tags=["privacy"])
-    async def erase(customer_id: str, engine: Engine) -> dict[str, Any]:
-        """Erase one customer's contacts, names and message bodies (ids and fates stay)."""
-        report = await erase_customer(engine, customer_id)
+    async def erase(customer_id: str, engine: Engine, request: Request) -> dict[str, Any]:
+        """Erase one customer's contacts, names and message bodies (ids and fates stay),
+        and their refused events from the dead letters."""
+        try:
+            report = await erase_customer(
+                engine, customer_id, delete_dead_letter=request.app.state.delete_dead_letter)
+        except DeadLetterError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from None
         return {"customer_id": customer_id, "events": report.events,
-                "notifications": report.notifications}
+                "notifications": report.notifications, "dead_letters": report.dead_letters}
 
     @v1.get("/stats/delivery", tags=["operations"])
     async def stats(
@@ -120,5 +127,6 @@ def build_router(
                            else r.created_at.replace(tzinfo=UTC)).isoformat()}
             for r in rows]}
 
+    v1.include_router(build_triage_router())
     router.include_router(v1)
     return router

@@ -1,7 +1,8 @@
 """Notifications given up on go to ``deadletter.notify.<channel>``; replay re-drives them.
 
-A dead letter names the notification, never its contents: the recipient and the
-rendered text stay in the ledger, where retention and erasure reach them. Replaying
+A dead letter names the notification, never its contents or its customer: the
+recipient, the rendered text and the customer id stay in the ledger, where retention
+and erasure reach them, and the error is kept without anything shaped like a contact. Replaying
 puts the ledger row back in the queue (only if it is still ``failed``, so each dead
 letter is re-driven exactly once) and removes the dead letter from the stream.
 """
@@ -23,6 +24,7 @@ from notifier.core.notification_status import GOT_THROUGH, IN_FLIGHT, Move, Noti
 from notifier.delivery.ledger import Claimed
 from notifier.ingest.deadletters import DETAIL, ORIGINAL_SUBJECT, REASON
 from notifier.ingest.streams import DEADLETTER_STREAM, NOTIFY_DEADLETTER_PREFIX
+from notifier.redaction import redact
 from notifier.store.moves import move, status_values
 from notifier.store.tables import notifications
 
@@ -43,12 +45,12 @@ async def publish_failed(
 ) -> None:
     """Dead-letter one notification; one ``generation`` (the dispatch message given up on)
     always has the same ``Nats-Msg-Id``."""
+    error = redact(error, (item.recipient,))
     body = {
         "notification_id": item.id,
         "channel": item.channel,
         "provider": provider,
         "order_id": item.order_id,
-        "customer_id": item.customer_id,
         "template": item.template,
         "state": item.state,
         "attempts": item.attempts,

@@ -49,6 +49,7 @@ from notifier.errors import DeliveryError, PermanentDeliveryError, TransientDeli
 from notifier.ingest.streams import NOTIFY_STREAM
 from notifier.metrics import Metrics
 from notifier.pull import fetch_ready
+from notifier.redaction import redact
 from notifier.store.maintenance import ERASED
 
 #: the settings classes live in settings.py; the composition root takes them from here
@@ -318,7 +319,7 @@ class ChannelWorker:
             receipt = await _call(self.adapter, message)
         except PermanentDeliveryError as exc:
             breaker.success()  # the provider answered; the message was at fault
-            error = f"{exc.code or 'permanent'}: {exc}"
+            error = _error_text(exc, "permanent", item)
             reason = deadletters.DEAD_RECIPIENT if exc.dead_recipient else deadletters.PERMANENT
             if exc.dead_recipient and self.channel in self.settings.dead_recipient_channels:
                 dead.add(item.recipient)  # the rest of this batch skips it too
@@ -329,7 +330,7 @@ class ChannelWorker:
         except TransientDeliveryError as exc:
             breaker.failure(exc.retry_after)
             self._show(item, breaker)
-            error = f"{exc.code or 'transient'}: {exc}"
+            error = _error_text(exc, "transient", item)
             if self.policy.exhausted(item.attempts):
                 log.warning("notification %s failed after %d attempts", item.id, item.attempts)
                 return await self._give_up(
@@ -393,6 +394,12 @@ class Dispatcher:
     async def stop(self, grace_s: float = 30.0) -> None:
         """Stop every channel; in-flight sends are recorded first."""
         await asyncio.gather(*(w.stop(grace_s) for w in self.workers.values()))
+
+
+def _error_text(exc: DeliveryError, kind: str, item: Claimed) -> str:
+    """The error as the ledger and the dead letter keep it: the code, and the message
+    without the recipient or anything else shaped like a contact."""
+    return redact(f"{exc.code or kind}: {exc}", (item.recipient,))
 
 
 async def _call(adapter: ChannelAdapter, message: OutboundMessage) -> SendReceipt:

@@ -30,8 +30,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from notifier.core.model import DeadLetter, DeadLetterReason, RawMessage
+from notifier.errors import DeadLetterError
 from notifier.ingest.processor import TRANSIENT, BatchProcessor
 from notifier.ingest.streams import EVENTS_FILTER, ORDERS_STREAM
+from notifier.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,10 @@ class ConsumerSettings:
     ack_wait_s: float = 30.0
     max_deliver: int = 20
     retry_delay_s: float = 2.0
+    #: attempts at a batch that fails for a reason other than a database outage
+    batch_attempts: int = 5
+    #: when JetStream redelivers what such a batch left unfinished
+    give_back_delay_s: float = MAX_RETRY_DELAY_S
 
 
 def consumer_config(s: ConsumerSettings) -> ConsumerConfig:
@@ -119,9 +125,18 @@ class IngestConsumer:
         )
         detail = (f"given up after {body.get('deliveries')} deliveries; it may have been "
                   "applied, and replaying it is harmless (duplicates are recognised)")
-        await self.processor.dead_letter_sink(
-            [DeadLetter(message, DeadLetterReason.MAX_DELIVERIES, detail)]
-        )
+        try:
+            await self.processor.dead_letter_sink(
+                [DeadLetter(message, DeadLetterReason.MAX_DELIVERIES, detail)]
+            )
+        except DeadLetterError as exc:
+            # JetStream will not deliver it again, and this advisory is not redelivered
+            log.error(
+                "event at ORDERS seq %d was given up after max deliveries and could NOT be "
+                "dead-lettered (%s); it stays in the ORDERS stream until its max age: "
+                "republish it from there once dead letters are stored again", seq, exc,
+            )
+            return
         log.error("event at stream seq %d dead-lettered after max deliveries", seq)
 
     async def stop(self) -> None:
@@ -168,9 +183,13 @@ class IngestConsumer:
         while we wait, and does not count as a delivery, so an outage of any length
         never exhausts ``max_deliver``. Whatever did commit before a failure is
         recognised as duplicates on the retry.
+
+        Any other failure (the dead-letter stream refuses, a bug) is retried too, but
+        ``batch_attempts`` times at most, then given back: no batch stalls ingest for ever.
         """
         raw = [raw_message(m) for m in messages]
         delay = self.settings.retry_delay_s
+        failures = 0
         while True:
             try:
                 await self.processor.process(raw)
@@ -184,12 +203,47 @@ class IngestConsumer:
                     log.warning("batch of %d not applied (%s); retrying in %.0fs",
                                 len(messages), exc, delay)
                 else:
-                    log.exception("batch of %d not finished; retrying in %.0fs",
-                                  len(messages), delay)
+                    failures += 1
+                    if failures >= self.settings.batch_attempts:
+                        await self._give_back(messages, exc, failures)
+                        return
+                    if isinstance(exc, DeadLetterError):  # the store logged it
+                        log.warning("batch of %d not finished (%s); retrying in %.0fs",
+                                    len(messages), exc, delay)
+                    else:
+                        log.exception("batch of %d not finished; retrying in %.0fs",
+                                      len(messages), delay)
                 await self._hold(messages, delay)
                 delay = min(delay * 2, MAX_RETRY_DELAY_S)
         for m in messages:
             await m.ack()
+
+    async def _give_back(self, messages: list[Msg], exc: Exception, attempts: int) -> None:
+        """Stop holding a batch that keeps failing, so that ingest moves on.
+
+        When only dead letters could not be stored, the rest of the batch is committed
+        and is acked; the events whose dead letters wait are nakked. Otherwise the whole
+        batch is nakked (what did commit comes back as duplicates). JetStream redelivers
+        a nakked event after ``give_back_delay_s``, counting each delivery against
+        ``max_deliver``; once those are spent, its max-deliveries advisory dead-letters
+        it. Nothing unfinished is acked, and nothing is terminated.
+        """
+        unfinished = set(exc.seqs) if isinstance(exc, DeadLetterError) else None
+        back = 0
+        for m in messages:
+            if unfinished is None or m.metadata.sequence.stream in unfinished:
+                await m.nak(delay=self.settings.give_back_delay_s)
+                back += 1
+            else:
+                await m.ack()
+        self.processor.metrics.ingest_given_back.inc()
+        log.error(
+            "batch of %d failed %d times (%s: %s): %d event(s) handed back to JetStream for "
+            "redelivery in %.0fs (up to NOTIFIER_INGEST_MAX_DELIVER deliveries, then "
+            "dead-lettered), %d acked; ingest goes on",
+            len(messages), attempts, type(exc).__name__, redact(str(exc)), back,
+            self.settings.give_back_delay_s, len(messages) - back,
+        )
 
     async def _hold(self, messages: list[Msg], seconds: float) -> None:
         """Wait, telling JetStream the batch is still being worked on."""

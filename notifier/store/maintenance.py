@@ -5,6 +5,7 @@ customer can be erased on request.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,12 @@ from sqlalchemy import ColumnElement, case, delete, false, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.notification_status import SETTLED, Move, NotificationStatus
+from notifier.errors import DeadLetterError
+from notifier.store.deadletter_index import (
+    customer_dead_letters,
+    forget_dead_letters,
+    prune_dead_letters,
+)
 from notifier.store.moves import move, status_values
 from notifier.store.tables import dead_push_tokens, events, notifications, ops_alerts, orders
 
@@ -26,13 +33,17 @@ class PruneReport:
     orders: int
     events: int
     notifications: int
+    dead_letters: int = 0
 
 
 async def prune(
-    engine: AsyncEngine, *, dedup_days: int, notification_days: int, now: datetime | None = None
+    engine: AsyncEngine, *, dedup_days: int, notification_days: int,
+    deadletter_days: float = 30.0, now: datetime | None = None,
 ) -> PruneReport:
     """Forget orders idle longer than ``dedup_days`` (with their dedup records and history),
-    and settled notifications older than ``notification_days``.
+    settled notifications older than ``notification_days``, and the index rows of dead
+    letters older than ``deadletter_days``: the DEADLETTER stream's own max age (the
+    same setting) removes their messages, so the two age out together.
 
     An event re-published after its order was forgotten is treated as new: the dedup
     window is the retention, by design, so storage stays bounded. On PostgreSQL an order
@@ -69,8 +80,10 @@ async def prune(
         await conn.execute(
             delete(ops_alerts).where(ops_alerts.c.created_at < now - timedelta(days=30))
         )
+        dead = await prune_dead_letters(conn, now - timedelta(days=deadletter_days))
     return PruneReport(
-        orders=len(order_ids), events=deleted_events, notifications=nt.rowcount
+        orders=len(order_ids), events=deleted_events, notifications=nt.rowcount,
+        dead_letters=dead,
     )
 
 
@@ -92,14 +105,25 @@ class EraseReport:
 
     events: int
     notifications: int
+    dead_letters: int = 0
 
 
-async def erase_customer(engine: AsyncEngine, customer_id: str) -> EraseReport:
-    """Remove a customer's contacts, names, free-form attributes and message bodies.
+#: deletes one message of the DEADLETTER stream by sequence (gone already is no error);
+#: raises ``DeadLetterError`` when the stream cannot be reached
+DeleteDeadLetter = Callable[[int], Awaitable[None]]
+
+
+async def erase_customer(
+    engine: AsyncEngine, customer_id: str, *, delete_dead_letter: DeleteDeadLetter
+) -> EraseReport:
+    """Remove a customer's contacts, names, free-form attributes and message bodies, and
+    their refused events from the DEADLETTER stream (with their index rows).
 
     Ids, states and the ledger's fates stay, so the order's history still adds up;
     content hashes stay too, so a replayed old event is still recognised as a duplicate.
-    Queued notifications for the customer are suppressed: nothing more is sent.
+    Queued notifications for the customer are suppressed: nothing more is sent. A dead
+    letter's index row goes only once its message is gone, so an erasure cut short by
+    a NATS outage is finished by running it again.
     """
     now = datetime.now(UTC)
     async with engine.begin() as conn:
@@ -127,4 +151,26 @@ async def erase_customer(engine: AsyncEngine, customer_id: str) -> EraseReport:
             .where(notifications.c.customer_id == customer_id)
             .values(recipient=None, subject=None, body_text=None, body_html=None, updated_at=now)
         )
-    return EraseReport(events=len(rows), notifications=nt.rowcount)
+    dead = await _erase_dead_letters(engine, customer_id, delete_dead_letter)
+    return EraseReport(events=len(rows), notifications=nt.rowcount, dead_letters=dead)
+
+
+async def _erase_dead_letters(
+    engine: AsyncEngine, customer_id: str, delete_dead_letter: DeleteDeadLetter
+) -> int:
+    seqs = await customer_dead_letters(engine, customer_id)
+    done: list[int] = []
+    try:
+        for seq in seqs:
+            await delete_dead_letter(seq)
+            done.append(seq)
+    except DeadLetterError as exc:
+        raise DeadLetterError(
+            f"the database is erased, but {len(seqs) - len(done)} of the customer's "
+            f"{len(seqs)} dead letter(s) are still in the dead-letter stream ({exc}); "
+            "run the erasure again once NATS answers"
+        ) from exc
+    finally:
+        if done:
+            await forget_dead_letters(engine, done)
+    return len(seqs)

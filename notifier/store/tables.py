@@ -1,5 +1,7 @@
 """The schema. Personal data lives in ``events.payload`` and ``notifications`` recipient and
 bodies; both have a retention (see ``store.maintenance``) and an erase-one-customer path.
+Refused events keep theirs in the DEADLETTER stream; ``dead_letters`` indexes them, so
+retention and erasure reach them too.
 """
 
 from __future__ import annotations
@@ -145,4 +147,24 @@ ops_alerts = Table(
     Column("subject", String(100), nullable=False, index=True),
     Column("detail", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False, index=True),
+)
+
+#: one row per event dead letter in the DEADLETTER stream (the payload stays there):
+#: how erasure finds a customer's dead letters, how retention ages them with the
+#: stream, and what triage counts by reason and source
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    #: the message's sequence in the DEADLETTER stream
+    Column("seq", BigInteger, primary_key=True),
+    Column("reason", String(40), nullable=False, index=True),
+    Column("source", String(100), nullable=False, index=True),
+    #: what was parseable of the payload; an unreadable one has neither
+    Column("order_id", String(200)),
+    Column("customer_id", String(200), index=True),
+    #: the event's sequence in the ORDERS stream
+    Column("original_seq", BigInteger, nullable=False),
+    #: names the field and the rule, never the value
+    Column("detail", Text, nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False, index=True),
 )

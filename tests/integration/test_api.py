@@ -78,7 +78,8 @@ async def test_healthz_and_readyz(nats: NatsServer, mail: MailCatcher, database_
         assert health.json() == {"status": "ok"}
         ready = await client.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ok", "checks": {"nats": "ok", "database": "ok"}}
+        assert ready.json() == {"status": "ok", "checks": {"nats": "ok", "database": "ok",
+                                                           "dead_letters": "ok"}}
 
 
 async def test_readyz_names_nats_while_it_is_down(
@@ -305,7 +306,8 @@ async def test_erasing_an_unknown_customer_touches_nothing(
     async with running(settings_for(nats.url, database_url, mail.port)) as (_service, client):
         response = await client.delete("/v1/customers/nobody/personal-data")
         assert response.status_code == 200
-        assert response.json() == {"customer_id": "nobody", "events": 0, "notifications": 0}
+        assert response.json() == {"customer_id": "nobody", "events": 0, "notifications": 0,
+                                   "dead_letters": 0}
 
 
 

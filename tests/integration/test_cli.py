@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import nats as nats_client
 import pytest
@@ -22,7 +23,7 @@ from notifier.config import DEFAULT_RULES_FILE, PACKAGE_DIR
 from notifier.devtools.natsserver import NatsServer
 from notifier.ingest.deadletters import list_dead_letters
 from notifier.store.db import create_engine
-from notifier.store.tables import events, notifications
+from notifier.store.tables import dead_letters, events, notifications
 from tests.integration.helpers import event, order, publish, running, settings_for
 from tests.support import free_port, wait_until
 
@@ -150,36 +151,46 @@ def test_emit_needs_a_file_or_demo(tmp_path: Path) -> None:
     assert _lines(result.stderr) == ["notifier: give a FILE or --demo (one of them)"]
 
 
-async def test_dlq_list_prints_one_json_line_per_dead_letter(
+async def test_dlq_list_prints_one_json_line_per_dead_letter_then_the_counts(
     tmp_path: Path, nats: NatsServer
 ) -> None:
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
     async with running(settings_for(nats.url, database_url, None)) as (service, _client):
-        await publish(nats.url, b"{not json", msg_ids=["bad-1"])
+        await publish(nats.url, b"{not json", b"{nor this", event("T-1", "teleported", 0),
+                      msg_ids=["bad-1", "bad-2", "bad-3"])
+        await publish(nats.url, b"[", msg_ids=["bad-4"], subject="orders.state.pos")
         assert service.nc is not None
         js = service.nc.jetstream()
 
         async def dead_lettered() -> bool:
-            return len(await list_dead_letters(js)) == 1
+            return len(await list_dead_letters(js)) == 4
 
         await wait_until(dead_lettered, timeout=15)
-    result = await asyncio.to_thread(
-        _cli, "dlq", "list", cwd=tmp_path, NOTIFIER_NATS_URL=nats.url)
+    env = {"NOTIFIER_NATS_URL": nats.url, "NOTIFIER_DATABASE_URL": database_url}
+    result = await asyncio.to_thread(_cli, "dlq", "list", cwd=tmp_path, **env)
     assert result.returncode == 0, result.stderr
-    lines = _lines(result.stdout)
-    assert len(lines) == 1, result.stdout
-    letter = json.loads(lines[0])
-    assert letter["reason"] == "invalid_json"
-    assert letter["data"] == "{not json"
-    assert letter["original_subject"] == "orders.state.web"
-    assert letter["original_seq"] == 1
-    assert letter["detail"]
-    # filtering by another reason shows nothing
+    *letters, counts = [json.loads(line) for line in _lines(result.stdout)]
+    assert [letter["reason"] for letter in letters] == [
+        "invalid_json", "invalid_json", "unknown_state", "invalid_json"]
+    first = letters[0]
+    assert first["body"] == "{not json"
+    assert "data" not in first
+    assert first["original_subject"] == "orders.state.web"
+    assert first["original_seq"] == 1
+    assert first["detail"]
+    assert counts == {"counts": {
+        "total": 4,
+        "by_reason": [{"reason": "invalid_json", "count": 3},
+                      {"reason": "unknown_state", "count": 1}],
+        "by_source": [{"source": "web", "count": 3}, {"source": "pos", "count": 1}],
+    }}
+    # filtering by a reason: its dead letters, and its counts
     other = await asyncio.to_thread(
-        _cli, "dlq", "list", "--reason", "schema_violation", cwd=tmp_path,
-        NOTIFIER_NATS_URL=nats.url)
+        _cli, "dlq", "list", "--reason", "unknown_state", cwd=tmp_path, **env)
     assert other.returncode == 0, other.stderr
-    assert other.stdout.strip() == ""
+    *letters, counts = [json.loads(line) for line in _lines(other.stdout)]
+    assert [letter["reason"] for letter in letters] == ["unknown_state"]
+    assert counts["counts"]["by_source"] == [{"source": "web", "count": 1}]
 
 
 def test_dlq_list_names_an_unreachable_server_quickly(tmp_path: Path) -> None:
@@ -266,22 +277,62 @@ def test_migrate_refuses_an_unsupported_database_with_one_line(tmp_path: Path) -
     assert lines[0].startswith("notifier: NOTIFIER_DATABASE_URL"), lines[0]
 
 
-async def test_erase_customer_scrubs_the_database(tmp_path: Path, nats: NatsServer) -> None:
+def _refused(order_id: str, email: str, customer_id: str) -> dict[str, Any]:
+    """An event of this customer refused for its address (``x@example``, no domain)."""
+    body = event(order_id, "placed", 0, email=email)
+    body["customer"]["id"] = customer_id
+    return body
+
+
+async def test_erase_customer_scrubs_the_database_and_the_dead_letters(
+    tmp_path: Path, nats: NatsServer
+) -> None:
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}"
-    async with running(settings_for(nats.url, database_url, None)) as (_service, client):
+    async with running(settings_for(nats.url, database_url, None)) as (service, client):
         await publish(nats.url, event("X-1", "placed", 0, email="x1@example.com"),
-                      event("Y-1", "placed", 0, email="y1@example.com"))
+                      event("Y-1", "placed", 0, email="y1@example.com"),
+                      # refused: kept whole in the dead letters, addresses and all
+                      _refused("X-2", "x1@example", "cust-X-1"),
+                      _refused("Y-2", "y1@example", "cust-Y-2"))
 
-        async def both() -> bool:
+        async def done() -> bool:
             return (await order(client, "X-1")) is not None and (
-                await order(client, "Y-1")) is not None
+                await order(client, "Y-1")) is not None and await _stream_messages(
+                nats.url, "DEADLETTER") == 2
 
-        await wait_until(both, timeout=15)
+        await wait_until(done, timeout=15)
+        assert service.nc is not None
+        texts = [letter.body for letter in await list_dead_letters(service.nc.jetstream())]
+        assert [t for t in texts if "x1@example" in t] and [t for t in texts if "y1@example" in t]
     result = await asyncio.to_thread(
-        _cli, "erase-customer", "cust-X-1", cwd=tmp_path, NOTIFIER_DATABASE_URL=database_url)
+        _cli, "erase-customer", "cust-X-1", cwd=tmp_path, NOTIFIER_DATABASE_URL=database_url,
+        NOTIFIER_NATS_URL=nats.url)
     assert result.returncode == 0, result.stderr
-    assert re.fullmatch(r"erased: 1 event\(s\), [1-9]\d* notification\(s\)\n", result.stdout), (
-        result.stdout)
+    assert re.fullmatch(
+        r"erased: 1 event\(s\), [1-9]\d* notification\(s\), 1 dead letter\(s\)\n",
+        result.stdout), result.stdout
+    nc = await nats_client.connect(nats.url)
+    try:
+        (left,) = await list_dead_letters(nc.jetstream())
+    finally:
+        await nc.close()
+    assert "y1@example" in left.body and "cust-X-1" not in left.body
+    # nothing left to delete from the stream: NATS is not needed
+    closed = f"nats://127.0.0.1:{free_port()}"
+    again = await asyncio.to_thread(
+        _cli, "erase-customer", "cust-X-1", cwd=tmp_path, NOTIFIER_DATABASE_URL=database_url,
+        NOTIFIER_NATS_URL=closed)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.endswith(", 0 dead letter(s)\n"), again.stdout
+    # something to delete and no NATS: the database is erased, and the command says what is
+    # left and fails
+    cut_short = await asyncio.to_thread(
+        _cli, "erase-customer", "cust-Y-2", cwd=tmp_path, NOTIFIER_DATABASE_URL=database_url,
+        NOTIFIER_NATS_URL=closed)
+    assert cut_short.returncode == 2
+    (line,) = _lines(cut_short.stderr)
+    assert line.startswith("notifier: the database is erased, but 1 of the customer's 1 dead "
+                           "letter(s) are still in the dead-letter stream"), line
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:
@@ -290,8 +341,10 @@ async def test_erase_customer_scrubs_the_database(tmp_path: Path, nats: NatsServ
             recipients = (await conn.execute(
                 select(notifications.c.customer_id, notifications.c.recipient,
                        notifications.c.body_text))).all()
+            indexed = (await conn.execute(select(dead_letters.c.customer_id))).scalars().all()
     finally:
         await engine.dispose()
+    assert indexed == ["cust-Y-2"]
     assert "x1@example.com" not in payloads["cust-X-1"]
     assert "Ada Lovelace" not in payloads["cust-X-1"]
     assert "y1@example.com" in payloads["cust-Y-1"]

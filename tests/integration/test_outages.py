@@ -82,4 +82,4 @@ async def test_an_event_jetstream_gave_up_on_is_dead_lettered(
             await nc.close()
     assert letter.reason == "max_deliveries"
     assert letter.original_seq == 1
-    assert json.loads(letter.data)["event_id"] == "MD-1-placed-0"
+    assert json.loads(letter.body)["event_id"] == "MD-1-placed-0"

@@ -186,11 +186,11 @@ async def test_bad_events_are_dead_lettered_with_reasons(
         reasons = [letter.reason for letter in letters]
         assert reasons == ["invalid_json", "schema_violation", "unknown_state",
                            "illegal_transition", "event_id_conflict"]
-        assert letters[0].data == "{not json"
+        assert letters[0].body == "{not json"
         assert "event_id" in letters[1].detail
         assert "teleported" in letters[2].detail
         assert "processing" in letters[3].detail
-        json.loads(letters[3].data)
+        json.loads(letters[3].body)
         # the consumer did not stall: a later good event still goes through
         await publish(nats.url, event("P-4", "placed", 0))
         await wait_until(lambda: _state(client, "P-4", "placed"), timeout=15)

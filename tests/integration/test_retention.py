@@ -27,6 +27,10 @@ DEDUP_DAYS = 30
 NOTIFICATION_DAYS = 180
 
 
+async def _no_dead_letters(seq: int) -> None:
+    raise AssertionError(f"nothing to delete from the dead-letter stream, asked for {seq}")
+
+
 async def _email_status(client: AsyncClient, order_id: str, wanted: str,
                         *, min_attempts: int = 0) -> bool:
     view = await order(client, order_id)
@@ -195,8 +199,8 @@ async def test_prune_on_a_fresh_database_removes_nothing(database_url: str) -> N
         await upgrade(engine)
         report = await prune(engine, dedup_days=1, notification_days=1)
         assert (report.orders, report.events, report.notifications) == (0, 0, 0)
-        erased = await erase_customer(engine, "nobody")
-        assert (erased.events, erased.notifications) == (0, 0)
+        erased = await erase_customer(engine, "nobody", delete_dead_letter=_no_dead_letters)
+        assert (erased.events, erased.notifications, erased.dead_letters) == (0, 0, 0)
     finally:
         await engine.dispose()
 
@@ -214,7 +218,7 @@ async def test_erase_customer_keeps_ids_and_fates_and_other_customers(
 
     engine = create_engine(database_url)
     try:
-        report = await erase_customer(engine, "cust-Z-1")
+        report = await erase_customer(engine, "cust-Z-1", delete_dead_letter=_no_dead_letters)
         async with engine.connect() as conn:
             ledger_count = (await conn.execute(
                 select(func.count()).select_from(notifications)
