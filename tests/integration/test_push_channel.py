@@ -329,6 +329,23 @@ def contacted(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     return hosts
 
 
+#: google-auth 2.63 made the regional-access-boundary lookup opt-in through this variable
+BOUNDARY_LOOKUP_VARIABLE = "GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED"
+
+
+@pytest.fixture
+def boundary_lookup_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lookup switched on, as on google-auth 2.62 where it always runs.
+
+    2.63 looks up only when ``BOUNDARY_LOOKUP_VARIABLE`` is true; 2.62 ignores the
+    variable and looks up anyway. Set, both versions try the lookup, so the two tests
+    below prove the same thing on either: without it, on 2.63, the first would pass
+    even if our credential lost its override, and the second could not pass at all.
+    """
+    monkeypatch.setenv(BOUNDARY_LOOKUP_VARIABLE, "true")
+
+
+@pytest.mark.usefixtures("boundary_lookup_on")
 async def test_start_and_send_contact_no_host_but_127_0_0_1(
     fake: FcmFake, credentials: Path, contacted: set[str]
 ) -> None:
@@ -347,6 +364,7 @@ async def test_start_and_send_contact_no_host_but_127_0_0_1(
     assert contacted == LOCAL_HOSTS
 
 
+@pytest.mark.usefixtures("boundary_lookup_on")
 async def test_the_recorder_does_catch_the_boundary_lookup_of_a_plain_credential(
     fake: FcmFake, credentials: Path, contacted: set[str]
 ) -> None:
