@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from notifier.errors import ConfigError
 
+#: the installed package: the shipped rules and templates travel inside it (package data),
+#: so the defaults below hold from a wheel, an editable install and a checkout alike
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_RULES_FILE = PACKAGE_DIR / "defaults" / "rules.yaml"
 #: the channels ``NOTIFIER_NULL_CHANNELS`` can replace with an instant in-process sink
@@ -20,8 +22,9 @@ NULL_CAPABLE = ("email", "sms", "push")
 
 
 def default_templates_dir() -> Path:
-    """The shipped templates: ``templates/`` next to the package in a checkout."""
-    return PACKAGE_DIR.parent / "templates"
+    """The shipped templates (``notifier/templates``), used unless ``NOTIFIER_TEMPLATES_DIR``
+    names another set."""
+    return PACKAGE_DIR / "templates"
 
 
 class SmtpTls(StrEnum):
