@@ -29,8 +29,9 @@ it only when ``GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_EN
 is true, which an operator's environment may set. Both ask the hook
 ``_is_regional_access_boundary_lookup_required``, which the library's own credential
 classes override. :class:`_FcmServiceAccount` overrides it too, so sending needs only
-the token endpoint and FCM, whatever the version and the environment. That is why the app gets this credential and
-not ``credentials.Certificate``, which builds a plain one (and asks for six scopes).
+the token endpoint and FCM, whatever the version and the environment. That is why the
+app gets this credential and not ``credentials.Certificate``, which builds a plain one
+(and asks for six scopes).
 
 How failures map (first match wins; the caller never sees a firebase error)::
 
