@@ -70,7 +70,8 @@ def _start(
 async def _serving(
     command: Sequence[str], *, cwd: Path, env: dict[str, str], log: Path
 ) -> AsyncIterator[str]:
-    """Start ``notifier run``, yield its base URL once ``/readyz`` is 200, stop it by PID."""
+    """Start ``notifier run`` (or ``dev``), yield its base URL once ``/readyz`` is 200,
+    stop it by PID."""
     base = f"http://127.0.0.1:{env['NOTIFIER_HTTP_PORT']}"
     process = _start(command, cwd=cwd, env=env, log=log)
     try:
@@ -114,6 +115,29 @@ async def test_notifier_run_imports_no_dev_fake_and_no_benchmark(
     imported = _imported(log.read_text())
     assert {"notifier.serve", "notifier.app", "notifier.channels.email"} <= imported
     assert sorted(m for m in imported if m.startswith(DEV_ONLY)) == []
+
+
+async def test_notifier_dev_still_serves_with_its_fakes(tmp_path: Path) -> None:
+    """The dev server moved beside the fakes; ``notifier dev`` starts them and serves."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env["NOTIFIER_HTTP_PORT"] = str(port)
+    command = [
+        sys.executable,
+        "-m",
+        "notifier",
+        "dev",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path / "dev"),
+    ]
+    async with _serving(command, cwd=tmp_path, env=env, log=tmp_path / "dev.log") as base:
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+            for path in ("/dev/outbox", "/dev/outbox/sms", "/dev/outbox/push"):
+                assert (await client.get(path)).status_code == 200, path
+        assert (tmp_path / "dev" / "nats.url").is_file()
+    assert not (tmp_path / "dev" / "nats.url").exists(), "the dev NATS was not stopped"
 
 
 def _run(*args: str | Path, cwd: Path, timeout: float = INSTALL_TIMEOUT_S) -> str:
