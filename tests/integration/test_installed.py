@@ -141,6 +141,7 @@ async def test_notifier_dev_still_serves_with_its_fakes(tmp_path: Path) -> None:
 
 
 def _run(*args: str | Path, cwd: Path, timeout: float = INSTALL_TIMEOUT_S) -> str:
+    """Run a command that must succeed; its stdout and stderr together."""
     result = subprocess.run(
         [str(a) for a in args],
         cwd=cwd,
@@ -150,7 +151,7 @@ def _run(*args: str | Path, cwd: Path, timeout: float = INSTALL_TIMEOUT_S) -> st
         check=False,
     )
     assert result.returncode == 0, f"{args}: {result.stdout[-2000:]}{result.stderr[-3000:]}"
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 def _build_and_install(tmp_path: Path) -> Path:
@@ -165,18 +166,20 @@ def _build_and_install(tmp_path: Path) -> Path:
     )
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    _run(
+    built = _run(
         sys.executable,
         "-m",
         "pip",
         "wheel",
         "--no-deps",
-        "-q",
         "-w",
         tmp_path / "dist",
         source,
         cwd=tmp_path,
     )
+    # pip >= 25 passes on the build backend's warnings; setuptools warned three times
+    # about a `project.license` table (an SPDX string is the form it wants)
+    assert "project.license" not in built, built[-3000:]
     [wheel] = (tmp_path / "dist").glob("notifier-*.whl")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
