@@ -147,8 +147,9 @@ class Settings(BaseSettings):
     def _known_channels(cls, value: str) -> str:
         unknown = [c for c in _names(value) if c not in NULL_CAPABLE]
         if unknown:
-            raise ValueError(f"unknown channel(s) {', '.join(unknown)}; "
-                             f"choose from {', '.join(NULL_CAPABLE)}")
+            raise ValueError(
+                f"unknown channel(s) {', '.join(unknown)}; choose from {', '.join(NULL_CAPABLE)}"
+            )
         return ",".join(_names(value))
 
     @property
