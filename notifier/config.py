@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from notifier.contracts.channels import CUSTOMER_CHANNELS
 from notifier.errors import ConfigError
 
+#: the installed package: the shipped rules and templates travel inside it (package data),
+#: so the defaults below hold from a wheel, an editable install and a checkout alike
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_RULES_FILE = PACKAGE_DIR / "defaults" / "rules.yaml"
 #: the channels ``NOTIFIER_NULL_CHANNELS`` can replace with an instant in-process sink
@@ -21,8 +23,9 @@ NULL_CAPABLE = CUSTOMER_CHANNELS
 
 
 def default_templates_dir() -> Path:
-    """The shipped templates: ``templates/`` next to the package in a checkout."""
-    return PACKAGE_DIR.parent / "templates"
+    """The shipped templates (``notifier/templates``), used unless ``NOTIFIER_TEMPLATES_DIR``
+    names another set."""
+    return PACKAGE_DIR / "templates"
 
 
 class SmtpTls(StrEnum):
@@ -146,8 +149,9 @@ class Settings(BaseSettings):
     def _known_channels(cls, value: str) -> str:
         unknown = [c for c in _names(value) if c not in NULL_CAPABLE]
         if unknown:
-            raise ValueError(f"unknown channel(s) {', '.join(unknown)}; "
-                             f"choose from {', '.join(NULL_CAPABLE)}")
+            raise ValueError(
+                f"unknown channel(s) {', '.join(unknown)}; choose from {', '.join(NULL_CAPABLE)}"
+            )
         return ",".join(_names(value))
 
     @property

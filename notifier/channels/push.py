@@ -1,7 +1,7 @@
 """Push notifications through FCM HTTP v1, with firebase-admin's own client.
 
 Each choice below was read in the installed source (firebase-admin 7.7, google-auth
-2.62, urllib3 2) or measured; see FACTS.md.
+2.62 and 2.63, urllib3 2) or measured; see FACTS.md.
 
 Sending: ``messaging.send`` on a bounded thread pool (``push_concurrency`` threads, one
 per send the dispatcher keeps in flight), not ``send_each_async``. STYLE warns against
@@ -23,12 +23,15 @@ which honours ``retry_after``, decides. The app option ``httpTimeout`` =
 Regional access boundary: after a token refresh google-auth 2.62 starts a thread that
 asks iamcredentials.googleapis.com where the service account may be used, only to add
 an ``x-allowed-locations`` header to later requests; requests go without it until that
-answers and whenever it fails. No setting turns it off
-(``GOOGLE_AUTH_TRUST_BOUNDARY_ENABLED`` is documented as having no effect); the
-library's hook is ``_is_regional_access_boundary_lookup_required``, which its own
-credential classes override. :class:`_FcmServiceAccount` overrides it too, so sending
-needs only the token endpoint and FCM. That is why the app gets this credential and
-not ``credentials.Certificate``, which builds a plain one (and asks for six scopes).
+answers and whenever it fails. 2.62 has no setting to turn it off
+(``GOOGLE_AUTH_TRUST_BOUNDARY_ENABLED`` is documented as having no effect); 2.63 does
+it only when ``GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED``
+is true, which an operator's environment may set. Both ask the hook
+``_is_regional_access_boundary_lookup_required``, which the library's own credential
+classes override. :class:`_FcmServiceAccount` overrides it too, so sending needs only
+the token endpoint and FCM, whatever the version and the environment. That is why the
+app gets this credential and not ``credentials.Certificate``, which builds a plain one
+(and asks for six scopes).
 
 How failures map (first match wins; the caller never sees a firebase error)::
 

@@ -98,7 +98,9 @@ async def test_a_send_reaches_fcm_with_title_body_data_and_collapse_identity(
     assert receipt.provider == "fcm"
     assert receipt.provider_message_id == f"projects/notifier-dev/messages/{pushed.message_id}"
     assert (pushed.token, pushed.title, pushed.body) == (
-        TOKEN, "Shipped", "Your order 1042 has shipped"
+        TOKEN,
+        "Shipped",
+        "Your order 1042 has shipped",
     )
     assert pushed.data == {"notification_id": "n-1", "order_id": "1042", "state": "shipped"}
     assert pushed.collapse_key == "n-1"
@@ -115,9 +117,9 @@ async def test_a_repeated_send_carries_the_same_collapse_identity(
 
     first, second = await fake.wait_for(2)
     assert first.collapse_key == second.collapse_key == long_id
-    assert first.apns_headers == second.apns_headers == {
-        "apns-collapse-id": apns_collapse_id(long_id)
-    }
+    assert (
+        first.apns_headers == second.apns_headers == {"apns-collapse-id": apns_collapse_id(long_id)}
+    )
     assert len(first.apns_headers["apns-collapse-id"].encode()) == 64
 
 
@@ -159,18 +161,38 @@ class Failure:
 FAILURES = [
     Failure("dead-token", _dead, PermanentDeliveryError, "unregistered", dead_recipient=True),
     Failure("invalid-token", _invalid, PermanentDeliveryError, "invalid_argument"),
-    Failure("sender-id-mismatch", _next(FcmFailure.SENDER_ID_MISMATCH), PermanentDeliveryError,
-            "sender_id_mismatch", dead_recipient=True),
-    Failure("quota+retry-after", _next(FcmFailure.QUOTA_EXCEEDED, 30), TransientDeliveryError,
-            "quota_exceeded", retry_after=30.0),
+    Failure(
+        "sender-id-mismatch",
+        _next(FcmFailure.SENDER_ID_MISMATCH),
+        PermanentDeliveryError,
+        "sender_id_mismatch",
+        dead_recipient=True,
+    ),
+    Failure(
+        "quota+retry-after",
+        _next(FcmFailure.QUOTA_EXCEEDED, 30),
+        TransientDeliveryError,
+        "quota_exceeded",
+        retry_after=30.0,
+    ),
     Failure("quota", _next(FcmFailure.QUOTA_EXCEEDED), TransientDeliveryError, "quota_exceeded"),
-    Failure("unavailable+retry-after", _next(FcmFailure.UNAVAILABLE, 7), TransientDeliveryError,
-            "unavailable", retry_after=7.0),
+    Failure(
+        "unavailable+retry-after",
+        _next(FcmFailure.UNAVAILABLE, 7),
+        TransientDeliveryError,
+        "unavailable",
+        retry_after=7.0,
+    ),
     Failure("down", _down, TransientDeliveryError, "unavailable"),
     Failure("internal", _next(FcmFailure.INTERNAL), TransientDeliveryError, "internal"),
     # A 401 makes google-auth fetch a new token and try again, twice, before giving up.
-    Failure("apns-key", _next(FcmFailure.THIRD_PARTY_AUTH_ERROR, count=3),
-            TransientDeliveryError, "third_party_auth", requests_seen=3),
+    Failure(
+        "apns-key",
+        _next(FcmFailure.THIRD_PARTY_AUTH_ERROR, count=3),
+        TransientDeliveryError,
+        "third_party_auth",
+        requests_seen=3,
+    ),
 ]
 
 
@@ -329,6 +351,23 @@ def contacted(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     return hosts
 
 
+#: google-auth 2.63 made the regional-access-boundary lookup opt-in through this variable
+BOUNDARY_LOOKUP_VARIABLE = "GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED"
+
+
+@pytest.fixture
+def boundary_lookup_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lookup switched on, as on google-auth 2.62 where it always runs.
+
+    2.63 looks up only when ``BOUNDARY_LOOKUP_VARIABLE`` is true; 2.62 ignores the
+    variable and looks up anyway. Set, both versions try the lookup, so the two tests
+    below prove the same thing on either: without it, on 2.63, the first would pass
+    even if our credential lost its override, and the second could not pass at all.
+    """
+    monkeypatch.setenv(BOUNDARY_LOOKUP_VARIABLE, "true")
+
+
+@pytest.mark.usefixtures("boundary_lookup_on")
 async def test_start_and_send_contact_no_host_but_127_0_0_1(
     fake: FcmFake, credentials: Path, contacted: set[str]
 ) -> None:
@@ -347,6 +386,7 @@ async def test_start_and_send_contact_no_host_but_127_0_0_1(
     assert contacted == LOCAL_HOSTS
 
 
+@pytest.mark.usefixtures("boundary_lookup_on")
 async def test_the_recorder_does_catch_the_boundary_lookup_of_a_plain_credential(
     fake: FcmFake, credentials: Path, contacted: set[str]
 ) -> None:

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from notifier.channels.registry import registered, template_parts
+from notifier.config import default_templates_dir
 from notifier.errors import ConfigError, TemplateError, TemplateNotFound
 from notifier.rendering import RenderedMessage, TemplateRenderer
 from notifier.rendering.filters import date_filter, datetime_filter, money_filter
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES_DIR = default_templates_dir()
 SHIPPED = (
     "order_confirmed",
     "shipped",
