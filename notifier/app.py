@@ -46,12 +46,12 @@ from notifier.errors import StartupError
 from notifier.ingest.consumer import ConsumerSettings, IngestConsumer
 from notifier.ingest.deadletter_store import DeadLetterStore
 from notifier.ingest.processor import BatchProcessor
-from notifier.ingest.streams import StreamSettings, ensure_streams
 from notifier.metrics import Metrics
 from notifier.rendering.templates import TemplateRenderer
 from notifier.store.db import create_engine
 from notifier.store.maintenance import prune
 from notifier.store.migrate import upgrade
+from notifier.streams import StreamSettings, ensure_streams
 
 log = logging.getLogger("notifier")
 

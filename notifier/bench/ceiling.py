@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from notifier.ingest.streams import EVENTS_FILTER, ORDERS_STREAM
+from notifier.streams import EVENTS_FILTER, ORDERS_STREAM
 
 CEILING_DURABLE = "bench-ceiling"
 

@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.bench.workload import Outgoing
 from notifier.core.notification_status import UNSETTLED, NotificationStatus
 from notifier.devtools.natsserver import free_port
-from notifier.ingest.streams import ORDERS_STREAM
 from notifier.store.moves import status_values
 from notifier.store.tables import notifications
+from notifier.streams import ORDERS_STREAM
 
 INGEST_DURABLE = "notifier-ingest"
 #: publishes in flight before waiting for their acks

@@ -16,7 +16,7 @@ from faststream.nats import JStream, NatsBroker
 from faststream.specification import AsyncAPI
 
 from notifier.contracts.events import OrderEvent
-from notifier.ingest.streams import DEADLETTER_PREFIX, DEADLETTER_STREAM, ORDERS_STREAM
+from notifier.streams import DEADLETTER_PREFIX, DEADLETTER_STREAM, ORDERS_STREAM
 
 
 def asyncapi_app() -> FastStream:

@@ -22,11 +22,16 @@ from sqlalchemy.orm import aliased
 
 from notifier.core.notification_status import GOT_THROUGH, IN_FLIGHT, Move, NotificationStatus
 from notifier.delivery.ledger import Claimed
-from notifier.ingest.deadletters import DETAIL, ORIGINAL_SUBJECT, REASON
-from notifier.ingest.streams import DEADLETTER_STREAM, NOTIFY_DEADLETTER_PREFIX
 from notifier.redaction import redact
 from notifier.store.moves import move, status_values
 from notifier.store.tables import notifications
+from notifier.streams import (
+    DEADLETTER_STREAM,
+    DETAIL,
+    NOTIFY_DEADLETTER_PREFIX,
+    ORIGINAL_SUBJECT,
+    REASON,
+)
 
 N = notifications.c
 

@@ -46,11 +46,11 @@ from notifier.delivery.recorder import Recorder
 from notifier.delivery.retry import RetryPolicy
 from notifier.delivery.settings import ChannelLimits, DispatchSettings
 from notifier.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from notifier.ingest.streams import NOTIFY_STREAM
 from notifier.metrics import Metrics
 from notifier.pull import fetch_ready
 from notifier.redaction import redact
 from notifier.store.maintenance import ERASED
+from notifier.streams import NOTIFY_STREAM
 
 #: the settings classes live in settings.py; the composition root takes them from here
 __all__ = ["ChannelLimits", "ChannelWorker", "DispatchSettings", "Dispatcher"]

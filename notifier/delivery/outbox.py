@@ -20,8 +20,8 @@ from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.ingest.streams import NOTIFY_PREFIX
 from notifier.store.tables import notifications
+from notifier.streams import NOTIFY_PREFIX
 
 log = logging.getLogger(__name__)
 N = notifications.c

@@ -20,8 +20,8 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import BadRequestError, NotFoundError
 
-from notifier.ingest.streams import ORDERS_STREAM, StreamSettings, orders_stream
 from notifier.nats_client import connect_once
+from notifier.streams import ORDERS_STREAM, StreamSettings, orders_stream
 
 STREAM = ORDERS_STREAM
 MSG_ID_HEADER = "Nats-Msg-Id"

@@ -32,8 +32,8 @@ from nats.js.errors import NotFoundError, ServiceUnavailableError
 from notifier.core.model import DeadLetter, DeadLetterReason, RawMessage
 from notifier.errors import DeadLetterError
 from notifier.ingest.processor import TRANSIENT, BatchProcessor
-from notifier.ingest.streams import EVENTS_FILTER, ORDERS_STREAM
 from notifier.redaction import redact
+from notifier.streams import EVENTS_FILTER, ORDERS_STREAM
 
 log = logging.getLogger(__name__)
 

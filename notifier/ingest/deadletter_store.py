@@ -27,9 +27,9 @@ from notifier.ingest.deadletters import (
     delete_dead_letter,
     publish_dead_letters,
 )
-from notifier.ingest.streams import EVENTS_FILTER
 from notifier.metrics import Metrics
 from notifier.store.deadletter_index import IndexedDeadLetter, record_dead_letters
+from notifier.streams import EVENTS_FILTER
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,15 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError, Serve
 
 from notifier.core.model import DeadLetter
 from notifier.errors import DeadLetterError
-from notifier.ingest.streams import DEADLETTER_PREFIX, DEADLETTER_STREAM
 from notifier.redaction import redact
-
-REASON = "Notifier-Reason"
-DETAIL = "Notifier-Detail"
-ORIGINAL_SUBJECT = "Notifier-Original-Subject"
-ORIGINAL_SEQ = "Notifier-Original-Seq"
+from notifier.streams import (
+    DEADLETTER_PREFIX,
+    DEADLETTER_STREAM,
+    DETAIL,
+    ORIGINAL_SEQ,
+    ORIGINAL_SUBJECT,
+    REASON,
+)
 
 #: how long one dead letter may wait for the stream's acknowledgement
 PUBLISH_TIMEOUT_S = 5.0

@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.devtools.natsserver import NatsServer
 from notifier.ingest.deadletters import list_dead_letters
-from notifier.ingest.streams import DEADLETTER_STREAM
 from notifier.store.db import create_engine
 from notifier.store.deadletter_index import IndexedDeadLetter, record_dead_letters
 from notifier.store.maintenance import prune
 from notifier.store.migrate import upgrade
 from notifier.store.tables import dead_letters, metadata
+from notifier.streams import DEADLETTER_STREAM
 from tests.integration.helpers import event, order, publish, running, settings_for
 from tests.support import wait_until
 

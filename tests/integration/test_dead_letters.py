@@ -22,8 +22,8 @@ from sqlalchemy import select
 
 from notifier.app import Service
 from notifier.devtools.natsserver import NatsServer
-from notifier.ingest.streams import DEADLETTER_STREAM, ORDERS_STREAM, StreamSettings, ensure_streams
 from notifier.store.tables import dead_letters
+from notifier.streams import DEADLETTER_STREAM, ORDERS_STREAM, StreamSettings, ensure_streams
 from tests.integration.helpers import event, order, running, settings_for
 from tests.support import wait_until
 

@@ -28,8 +28,8 @@ from notifier.delivery.deadletters import NotificationDeadLetter, notification_d
 from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer
 from notifier.devtools.twiliofake import TwilioFake
-from notifier.ingest.streams import DEADLETTER_STREAM, NOTIFY_STREAM
 from notifier.store.tables import notifications
+from notifier.streams import DEADLETTER_STREAM, NOTIFY_STREAM
 from tests.integration.helpers import channel_settings, event, order, publish, running
 from tests.support import free_port, wait_until
 

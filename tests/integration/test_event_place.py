@@ -21,12 +21,12 @@ from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer
 from notifier.ingest.consumer import ConsumerSettings, consumer_config
 from notifier.ingest.processor import BatchProcessor
-from notifier.ingest.streams import ORDERS_STREAM
 from notifier.metrics import Metrics
 from notifier.rendering.templates import TemplateRenderer
 from notifier.store.db import create_engine
 from notifier.store.migrate import upgrade
 from notifier.store.tables import events, notifications
+from notifier.streams import ORDERS_STREAM
 from tests.integration.helpers import event, order, publish, running, settings_for, statuses
 from tests.support import wait_until
 

@@ -24,7 +24,7 @@ from notifier.devtools.publisher import (
     publish_events,
     subject_token,
 )
-from notifier.ingest.streams import StreamSettings
+from notifier.streams import StreamSettings
 from tests.support import free_port, wait_until
 
 

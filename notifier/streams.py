@@ -1,4 +1,7 @@
-"""The JetStream streams notifier needs, created or updated idempotently at start-up."""
+"""The JetStream streams notifier needs, their subjects and the headers a dead letter
+carries: the names both ingest and delivery (and the dev tools, the benchmark and the
+AsyncAPI document) use, so none of them imports another for a constant. The streams
+are created or updated idempotently at start-up."""
 
 from __future__ import annotations
 
@@ -17,6 +20,12 @@ DEADLETTER_PREFIX = "deadletter.orders"
 NOTIFY_STREAM = "NOTIFY"
 NOTIFY_PREFIX = "notify"
 NOTIFY_DEADLETTER_PREFIX = "deadletter.notify"
+
+#: headers of a dead letter (refused events and given-up notifications alike)
+REASON = "Notifier-Reason"
+DETAIL = "Notifier-Detail"
+ORIGINAL_SUBJECT = "Notifier-Original-Subject"
+ORIGINAL_SEQ = "Notifier-Original-Seq"
 
 
 @dataclass(frozen=True, slots=True)
