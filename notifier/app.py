@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.api.http import new_app
 from notifier.api.receipts import build_receipts_router
 from notifier.api.routes import build_router
 from notifier.channels.base import ChannelAdapter
@@ -25,8 +26,9 @@ from notifier.channels.push import PushChannel, push_disabled_reason, push_limit
 from notifier.channels.sms import SmsChannel, sms_disabled_reason
 from notifier.channels.webhook import WebhookChannel, webhook_disabled_reason
 from notifier.config import Settings
+from notifier.contracts.events import Channel
 from notifier.core.drafts import Check
-from notifier.core.intents import WebhookRoutes
+from notifier.core.intents import WEBHOOK, WebhookRoutes
 from notifier.core.model import DeadLetter
 from notifier.core.pipeline import Pipeline
 from notifier.core.rules import RuleSet, load_rules
@@ -338,7 +340,7 @@ def build_service(
 def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
     """The HTTP app. The caller starts and stops the service around it (see ``serve``),
     so a start-up failure is reported before the HTTP port opens."""
-    app = FastAPI(title="notifier", version="0.1.0")
+    app = new_app(version="0.1.0")
     app.state.engine = service.engine
     token = service.settings.api_token
     if token is None and service.settings.environment == "production":
@@ -346,6 +348,8 @@ def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> 
     app.include_router(
         build_router(
             service.metrics, service.readiness,
+            # every channel a notification can have, configured or not
+            channels=(*(c.value for c in Channel), WEBHOOK),
             api_token=token.get_secret_value() if token else None,
             before_scrape=service.refresh_gauges, providers=service.metrics.providers,
         )
