@@ -15,12 +15,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.api.http import new_app
 from notifier.api.receipts import build_receipts_router
 from notifier.api.routes import build_router
 from notifier.channels.base import ChannelAdapter, ChannelPlugin, missing_settings
 from notifier.channels.null import null_channel
 from notifier.channels.registry import registered, specs, template_parts
 from notifier.config import Settings
+from notifier.contracts.channels import channel_names
 from notifier.core.drafts import Check
 from notifier.core.intents import WebhookRoutes
 from notifier.core.model import DeadLetter
@@ -334,7 +336,7 @@ def build_service(
 def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
     """The HTTP app. The caller starts and stops the service around it (see ``serve``),
     so a start-up failure is reported before the HTTP port opens."""
-    app = FastAPI(title="notifier", version="0.1.0")
+    app = new_app(version="0.1.0")
     app.state.engine = service.engine
     app.state.delete_dead_letter = service.dead_letter_store.delete
     token = service.settings.api_token
@@ -343,6 +345,8 @@ def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> 
     app.include_router(
         build_router(
             service.metrics, service.readiness,
+            # every channel a notification can have, configured or not
+            channels=channel_names(),
             api_token=token.get_secret_value() if token else None,
             before_scrape=service.refresh_gauges, providers=service.metrics.providers,
         )

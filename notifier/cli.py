@@ -9,14 +9,18 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Coroutine
+from collections import Counter
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from notifier.config import Settings, load_settings
 from notifier.errors import NotifierError
+
+if TYPE_CHECKING:
+    from notifier.delivery.deadletters import NotificationDeadLetter
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 dlq_app = typer.Typer(
@@ -50,13 +54,24 @@ def _logging(level: str) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
-def _nats_url() -> str:
-    """The URL from the environment, else the one a running ``notifier dev`` wrote down."""
+def _nats_target(given: str | None = None, *, option: bool = False) -> tuple[str, str]:
+    """The NATS URL to use and where it came from: ``--nats-url``, else
+    ``NOTIFIER_NATS_URL``, else the URL a running ``notifier dev`` in this directory wrote
+    down (it removes it when it stops). Never a default: a guessed server is someone
+    else's, and events published there vanish without a word."""
+    if given:
+        return given, "--nats-url"
     if url := os.environ.get("NOTIFIER_NATS_URL"):
-        return url
-    if DEV_NATS_URL_FILE.is_file():
-        return DEV_NATS_URL_FILE.read_text().strip()
-    return "nats://127.0.0.1:4222"
+        return url, "NOTIFIER_NATS_URL"
+    if DEV_NATS_URL_FILE.is_file() and (url := DEV_NATS_URL_FILE.read_text().strip()):
+        return url, f"the running `notifier dev`, {DEV_NATS_URL_FILE}"
+    how = "pass --nats-url URL or set NOTIFIER_NATS_URL" if option else "set NOTIFIER_NATS_URL"
+    raise _fail(f"which NATS? no `notifier dev` is running in this directory: {how}")
+
+
+def _nats_url() -> str:
+    """The NATS URL, as :func:`_nats_target` finds it."""
+    return _nats_target()[0]
 
 
 @app.command()
@@ -92,10 +107,25 @@ def dev(
 @app.command()
 def emit(
     file: Annotated[Path | None, typer.Argument(help="JSON or JSONL file of events")] = None,
+    *,
     demo: Annotated[bool, typer.Option("--demo", help="Publish a built-in demo lifecycle")] = False,
     orders: Annotated[int, typer.Option(help="Orders in the demo")] = 3,
+    nats_url: Annotated[str | None, typer.Option(
+        "--nats-url", help="NATS to publish to [default: NOTIFIER_NATS_URL, else the running "
+                           "`notifier dev` in this directory]")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Validate every event against the contract first; publish only if "
+                        "all pass")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Validate as --check does and publish nothing (no NATS needed)")] = (
+        False),
 ) -> None:
-    """Publish events to NATS (the URL of a running `notifier dev` is found automatically)."""
+    """Publish events to NATS, saying where first; never to a guessed server.
+
+    The URL is --nats-url, else NOTIFIER_NATS_URL, else that of a `notifier dev` running
+    in this directory. --check validates each event with the service's own decoder and
+    publishes only if every one passes; --dry-run validates and publishes nothing.
+    """
     from notifier.devtools.demo import demo_events
     from notifier.devtools.publisher import load_events, publish_events
 
@@ -105,7 +135,13 @@ def emit(
         events = load_events(file) if file is not None else demo_events(orders)
     except (OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    url = _nats_url()
+    if check or dry_run:
+        _refuse_rejects(events)
+        if dry_run:
+            typer.echo(f"{len(events)} event(s) pass the contract; nothing published (--dry-run)")
+            return
+    url, origin = _nats_target(nats_url, option=True)
+    typer.echo(f"notifier: publishing {len(events)} event(s) to {url} (from {origin})", err=True)
     try:
         report = asyncio.run(publish_events(url, events, msg_id_suffix=_content_suffix))
     except Exception as exc:
@@ -120,6 +156,19 @@ def emit(
     for error in report.errors:
         typer.echo(f"  {error}", err=True)
     if report.errors:
+        raise typer.Exit(code=1)
+
+
+def _refuse_rejects(events: list[dict[str, Any]]) -> None:
+    """Exit 1, naming each event the service would dead-letter, if there is any."""
+    from notifier.devtools.publisher import check_events
+
+    rejects = check_events(events)
+    for reject in rejects:
+        typer.echo(f"  {reject}", err=True)
+    if rejects:
+        typer.echo(f"notifier: {len(rejects)} of {len(events)} event(s) break the contract; "
+                   "nothing published", err=True)
         raise typer.Exit(code=1)
 
 
@@ -191,24 +240,25 @@ def dlq_replay(
         raise _fail("say what to replay: --id ID, --channel NAME or --all")
     url = _nats_url()
     dev_database = _dev_database_url()
-    settings = _settings(**({"database_url": dev_database} if dev_database else {}))
+    # a dry run reads only the stream: it needs no database settings
+    settings = None if dry_run else _settings(
+        **({"database_url": dev_database} if dev_database else {}))
 
     async def go() -> None:
         nc = await connect_once(url, name="notifier-dlq")
-        engine = create_engine(settings.database_url)
         try:
             js = nc.jetstream()
             letters = await notification_dead_letters(js, channel=channel,
                                                       ids=notification_id or ())
-            if dry_run:
-                for letter in letters:
-                    typer.echo(json.dumps({"seq": letter.seq, "id": letter.notification_id,
-                                           "channel": letter.channel, "reason": letter.reason,
-                                           "error": letter.error}))
+            if settings is None:
+                _print_dry_run(letters, notification_id or ())
                 return
-            report = await replay(js, engine, letters)
+            engine = create_engine(settings.database_url)
+            try:
+                report = await replay(js, engine, letters)
+            finally:
+                await engine.dispose()
         finally:
-            await engine.dispose()
             await nc.close()
         missing = set(notification_id or ()) - {*report.replayed, *report.stale}
         typer.echo(f"replayed {len(report.replayed)}, not needed {len(report.stale)}"
@@ -223,6 +273,25 @@ def dlq_replay(
         asyncio.run(go())
     except Exception as exc:
         raise _fail(f"cannot replay ({url}): {type(exc).__name__}: {exc}") from None
+
+
+def _print_dry_run(letters: Sequence[NotificationDeadLetter], ids: Sequence[str]) -> None:
+    """What a replay would try, by id, channel and reason only: the provider's error text
+    stays out, as it can quote a recipient."""
+    by_channel = Counter(letter.channel for letter in letters)
+    missing = set(ids) - {letter.notification_id for letter in letters}
+    if letters:
+        channels = ", ".join(f"{name} {count}" for name, count in sorted(by_channel.items()))
+        summary = (f"would replay {len(letters)} ({channels}); each goes back in the queue "
+                   "only if its notification is still failed")
+    else:
+        summary = "would replay 0: no notification dead letter matches"
+    typer.echo(f"dry run, nothing changed: {summary}"
+               + (f"; not found {len(missing)}" if missing else ""))
+    for letter in letters:
+        typer.echo(f"would replay {letter.notification_id} ({letter.channel}, {letter.reason})")
+    for nid in sorted(missing):
+        typer.echo(f"no dead letter for {nid}", err=True)
 
 
 def _dev_database_url() -> str | None:

@@ -1,7 +1,9 @@
 """Publish order events the way a platform team would, for ``notifier emit`` and tests.
 
-Events are published as raw dicts, never validated here: a malformed or id-less event
-is exactly what a developer sends to watch the service dead-letter it.
+Events are published as raw dicts: a malformed or id-less event is exactly what a
+developer sends to watch the service dead-letter it. ``check_events`` is the opt-in
+(``emit --check``): it runs the ingest's own decoder on each message as it would be
+published, so it refuses exactly what the service would dead-letter as malformed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -20,6 +22,8 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import BadRequestError, NotFoundError
 
+from notifier.core.model import DeadLetter, RawMessage
+from notifier.ingest.decode import decode
 from notifier.nats_client import connect_once
 from notifier.streams import ORDERS_STREAM, StreamSettings, orders_stream
 
@@ -71,6 +75,38 @@ async def ensure_stream(js: JetStreamContext) -> None:
         await js.stream_info(STREAM)
 
 
+def _encode(event: dict[str, Any]) -> bytes:
+    """The message body; ``TypeError``/``ValueError`` if the event is not JSON."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _subject(subject_prefix: str, event: dict[str, Any]) -> str:
+    return f"{subject_prefix}.{subject_token(event.get('source'))}"
+
+
+def check_events(
+    events: Sequence[dict[str, Any]], *, subject_prefix: str = "orders.state"
+) -> list[str]:
+    """One line per event the service would refuse: position, id, reason and detail.
+
+    The message is built as :func:`publish_events` would send it and decoded by the
+    ingest's own ``decode``, so the verdict is the service's, not a second opinion.
+    What only the running service can judge (duplicates, an order's lifecycle) is
+    left to it.
+    """
+    rejects: list[str] = []
+    for index, event in enumerate(events, start=1):
+        try:
+            payload = _encode(event)
+        except (TypeError, ValueError) as exc:
+            rejects.append(f"{_describe(index, event)}: not JSON-serialisable: {exc}")
+            continue
+        found = decode(RawMessage(payload, {}, _subject(subject_prefix, event), index))
+        if isinstance(found, DeadLetter):
+            rejects.append(f"{_describe(index, event)}: {found.reason.value}: {found.detail}")
+    return rejects
+
+
 _Pending = list[tuple[int, dict[str, Any], "asyncio.Future[PubAck]"]]
 
 
@@ -84,7 +120,7 @@ async def _send_chunk(
     pending: _Pending = []
     for index, event in chunk:
         try:
-            payload = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+            payload = _encode(event)
         except (TypeError, ValueError) as exc:
             report.errors.append(f"{_describe(index, event)}: not JSON-serialisable: {exc}")
             continue
@@ -93,7 +129,7 @@ async def _send_chunk(
         if event_id not in (None, ""):
             suffix = msg_id_suffix(event) if msg_id_suffix else ""
             headers = {MSG_ID_HEADER: f"{event_id}{suffix}"}
-        subject = f"{subject_prefix}.{subject_token(event.get('source'))}"
+        subject = _subject(subject_prefix, event)
         pending.append((index, event, await js.publish_async(subject, payload, headers=headers)))
     return pending
 
@@ -162,6 +198,8 @@ def load_events(path: Path) -> list[dict[str, Any]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deeply to read") from None
     items = data if isinstance(data, list) else [data]
     for position, item in enumerate(items, start=1):
         if not isinstance(item, dict):
@@ -180,6 +218,8 @@ def _jsonl_line(path: Path, number: int, line: str) -> dict[str, Any]:
         item = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}:{number}: invalid JSON: {exc.msg}") from exc
+    except RecursionError:
+        raise ValueError(f"{path}:{number}: nested too deeply to read") from None
     if not isinstance(item, dict):
         raise ValueError(f"{path}:{number}: expected a JSON object, got {type(item).__name__}")
     return item

@@ -1,4 +1,5 @@
-"""Read models for the HTTP API and support: what happened to an order."""
+"""Read models for the HTTP API and support: what happened to an order, which push
+tokens a customer lost."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.store.tables import events, notifications, orders
+from notifier.store.tables import dead_push_tokens, events, notifications, orders
 
 
 def _iso(value: Any) -> Any:
@@ -29,25 +30,58 @@ async def order_view(engine: AsyncEngine, order_id: str) -> dict[str, Any] | Non
         if row is None:
             return None
         history = (
-            await conn.execute(
-                select(events.c.event_id, events.c.seq, events.c.state, events.c.shipment_id,
-                       events.c.occurred_at, events.c.outcome, events.c.retracted,
-                       events.c.revised_seq)
-                .where(events.c.order_id == order_id)
-                .order_by(events.c.seq)
+            (
+                await conn.execute(
+                    select(
+                        events.c.event_id,
+                        events.c.seq,
+                        events.c.state,
+                        events.c.shipment_id,
+                        events.c.occurred_at,
+                        events.c.outcome,
+                        events.c.retracted,
+                        events.c.revised_seq,
+                    )
+                    .where(events.c.order_id == order_id)
+                    .order_by(events.c.seq)
+                )
             )
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
         n = notifications.c
         sent = (
-            await conn.execute(
-                select(n.id, n.event_id, n.channel, n.template, n.template_version, n.locale,
-                       n.state, n.status, n.attempts, n.provider, n.provider_message_id,
-                       n.last_error, n.created_at, n.updated_at, n.sent_at, n.delivered_at,
-                       n.subject, n.event_seq, n.fallback_group, n.fallback_rank)
-                .where(n.order_id == order_id)
-                .order_by(n.event_seq, n.created_at, n.id)
+            (
+                await conn.execute(
+                    select(
+                        n.id,
+                        n.event_id,
+                        n.channel,
+                        n.template,
+                        n.template_version,
+                        n.locale,
+                        n.state,
+                        n.status,
+                        n.attempts,
+                        n.provider,
+                        n.provider_message_id,
+                        n.last_error,
+                        n.created_at,
+                        n.updated_at,
+                        n.sent_at,
+                        n.delivered_at,
+                        n.subject,
+                        n.event_seq,
+                        n.fallback_group,
+                        n.fallback_rank,
+                    )
+                    .where(n.order_id == order_id)
+                    .order_by(n.event_seq, n.created_at, n.id)
+                )
             )
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
     o = row._mapping
     return {
         "order_id": o["order_id"],
@@ -72,3 +106,25 @@ async def order_view(engine: AsyncEngine, order_id: str) -> dict[str, Any] | Non
         ],
         "notifications": [{k: _iso(v) for k, v in m.items()} for m in sent],
     }
+
+
+async def dead_push_token_view(engine: AsyncEngine, customer_id: str) -> list[dict[str, Any]]:
+    """The push tokens FCM said are gone for one customer, oldest first, each shown by
+    the first 12 characters of its hash (the token itself is personal data)."""
+    t = dead_push_tokens.c
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(t.token_sha256, t.reason, t.created_at)
+                .where(t.customer_id == customer_id)
+                .order_by(t.created_at)
+            )
+        ).all()
+    return [
+        {
+            "token_sha256_prefix": r.token_sha256[:12],
+            "reason": r.reason,
+            "marked_at": _iso(r.created_at),
+        }
+        for r in rows
+    ]

@@ -213,9 +213,101 @@ def test_emit_names_an_unreachable_server_quickly(tmp_path: Path) -> None:
         pytest.fail(f"`notifier emit` still waiting for {url} after 20 s")
     assert result.returncode == 2
     lines = _lines(result.stderr)
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"notifier: cannot publish to {url}")
+    assert len(lines) == 2, result.stderr
+    assert lines[0] == f"notifier: publishing 14 event(s) to {url} (from NOTIFIER_NATS_URL)"
+    assert lines[1].startswith(f"notifier: cannot publish to {url}")
     assert "published" not in result.stdout
+
+
+@pytest.mark.parametrize("dev_stopped", [False, True], ids=["no-dev-here", "dev-stopped"])
+def test_emit_and_dlq_refuse_to_guess_a_server(tmp_path: Path, dev_stopped: bool) -> None:
+    if dev_stopped:  # what a stopped `notifier dev` leaves: its data, not its URL
+        (tmp_path / ".notifier-dev").mkdir()
+        (tmp_path / ".notifier-dev" / "database.url").write_text("sqlite+aiosqlite:///x.db\n")
+    events_file = tmp_path / "events.json"
+    events_file.write_text(json.dumps(event("N-1", "placed", 0)))
+    for args, how in ((["emit", str(events_file)], "pass --nats-url URL or set NOTIFIER_NATS_URL"),
+                      (["emit", "--demo", "--check"], "pass --nats-url URL or set "
+                                                      "NOTIFIER_NATS_URL"),
+                      (["dlq", "list"], "set NOTIFIER_NATS_URL"),
+                      (["dlq", "replay", "--all", "--dry-run"], "set NOTIFIER_NATS_URL")):
+        result = _cli(*args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert _lines(result.stderr) == [
+            f"notifier: which NATS? no `notifier dev` is running in this directory: {how}"], args
+        assert result.stdout == "", args
+
+
+def test_emit_says_where_it_publishes_and_why_there(tmp_path: Path, nats: NatsServer) -> None:
+    events_file = tmp_path / "events.json"
+    events_file.write_text(json.dumps(event("W-1", "placed", 0)))
+    given = _cli("emit", str(events_file), "--nats-url", nats.url, cwd=tmp_path,
+                 NOTIFIER_NATS_URL=f"nats://127.0.0.1:{free_port()}")
+    assert given.returncode == 0, given.stderr
+    assert _lines(given.stderr) == [
+        f"notifier: publishing 1 event(s) to {nats.url} (from --nats-url)"]
+    # a running `notifier dev` in this directory wrote its URL down
+    (tmp_path / ".notifier-dev").mkdir()
+    (tmp_path / ".notifier-dev" / "nats.url").write_text(nats.url + "\n")
+    found = _cli("emit", str(events_file), cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    assert _lines(found.stderr) == [
+        f"notifier: publishing 1 event(s) to {nats.url} (from the running `notifier dev`, "
+        ".notifier-dev/nats.url)"]
+    assert "published 0 event(s)" in found.stdout  # the same event: a duplicate
+    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 1
+
+
+def test_emit_check_refuses_a_file_with_an_invalid_event_and_publishes_nothing(
+    tmp_path: Path, nats: NatsServer
+) -> None:
+    no_customer = event("C-1", "confirmed", 1)
+    del no_customer["customer"]
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_text("\n".join(json.dumps(e) for e in (
+        event("C-1", "placed", 0), no_customer, event("C-1", "teleported", 2),
+        event("C-1", "shipped", 3))) + "\n")
+    result = _cli("emit", str(events_file), "--check", cwd=tmp_path, NOTIFIER_NATS_URL=nats.url)
+    assert result.returncode == 1, result.stderr
+    lines = _lines(result.stderr)
+    assert lines[0].startswith("  event #2 ('C-1-confirmed-1'): schema_violation: customer:")
+    assert lines[1:] == [
+        "  event #3 ('C-1-teleported-2'): unknown_state: unknown state 'teleported'",
+        "notifier: 2 of 4 event(s) break the contract; nothing published"]
+    assert result.stdout == ""
+    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 0
+    # without --check the same file goes out as it is, for the service to dead-letter
+    unchecked = _cli("emit", str(events_file), cwd=tmp_path, NOTIFIER_NATS_URL=nats.url)
+    assert unchecked.returncode == 0, unchecked.stderr
+    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 4
+
+
+def test_emit_check_publishes_a_valid_file_and_dry_run_needs_no_server(
+    tmp_path: Path, nats: NatsServer
+) -> None:
+    dry = _cli("emit", "--demo", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout == "14 event(s) pass the contract; nothing published (--dry-run)\n"
+    assert dry.stderr == ""
+    checked = _cli("emit", "--demo", "--check", cwd=tmp_path, NOTIFIER_NATS_URL=nats.url)
+    assert checked.returncode == 0, checked.stderr
+    assert "published 14 event(s)" in checked.stdout
+    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 14
+
+
+def test_dlq_replay_dry_run_says_when_nothing_matches(tmp_path: Path, nats: NatsServer) -> None:
+    result = _cli("dlq", "replay", "--all", "--dry-run", cwd=tmp_path,
+                  NOTIFIER_NATS_URL=nats.url)
+    assert result.returncode == 0, result.stderr
+    assert _lines(result.stdout) == [
+        "dry run, nothing changed: would replay 0: no notification dead letter matches"]
+    named = _cli("dlq", "replay", "--id", "n-1", "--dry-run", cwd=tmp_path,
+                 NOTIFIER_NATS_URL=nats.url)
+    assert named.returncode == 0, named.stderr
+    assert _lines(named.stdout) == [
+        "dry run, nothing changed: would replay 0: no notification dead letter matches; "
+        "not found 1"]
+    assert _lines(named.stderr) == ["no dead letter for n-1"]
 
 
 def test_schema_prints_the_event_contract(tmp_path: Path) -> None:

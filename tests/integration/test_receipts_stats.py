@@ -581,8 +581,9 @@ async def test_delivery_stats_and_metrics_add_up_to_what_the_providers_saw(
         for bad in ("bogus", "0", "-1h", "401d"):
             response = await client.get("/v1/stats/delivery", params={"window": bad})
             assert response.status_code == 422, bad
-            detail = response.json()["detail"]
-            assert isinstance(detail, str) and f"window {bad!r}" in detail, detail
+            [error] = response.json()["detail"]
+            assert error["loc"] == ["query", "window"], error
+            assert f"window {bad!r}" in error["msg"], error
 
 
 # 6. An ops alert when a channel's delivery rate drops, at most once per window

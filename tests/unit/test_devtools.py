@@ -20,6 +20,7 @@ from notifier.devtools.demo import PATTERNS, demo_events
 from notifier.devtools.natsserver import NatsServer
 from notifier.devtools.publisher import (
     STREAM,
+    check_events,
     load_events,
     publish_events,
     subject_token,
@@ -115,6 +116,8 @@ class TestLoadEvents:
             ("bad.json", '[\n  {"a": 1},\n  {"a": }\n]', "bad.json:3: invalid JSON"),
             ("bad.json", '[{"a": 1}, "b"]', "bad.json: item 2: expected a JSON object"),
             ("bad.csv", "a,b", "unsupported file type '.csv'"),
+            ("deep.json", "[" * 100_000 + "]" * 100_000, "deep.json: nested too deeply"),
+            ("deep.jsonl", "{}\n" + "[" * 100_000 + "]" * 100_000, "deep.jsonl:2: nested too"),
         ],
     )
     def test_errors_name_file_and_line(
@@ -125,6 +128,32 @@ class TestLoadEvents:
         with pytest.raises(ValueError, match=message) as raised:
             load_events(path)
         assert str(raised.value).startswith(str(path))
+
+
+class TestCheckEvents:
+    def test_the_demo_passes(self) -> None:
+        assert check_events(demo_events(3)) == []
+
+    def test_each_reject_names_the_event_and_the_reason_the_service_would_give(self) -> None:
+        good = demo_events(1)[0]
+        events: list[dict[str, Any]] = [
+            good,
+            {**good, "event_id": "e-2", "state": "teleported"},
+            {k: v for k, v in good.items() if k != "customer"},
+            {"order_id": "o-1"},
+            {**good, "event_id": "e-5", "when": datetime(2026, 1, 1, tzinfo=UTC)},
+        ]
+        rejects = check_events(events)
+        assert rejects[0] == "event #2 ('e-2'): unknown_state: unknown state 'teleported'"
+        assert rejects[1].startswith(f"event #3 ({good['event_id']!r}): schema_violation: ")
+        assert "customer" in rejects[1]
+        assert rejects[2].startswith("event #4 (no event_id): schema_violation: ")
+        assert rejects[3].startswith("event #5 ('e-5'): not JSON-serialisable: ")
+        assert len(rejects) == 4
+
+    def test_a_missing_source_is_taken_from_the_subject_as_in_ingest(self) -> None:
+        event = {k: v for k, v in demo_events(1)[0].items() if k != "source"}
+        assert check_events([event]) == []
 
 
 @pytest.mark.parametrize(
