@@ -25,6 +25,7 @@ from notifier.channels.push import PushChannel, push_disabled_reason, push_limit
 from notifier.channels.sms import SmsChannel, sms_disabled_reason
 from notifier.channels.webhook import WebhookChannel, webhook_disabled_reason
 from notifier.config import Settings
+from notifier.contracts.limits import EventLimits
 from notifier.core.drafts import Check
 from notifier.core.intents import WebhookRoutes
 from notifier.core.model import DeadLetter
@@ -313,7 +314,13 @@ def build_service(
     async def sink(letters: Sequence[DeadLetter]) -> int:
         return await service.dead_letters(letters)
 
-    processor = BatchProcessor(engine, pipeline, sink, metrics, on_committed=outbox.wake)
+    limits = EventLimits(
+        max_bytes=settings.event_max_bytes, max_depth=settings.event_max_depth,
+        max_string=settings.event_max_string, max_clock_skew_s=settings.event_max_clock_skew_s,
+    )
+    processor = BatchProcessor(
+        engine, pipeline, sink, metrics, on_committed=outbox.wake, limits=limits
+    )
     consumer = IngestConsumer(
         processor,
         ConsumerSettings(

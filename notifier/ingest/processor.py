@@ -11,16 +11,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.contracts.limits import EventLimits
 from notifier.core.model import DeadLetter, DeadLetterReason, IncomingEvent, RawMessage
 from notifier.core.pipeline import Pipeline
 from notifier.core.plan import BatchPlan
 from notifier.errors import StoreError
-from notifier.ingest.decode import decode
+from notifier.ingest.decode import DEFAULT_LIMITS, decode
 from notifier.metrics import Metrics
 from notifier.store.batches import load_orders, lock_orders, write_plan
 
@@ -41,6 +43,8 @@ class BatchProcessor:
     dead_letter_sink: DeadLetterSink
     metrics: Metrics
     on_committed: Callable[[], None] = lambda: None
+    #: what one event may weigh; from the settings
+    limits: EventLimits = DEFAULT_LIMITS
 
     async def process(self, messages: Sequence[RawMessage]) -> BatchPlan:
         """Apply the batch; raises a ``TRANSIENT`` error when it should be redelivered."""
@@ -50,13 +54,14 @@ class BatchProcessor:
         # an exact repeat in the batch (a publisher's retry) decodes to the same event:
         # validate and hash it once
         seen: dict[tuple[str, bytes], IncomingEvent] = {}
+        now = datetime.now(UTC)
         for message in messages:
             first = seen.get((message.subject, message.data))
             if first is not None:
                 incoming.append(IncomingEvent(first.event, message, first.payload,
                                               first.content_hash))
                 continue
-            decoded = decode(message)
+            decoded = self._decode(message, now)
             if isinstance(decoded, DeadLetter):
                 dead.append(decoded)
             else:
@@ -79,6 +84,17 @@ class BatchProcessor:
         self._observe(plan, len(messages), time.perf_counter() - started)
         self.on_committed()
         return plan
+
+    def _decode(self, message: RawMessage, now: datetime) -> IncomingEvent | DeadLetter:
+        """Decode one message; whatever it raises dead-letters that message alone, so no
+        input can hold up the batch (before the limits, a deeply nested body raised
+        ``RecursionError`` here and its batch was retried for ever)."""
+        try:
+            return decode(message, self.limits, now)
+        except Exception as exc:
+            log.exception("event at stream seq %d cannot be decoded", message.seq)
+            return DeadLetter(message, DeadLetterReason.PROCESSING_ERROR,
+                              f"{type(exc).__name__} while decoding")
 
     async def _unless_database_down(self, exc: Exception) -> None:
         """Before blaming an event, make sure the database itself is fine: drivers report
@@ -138,3 +154,4 @@ class BatchProcessor:
                 "dead-lettered %d event(s): %s", len(plan.dead_letters),
                 ", ".join(f"seq {d.message.seq} {d.reason.value}" for d in plan.dead_letters),
             )
+
