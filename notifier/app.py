@@ -50,6 +50,7 @@ from notifier.delivery.retry import RetryPolicy
 from notifier.errors import StartupError
 from notifier.ingest.consumer import ConsumerSettings, IngestConsumer
 from notifier.ingest.deadletters import publish_dead_letters
+from notifier.ingest.health import IngestHealth
 from notifier.ingest.processor import BatchProcessor
 from notifier.ingest.streams import StreamSettings, ensure_streams
 from notifier.metrics import Metrics
@@ -173,6 +174,7 @@ class Service:
     outbox: Outbox
     alerter: DeliveryAlerter
     metrics: Metrics
+    ingest_health: IngestHealth
     nc: NatsClient | None = None
     _maintenance: asyncio.Task[None] | None = None
     _closing: bool = False
@@ -250,9 +252,12 @@ class Service:
             return
         for channel in {*self.dispatcher.channels, *depth}:
             self.metrics.queue_depth.labels(channel).set(depth.get(channel, 0))
+        if self.nc is not None and self.nc.is_connected:
+            await self.ingest_health.check(self._js())
 
     async def readiness(self) -> dict[str, str]:
-        """NATS and the database, each ``ok`` or why not."""
+        """NATS and the database, each ``ok`` or why not; ingest ``ok`` or ``degraded: …``
+        when events wait and it has not advanced for ``NOTIFIER_INGEST_STALL_S``."""
         checks: dict[str, str] = {}
         checks["nats"] = "ok" if self.nc is not None and self.nc.is_connected else "not connected"
         try:
@@ -261,6 +266,8 @@ class Service:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"error: {type(exc).__name__}"
+        if checks["nats"] == "ok":
+            checks["ingest"] = await self.ingest_health.check(self._js())
         return checks
 
     async def _maintain(self) -> None:
@@ -338,7 +345,8 @@ def build_service(
                       interval_s=settings.alert_check_interval_s),
         alert_sinks(settings, channels), providers=metrics.providers,
     )
-    service = Service(settings, engine, consumer, dispatcher, outbox, alerter, metrics)
+    health = IngestHealth(settings.ingest_consumer, settings.ingest_stall_s, metrics)
+    service = Service(settings, engine, consumer, dispatcher, outbox, alerter, metrics, health)
     return service
 
 

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     ingest_batch_wait_s: float = Field(default=0.02, gt=0, le=10)
     ingest_ack_wait_s: float = Field(default=30.0, ge=1)
     ingest_max_deliver: int = Field(default=20, ge=1)
+    #: events wait and none was acknowledged for this long: ``/readyz`` says ``degraded``
+    ingest_stall_s: float = Field(default=60.0, gt=0)
     #: what one event may weigh (README: event contract); bigger ones are dead-lettered
     event_max_bytes: int = Field(default=65_536, ge=1024, le=8 * 1024 * 1024)
     event_max_depth: int = Field(default=32, ge=4, le=100)
