@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,9 +18,15 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.contracts.limits import EventLimits
-from notifier.core.model import DeadLetter, DeadLetterReason, IncomingEvent, RawMessage
+from notifier.core.model import (
+    DeadLetter,
+    DeadLetterReason,
+    IncomingEvent,
+    NotificationStatus,
+    RawMessage,
+)
 from notifier.core.pipeline import Pipeline
-from notifier.core.plan import BatchPlan
+from notifier.core.plan import BatchPlan, NewNotification
 from notifier.errors import StoreError
 from notifier.ingest.decode import DEFAULT_LIMITS, decode
 from notifier.metrics import Metrics
@@ -149,9 +155,26 @@ class BatchProcessor:
             m.dead_letters.labels(letter.reason.value).inc()
         for note in plan.notifications:
             m.count(note.channel, note.template, note.status.value)
+        for note in _unrendered(plan):
+            m.render_failures.labels(note.channel, note.template).inc()
+            # by id, never by recipient; the error names the template file and line
+            log.warning("notification %s (%s, %s) cannot be sent: %s", note.id, note.channel,
+                        note.template, note.last_error)
         if plan.dead_letters:
             log.info(
                 "dead-lettered %d event(s): %s", len(plan.dead_letters),
                 ", ".join(f"seq {d.message.seq} {d.reason.value}" for d in plan.dead_letters),
             )
 
+
+def _unrendered(plan: BatchPlan) -> Iterator[NewNotification]:
+    """The notifications of the plan that failed as they were rendered (a template error,
+    or output the channel cannot carry): at planning time, nothing else fails."""
+    for note in plan.notifications:
+        if note.status is NotificationStatus.FAILED:
+            yield note
+    for update in plan.updates:
+        if update.replacement is not None and (
+            update.replacement.status is NotificationStatus.FAILED
+        ):
+            yield update.replacement

@@ -4,9 +4,11 @@ real nats-server, real SMTP (aiosmtpd), SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import nats
+import pytest
 
 from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer
@@ -82,6 +84,23 @@ async def test_a_far_future_event_is_refused_and_does_not_freeze_the_order(
         assert view is not None and view["state"] == "shipped"
 
 
+async def test_a_price_that_is_not_a_number_still_sends_the_confirmation(
+    nats: NatsServer, mail: MailCatcher, database_url: str
+) -> None:
+    placed = event("M-1", "placed", 0)
+    placed["attributes"] = {
+        "currency": "EUR",
+        "total": "12.00",
+        "items": [{"name": "Tea", "quantity": 1, "price": "abc"}],
+    }
+    settings = settings_for(nats.url, database_url, mail.port)
+    async with running(settings):
+        await publish(nats.url, placed)
+        [sent] = await mail.wait_for(1, timeout=15)
+        assert "Tea (abc)" in (sent.text or "")  # the price as the shop sent it
+        assert "€12.00" in (sent.text or "")
+
+
 async def test_a_name_with_crlf_and_nul_arrives_on_one_line(
     nats: NatsServer, mail: MailCatcher, database_url: str
 ) -> None:
@@ -93,3 +112,36 @@ async def test_a_name_with_crlf_and_nul_arrives_on_one_line(
         [sent] = await mail.wait_for(1, timeout=15)
         assert sent.rcpt_tos == ["ada@example.com"]
         assert "Hi Eve Bcc: attacker@example.com," in (sent.text or "")
+
+
+async def test_a_notification_that_cannot_be_rendered_is_counted_logged_and_in_the_stats(
+    nats: NatsServer, mail: MailCatcher, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="notifier")
+    placed = event("R-1", "placed", 0)
+    # items that are not objects: the shipped template reads item.get(...) and fails
+    placed["attributes"] = {"currency": "EUR", "items": ["tea"]}
+    settings = settings_for(nats.url, database_url, mail.port)
+    async with running(settings) as (_service, client):
+        await publish(nats.url, placed)
+
+        async def failed() -> bool:
+            return statuses(await order(client, "R-1")).get("order_confirmed") == "failed"
+
+        await wait_until(failed, timeout=15)
+        view = await order(client, "R-1")
+        assert view is not None
+        [note] = [n for n in view["notifications"] if n["channel"] == "email"]
+        metrics = (await client.get("/metrics")).text
+        assert (
+            'notifier_render_failures_total{channel="email",template="order_confirmed"} 1.0'
+            in metrics
+        )
+        stats = (await client.get("/v1/stats/delivery")).json()
+        assert stats["render_failures"] == {
+            "total": 1,
+            "by_template": [{"channel": "email", "template": "order_confirmed", "count": 1}],
+        }
+        logged = [r.getMessage() for r in caplog.records if note["id"] in r.getMessage()]
+        assert logged, "the failure is logged by notification id"
+        assert all("ada@example.com" not in line and "Ada" not in line for line in logged)
