@@ -91,7 +91,7 @@ class IngestHealth:
         """``ok``, or ``degraded: …`` saying what waits and for how long."""
         try:
             progress = await asyncio.wait_for(self.probe(js), PROBE_TIMEOUT_S * 2)
-        except (TimeoutError, NatsError, NotFoundError) as exc:
+        except (TimeoutError, NatsError) as exc:
             return f"{DEGRADED}: ingest consumer state unavailable ({type(exc).__name__})"
         if not self.stalled(progress):
             return OK

@@ -98,7 +98,10 @@ class BatchProcessor:
         try:
             return decode(message, self.limits, now)
         except Exception as exc:
-            log.exception("event at stream seq %d cannot be decoded", message.seq)
+            # the type only: an exception's message may quote the event (personal data);
+            # the dead letter keeps the body to reproduce it
+            log.error("event at stream seq %d cannot be decoded: %s", message.seq,
+                      type(exc).__name__)
             return DeadLetter(message, DeadLetterReason.PROCESSING_ERROR,
                               f"{type(exc).__name__} while decoding")
 

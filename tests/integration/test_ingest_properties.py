@@ -9,6 +9,7 @@ import itertools
 import json
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from notifier.app import build_service
 from notifier.core.model import DeadLetter, DeadLetterReason, RawMessage
+from notifier.ingest import processor as processor_module
 from notifier.ingest.processor import BatchProcessor
 from notifier.store.migrate import upgrade
 from tests.integration.helpers import event, settings_for
@@ -88,3 +90,27 @@ async def test_one_hostile_message_never_holds_up_its_batch(
         assert letter.reason in DeadLetterReason
         assert letter.detail and letter.detail.isprintable()
     assert len(letters) <= 1
+
+
+async def test_an_unforeseen_error_decoding_one_message_dead_letters_that_message_alone(
+    processor: tuple[BatchProcessor, list[DeadLetter]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a bug no limit foresaw, standing in for the RecursionError that stalled ingest
+    real = processor_module.decode
+
+    def broken(message: RawMessage, *args: Any) -> Any:
+        if message.seq == 2:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(message, *args)
+
+    monkeypatch.setattr(processor_module, "decode", broken)
+    apply, letters = processor
+    batch = [
+        RawMessage(json.dumps(event(f"U-{seq}", "placed", 0)).encode(), {}, "orders.state.web", seq)
+        for seq in (1, 2, 3)
+    ]
+    plan = await apply.process(batch)
+    assert [(d.message.seq, d.reason, d.detail) for d in letters] == [
+        (2, DeadLetterReason.PROCESSING_ERROR, "RecursionError while decoding")
+    ]
+    assert {note.order_id for note in plan.notifications} == {"U-1", "U-3"}
