@@ -101,7 +101,8 @@ NOT_UNICODE = "must be valid Unicode: an unpaired surrogate (\\ud800-\\udfff esc
 def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        # OSError: the name is looked up as a file, and 256 characters are too long
         raise ValueError(f"unknown IANA time zone {value!r}") from exc
     return value
 
@@ -175,8 +176,10 @@ Phone = Annotated[str, AfterValidator(_check_phone)]
 Email = Annotated[
     str, PLAIN, AfterValidator(_check_email), WithJsonSchema({"type": "string", "format": "email"})
 ]
-Locale = Annotated[str, AfterValidator(_check_locale)]
-TimeZone = Annotated[str, PLAIN, AfterValidator(_check_timezone)]
+#: RFC 5646 asks every implementation to take tags of 35 characters; IANA zone names
+#: are shorter than 64
+Locale = Annotated[str, StringConstraints(max_length=35), AfterValidator(_check_locale)]
+TimeZone = Annotated[str, StringConstraints(max_length=64), PLAIN, AfterValidator(_check_timezone)]
 
 
 class Channel(StrEnum):

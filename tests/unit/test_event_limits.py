@@ -239,3 +239,14 @@ def test_a_detail_is_one_printable_line() -> None:
     letter = _refused({**GOOD, "weird\r\n\x00key": 1})
     assert letter.reason is DeadLetterReason.SCHEMA_VIOLATION
     assert letter.detail.isprintable()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("timezone", "x" * 256), ("timezone", "Europe/" + "x" * 300), ("locale", "en-" + "abc-" * 20)],
+)
+def test_a_long_zone_or_locale_is_refused_not_an_error(field: str, value: str) -> None:
+    # ZoneInfo looks the name up as a file: 256 characters raised OSError out of decode
+    letter = _refused({**GOOD, "customer": {**GOOD["customer"], field: value}})
+    assert letter.reason is DeadLetterReason.SCHEMA_VIOLATION
+    assert letter.detail.startswith(f"customer.{field}")

@@ -462,3 +462,7 @@ def test_attribute_lookup_on_dicts_answers_as_stock_jinja(tmp_path: Path, source
 def test_a_missing_dict_key_is_still_a_template_error(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match="missing"):
         sms_only(tmp_path, "{{ d.missing }}").render("t", "sms", "en", {"d": {}})
+
+
+def test_a_zone_name_too_long_for_a_file_name_falls_back_to_utc() -> None:
+    assert datetime_filter("2024-05-03T10:00Z", "x" * 300, "en") == "May 3, 2024, 10:00:00\u202fAM"
