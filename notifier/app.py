@@ -23,6 +23,7 @@ from notifier.channels.null import null_channel
 from notifier.channels.registry import registered, specs, template_parts
 from notifier.config import Settings
 from notifier.contracts.channels import channel_names
+from notifier.contracts.limits import EventLimits
 from notifier.core.drafts import Check
 from notifier.core.intents import WebhookRoutes
 from notifier.core.model import DeadLetter
@@ -47,6 +48,7 @@ from notifier.delivery.retry import RetryPolicy
 from notifier.errors import StartupError
 from notifier.ingest.consumer import ConsumerSettings, IngestConsumer
 from notifier.ingest.deadletter_store import DeadLetterStore
+from notifier.ingest.health import IngestHealth
 from notifier.ingest.processor import BatchProcessor
 from notifier.metrics import Metrics
 from notifier.rendering.templates import TemplateRenderer
@@ -156,6 +158,7 @@ class Service:
     alerter: DeliveryAlerter
     metrics: Metrics
     dead_letter_store: DeadLetterStore
+    ingest_health: IngestHealth
     nc: NatsClient | None = None
     #: one JetStream context for the connection's life (each one holds subscriptions)
     _jetstream: JetStreamContext | None = None
@@ -239,9 +242,13 @@ class Service:
             return
         for channel in {*self.dispatcher.channels, *depth}:
             self.metrics.queue_depth.labels(channel).set(depth.get(channel, 0))
+        if self.nc is not None and self.nc.is_connected:
+            await self.ingest_health.check(self._js())
 
     async def readiness(self) -> dict[str, str]:
-        """NATS, the database and the dead-letter store, each ``ok`` or why not."""
+        """NATS, the database and the dead-letter store, each ``ok`` or why not; ingest
+        ``ok`` or ``degraded: …`` when events wait and it has not advanced for
+        ``NOTIFIER_INGEST_STALL_S``."""
         checks: dict[str, str] = {}
         checks["nats"] = "ok" if self.nc is not None and self.nc.is_connected else "not connected"
         try:
@@ -251,6 +258,8 @@ class Service:
         except Exception as exc:
             checks["database"] = f"error: {type(exc).__name__}"
         checks["dead_letters"] = self.dead_letter_store.health()
+        if checks["nats"] == "ok":
+            checks["ingest"] = await self.ingest_health.check(self._js())
         return checks
 
     async def _maintain(self) -> None:
@@ -309,8 +318,14 @@ def build_service(
         webhooks=partner_routes(plugins, channels), checks=render_checks(settings, plugins),
     )
     dead_letter_store = DeadLetterStore(engine, metrics)
-    processor = BatchProcessor(engine, pipeline, dead_letter_store.store, metrics,
-                               on_committed=outbox.wake)
+    limits = EventLimits(
+        max_bytes=settings.event_max_bytes, max_depth=settings.event_max_depth,
+        max_string=settings.event_max_string, max_clock_skew_s=settings.event_max_clock_skew_s,
+    )
+    processor = BatchProcessor(
+        engine, pipeline, dead_letter_store.store, metrics, on_committed=outbox.wake,
+        limits=limits,
+    )
     consumer = IngestConsumer(
         processor,
         ConsumerSettings(
@@ -329,8 +344,9 @@ def build_service(
                       interval_s=settings.alert_check_interval_s),
         alert_sinks(settings, plugins, channels), providers=metrics.providers,
     )
+    health = IngestHealth(settings.ingest_consumer, settings.ingest_stall_s, metrics)
     return Service(settings, engine, consumer, dispatcher, outbox, alerter, metrics,
-                   dead_letter_store)
+                   dead_letter_store, health)
 
 
 def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:

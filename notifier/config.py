@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     ingest_ack_wait_s: float = Field(default=30.0, ge=1)
     ingest_max_deliver: int = Field(default=20, ge=1)
     ingest_batch_attempts: int = Field(default=5, ge=1)
+    #: events wait and none was acknowledged for this long: ``/readyz`` says ``degraded``
+    ingest_stall_s: float = Field(default=60.0, gt=0)
+    #: what one event may weigh (README: event contract); bigger ones are dead-lettered
+    event_max_bytes: int = Field(default=65_536, ge=1024, le=8 * 1024 * 1024)
+    event_max_depth: int = Field(default=32, ge=4, le=100)
+    event_max_string: int = Field(default=10_000, ge=100, le=1_000_000)
+    #: how far ahead of this service's clock ``occurred_at`` may be
+    event_max_clock_skew_s: float = Field(default=300.0, ge=0)
 
     database_url: str = "sqlite+aiosqlite:///notifier.db"
     dedup_retention_days: int = Field(default=30, ge=1)

@@ -72,6 +72,24 @@ class Metrics:
             ["channel"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=r,
         )
+        self.render_failures = Counter(
+            "notifier_render_failures_total",
+            "Notifications that failed as they were rendered (template error or output the "
+            "channel cannot carry): nobody is told", ["channel", "template"], registry=r,
+        )
+        self.ingest_lag = Gauge(
+            "notifier_ingest_lag", "Events the ingest consumer has not acknowledged yet "
+            "(JetStream num_pending + num_ack_pending)", registry=r,
+        )
+        self.ingest_oldest_unacked_seconds = Gauge(
+            "notifier_ingest_oldest_unacked_seconds",
+            "Age of the oldest event the ingest consumer has not acknowledged (0 when none)",
+            registry=r,
+        )
+        self.ingest_stalled = Gauge(
+            "notifier_ingest_stalled", "1 while events wait and ingest has not advanced for "
+            "NOTIFIER_INGEST_STALL_S", registry=r,
+        )
         self.queue_depth = Gauge(
             "notifier_queued_notifications", "Notifications waiting to be sent", ["channel"],
             registry=r,

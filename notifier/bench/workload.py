@@ -179,7 +179,9 @@ class Workload:
                 customer["push_tokens"] = [f"bench-token-{self.run_id}-{number}"]
             if rng.random() < 0.4:
                 customer["phone"] = f"+1415555{number % 10_000:04d}"
-        at = self._start + timedelta(seconds=number)
+        # within the last two hours whatever the order count: notifier refuses an
+        # occurred_at more than a few minutes ahead of its clock
+        at = self._start + timedelta(seconds=number % 3600)
         shipment = {
             "id": f"{order_id}-S1",
             "carrier": "UPS",

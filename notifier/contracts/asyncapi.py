@@ -41,8 +41,9 @@ def asyncapi_app() -> FastStream:
         title="deadletter.orders.<reason>",
         description=(
             "Refused events: the original body, the original headers, and headers "
-            "`Notifier-Reason` (invalid_json, schema_violation, unknown_state, "
-            "illegal_transition, event_id_conflict, processing_error), `Notifier-Detail`, "
+            "`Notifier-Reason` (invalid_json, schema_violation, limit_exceeded, "
+            "future_timestamp, unknown_state, illegal_transition, event_id_conflict, "
+            "processing_error, max_deliveries), `Notifier-Detail`, "
             "`Notifier-Original-Subject`, `Notifier-Original-Seq`."
         ),
         schema=bytes,

@@ -4,6 +4,13 @@ The model is strict about what notifier relies on (ids, state, timestamps with a
 offset, E.164 phones, BCP 47 locales, IANA time zones) and lenient about what it only
 passes to templates (``attributes``). Unknown top-level fields are rejected so that a
 typo (``ocurred_at``) is a dead letter with a reason, not a silently ignored field.
+
+Control characters never pass: an identifier or address that holds one (C0, DEL, C1,
+U+2028/U+2029) is refused, because a NUL or CR/LF there is a publisher bug or an
+attack (header injection); in free text (a name, a reason, a carrier) CR, LF, TAB and
+the other line breaks become a space and the rest are dropped, because the customer
+should still get their message. What one event may weigh (bytes, nesting, string
+length, how far ahead of our clock) is ``contracts.limits``, checked at ingest.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -68,47 +76,112 @@ SHIPMENT_STATES: frozenset[OrderState] = frozenset(
     }
 )
 
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
 #: a syntax check only (local@domain.tld, no spaces or control characters); the
 #: email-validator package behind pydantic's EmailStr cost a fifth of ingest time
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_EMAIL = re.compile(rf"^[^@\s<>(),;:\"\[\]]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$")
-_BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_EMAIL = re.compile(rf"[^@\s<>(),;:\"\[\]]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
+_BCP47 = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
+#: what never belongs in an identifier or an address: C0 controls, DEL, C1 controls and
+#: the Unicode line and paragraph separators
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: in free text, what reads as a line break or a tab becomes a space...
+_BREAK = re.compile("[\t\n\x0b\x0c\r\x85\u2028\u2029]")
+#: (a CRLF makes one space, not two)...
+_SPACES = re.compile(" {2,}")
+#: ...and other control characters are dropped
+_DROP = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
+#: what goes from multi-line text: every control character but TAB, LF and CR
+_LINES_DROP = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+#: half a UTF-16 pair: JSON's ``\ud800`` escape decodes to it, but it is not text
+#: (it cannot be encoded as UTF-8, so it could be neither stored nor sent)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+NO_CONTROLS = "must not contain control characters (U+0000-U+001F, U+007F-U+009F, U+2028, U+2029)"
+NOT_UNICODE = "must be valid Unicode: an unpaired surrogate (\\ud800-\\udfff escape)"
 
 
 def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        # OSError: the name is looked up as a file, and 256 characters are too long
         raise ValueError(f"unknown IANA time zone {value!r}") from exc
     return value
 
 
 def _check_locale(value: str) -> str:
-    if not _BCP47.match(value):
+    if not _BCP47.fullmatch(value):
         raise ValueError(f"not a BCP 47 language tag: {value!r}")
     return value
 
 
 def _check_email(value: str) -> str:
-    if len(value) > 254 or not _EMAIL.match(value):
+    if len(value) > 254 or not _EMAIL.fullmatch(value):
         raise ValueError(f"not an email address: {value!r}")
     return value
 
 
 def _check_phone(value: str) -> str:
-    if not _E164.match(value):
+    if not _E164.fullmatch(value):
         raise ValueError("phone must be E.164, e.g. +14155550123")
     return value
 
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+def _plain(value: Any) -> Any:
+    """Identifiers and addresses are refused, never repaired: a changed id is another id.
+
+    Checked before pydantic's own string validation, which refuses an unpaired
+    surrogate with a message no publisher could act on."""
+    if isinstance(value, str):
+        if _CONTROL.search(value):
+            raise ValueError(NO_CONTROLS)
+        if _SURROGATE.search(value):
+            raise ValueError(NOT_UNICODE)
+    return value
+
+
+def _cleaned(value: Any) -> Any:
+    return clean_text(value) if isinstance(value, str) else value
+
+
+#: refuse control characters (identifiers, addresses)
+PLAIN = BeforeValidator(_plain)
+#: repair control characters (free text on one line)
+CLEANED = BeforeValidator(_cleaned)
+
+
+def clean_text(value: str) -> str:
+    """Free text as a customer may read it on one line: line breaks and tabs become one
+    space, other control characters go, an unpaired surrogate becomes U+FFFD. Text
+    without any of them is returned as it is."""
+    if not _CONTROL.search(value) and not _SURROGATE.search(value):
+        return value
+    spaced = _BREAK.sub(" ", _DROP.sub("", _SURROGATE.sub("\ufffd", value)))
+    return _SPACES.sub(" ", spaced).strip(" ")
+
+
+def clean_lines(value: str) -> str:
+    """Free text that may run over lines (a gift message in ``attributes``): CR, LF and
+    TAB stay, other control characters go, an unpaired surrogate becomes U+FFFD."""
+    if not _CONTROL.search(value) and not _SURROGATE.search(value):
+        return value
+    return _LINES_DROP.sub("", _SURROGATE.sub("\ufffd", value))
+
+
+Id = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, strip_whitespace=True),
+    PLAIN,
+]
+PushToken = Annotated[str, StringConstraints(min_length=1, max_length=4096), PLAIN]
 Phone = Annotated[str, AfterValidator(_check_phone)]
 Email = Annotated[
-    str, AfterValidator(_check_email), WithJsonSchema({"type": "string", "format": "email"})
+    str, PLAIN, AfterValidator(_check_email), WithJsonSchema({"type": "string", "format": "email"})
 ]
-Locale = Annotated[str, AfterValidator(_check_locale)]
-TimeZone = Annotated[str, AfterValidator(_check_timezone)]
+#: RFC 5646 asks every implementation to take tags of 35 characters; IANA zone names
+#: are shorter than 64
+Locale = Annotated[str, StringConstraints(max_length=35), AfterValidator(_check_locale)]
+TimeZone = Annotated[str, StringConstraints(max_length=64), PLAIN, AfterValidator(_check_timezone)]
 
 
 def _check_channel(value: str) -> str:
@@ -131,12 +204,10 @@ class Customer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: Id
-    name: str | None = Field(default=None, max_length=200)
+    name: Annotated[str, StringConstraints(max_length=200), CLEANED] | None = None
     email: Email | None = None
     phone: Phone | None = None
-    push_tokens: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] = Field(
-        default_factory=list, max_length=20
-    )
+    push_tokens: list[PushToken] = Field(default_factory=list, max_length=20)
     locale: Locale = "en"
     timezone: TimeZone = "UTC"
     #: channels the customer opted into; absent means every channel they have a contact for
@@ -149,9 +220,9 @@ class Shipment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: Id
-    carrier: str | None = Field(default=None, max_length=100)
-    tracking_number: str | None = Field(default=None, max_length=200)
-    tracking_url: str | None = Field(default=None, max_length=2000)
+    carrier: Annotated[str, StringConstraints(max_length=100), CLEANED] | None = None
+    tracking_number: Annotated[str, StringConstraints(max_length=200), PLAIN] | None = None
+    tracking_url: Annotated[str, StringConstraints(max_length=2000), PLAIN] | None = None
     estimated_delivery: AwareDatetime | None = None
 
 
@@ -162,12 +233,12 @@ class OrderEvent(BaseModel):
 
     event_id: Id
     order_id: Id
-    source: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    source: Annotated[str, StringConstraints(min_length=1, max_length=100), PLAIN]
     state: OrderState
     occurred_at: AwareDatetime
     customer: Customer
     shipment: Shipment | None = None
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Annotated[str, StringConstraints(max_length=1000), CLEANED] | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
     retracted: bool = False
 

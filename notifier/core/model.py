@@ -28,6 +28,11 @@ class DeadLetterReason(StrEnum):
     EVENT_ID_CONFLICT = "event_id_conflict"
     PROCESSING_ERROR = "processing_error"
     MAX_DELIVERIES = "max_deliveries"
+    #: bigger than the contract allows: payload bytes, nesting depth or a string's length
+    LIMIT_EXCEEDED = "limit_exceeded"
+    #: ``occurred_at`` is further ahead of this service's clock than the allowed skew;
+    #: replaying it once that time has come applies it
+    FUTURE_TIMESTAMP = "future_timestamp"
 
 
 @dataclass(frozen=True, slots=True)

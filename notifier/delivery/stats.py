@@ -5,6 +5,9 @@ status. The delivery rate of a group is ``(sent + delivered) / (sent + delivered
 failed + undelivered)``: notifications still on their way, suppressed ones and
 fallback channels on standby are left out, as they neither got through nor failed.
 An SMS counts as got-through once Twilio accepted it, until a receipt says otherwise.
+``render_failures`` singles out the failed notifications that never reached a
+provider because they could not be rendered (a template error, or output the channel
+cannot carry): nobody was told, and the template or the event's data needs a look.
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ class DeliveryStats:
     total: Counts = field(default_factory=Counts)
     channels: dict[str, Counts] = field(default_factory=dict)
     groups: dict[tuple[str, str, str, str], Counts] = field(default_factory=dict)
+    #: (channel, template) → notifications that failed as they were rendered
+    render_failed: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The shape ``GET /v1/stats/delivery`` returns."""
@@ -95,6 +100,13 @@ class DeliveryStats:
                  **c.as_dict()}
                 for k, c in sorted(self.groups.items())
             ],
+            "render_failures": {
+                "total": sum(self.render_failed.values()),
+                "by_template": [
+                    {"channel": k[0], "template": k[1], "count": n}
+                    for k, n in sorted(self.render_failed.items())
+                ],
+            },
         }
 
 
@@ -124,4 +136,27 @@ async def delivery_stats(
         stats.total.add(status, count)
         stats.channels.setdefault(ch, Counts()).add(status, count)
         stats.groups.setdefault((ch, who, template, state), Counts()).add(status, count)
+    stats.render_failed = await render_failures(engine, since, channel=channel)
     return stats
+
+
+#: how the pipeline's last_error begins when rendering failed (``core.drafts``)
+RENDER_ERROR_PREFIX = "template "
+
+
+async def render_failures(
+    engine: AsyncEngine, since: datetime, *, channel: str | None = None
+) -> dict[tuple[str, str], int]:
+    """(channel, template) → notifications created since ``since`` that failed as they
+    were rendered: failed without a single attempt at sending."""
+    stmt = (
+        select(N.channel, N.template, func.count())
+        .where(N.created_at >= since, N.status == NotificationStatus.FAILED.value,
+               N.attempts == 0, N.last_error.startswith(RENDER_ERROR_PREFIX))
+        .group_by(N.channel, N.template)
+    )
+    if channel is not None:
+        stmt = stmt.where(N.channel == channel)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    return {(ch, template): count for ch, template, count in rows}

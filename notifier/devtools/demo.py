@@ -80,7 +80,8 @@ def demo_events(
 
     ``seed`` fixes quantities, gaps and tracking numbers; ``run_id`` (random by
     default) only makes event ids fresh. Without ``start`` the first order begins an
-    hour ago, so no event lies in the future.
+    hour and a minute per order ago, so no event lies in the future (notifier refuses
+    one more than a few minutes ahead).
     """
     if orders < 1:
         raise ValueError("orders must be at least 1")
@@ -88,7 +89,9 @@ def demo_events(
         raise ValueError("start must be timezone-aware")
     rng = random.Random(seed)
     run = run_id or secrets.token_hex(3)
-    begin = start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    begin = start or datetime.now(UTC).replace(microsecond=0) - timedelta(
+        hours=1, minutes=orders
+    )
     events: list[dict[str, Any]] = []
     for n in range(orders):
         events += _order_events(n, run, begin + timedelta(minutes=n), rng)

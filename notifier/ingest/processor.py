@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.core.model import DeadLetter, DeadLetterReason, IncomingEvent, RawMessage
+from notifier.contracts.limits import EventLimits
+from notifier.core.model import (
+    DeadLetter,
+    DeadLetterReason,
+    IncomingEvent,
+    NotificationStatus,
+    RawMessage,
+)
 from notifier.core.pipeline import Pipeline
-from notifier.core.plan import BatchPlan
+from notifier.core.plan import BatchPlan, NewNotification
 from notifier.errors import StoreError
-from notifier.ingest.decode import decode
+from notifier.ingest.decode import DEFAULT_LIMITS, decode
 from notifier.metrics import Metrics
 from notifier.store.batches import load_orders, lock_orders, write_plan
 
@@ -41,6 +49,8 @@ class BatchProcessor:
     dead_letter_sink: DeadLetterSink
     metrics: Metrics
     on_committed: Callable[[], None] = lambda: None
+    #: what one event may weigh; from the settings
+    limits: EventLimits = DEFAULT_LIMITS
 
     async def process(self, messages: Sequence[RawMessage]) -> BatchPlan:
         """Apply the batch; raises a ``TRANSIENT`` error when it should be redelivered."""
@@ -50,13 +60,14 @@ class BatchProcessor:
         # an exact repeat in the batch (a publisher's retry) decodes to the same event:
         # validate and hash it once
         seen: dict[tuple[str, bytes], IncomingEvent] = {}
+        now = datetime.now(UTC)
         for message in messages:
             first = seen.get((message.subject, message.data))
             if first is not None:
                 incoming.append(IncomingEvent(first.event, message, first.payload,
                                               first.content_hash))
                 continue
-            decoded = decode(message)
+            decoded = self._decode(message, now)
             if isinstance(decoded, DeadLetter):
                 dead.append(decoded)
             else:
@@ -79,6 +90,20 @@ class BatchProcessor:
         self._observe(plan, len(messages), time.perf_counter() - started)
         self.on_committed()
         return plan
+
+    def _decode(self, message: RawMessage, now: datetime) -> IncomingEvent | DeadLetter:
+        """Decode one message; whatever it raises dead-letters that message alone, so no
+        input can hold up the batch (before the limits, a deeply nested body raised
+        ``RecursionError`` here and its batch was retried for ever)."""
+        try:
+            return decode(message, self.limits, now)
+        except Exception as exc:
+            # the type only: an exception's message may quote the event (personal data);
+            # the dead letter keeps the body to reproduce it
+            log.error("event at stream seq %d cannot be decoded: %s", message.seq,
+                      type(exc).__name__)
+            return DeadLetter(message, DeadLetterReason.PROCESSING_ERROR,
+                              f"{type(exc).__name__} while decoding")
 
     async def _unless_database_down(self, exc: Exception) -> None:
         """Before blaming an event, make sure the database itself is fine: drivers report
@@ -133,8 +158,26 @@ class BatchProcessor:
             m.dead_letters.labels(letter.reason.value).inc()
         for note in plan.notifications:
             m.count(note.channel, note.template, note.status.value)
+        for note in _unrendered(plan):
+            m.render_failures.labels(note.channel, note.template).inc()
+            # by id, never by recipient; the error names the template file and line
+            log.warning("notification %s (%s, %s) cannot be sent: %s", note.id, note.channel,
+                        note.template, note.last_error)
         if plan.dead_letters:
             log.info(
                 "dead-lettered %d event(s): %s", len(plan.dead_letters),
                 ", ".join(f"seq {d.message.seq} {d.reason.value}" for d in plan.dead_letters),
             )
+
+
+def _unrendered(plan: BatchPlan) -> Iterator[NewNotification]:
+    """The notifications of the plan that failed as they were rendered (a template error,
+    or output the channel cannot carry): at planning time, nothing else fails."""
+    for note in plan.notifications:
+        if note.status is NotificationStatus.FAILED:
+            yield note
+    for update in plan.updates:
+        if update.replacement is not None and (
+            update.replacement.status is NotificationStatus.FAILED
+        ):
+            yield update.replacement

@@ -78,8 +78,10 @@ async def test_healthz_and_readyz(nats: NatsServer, mail: MailCatcher, database_
         assert health.json() == {"status": "ok"}
         ready = await client.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ok", "checks": {"nats": "ok", "database": "ok",
-                                                           "dead_letters": "ok"}}
+        assert ready.json() == {
+            "status": "ok",
+            "checks": {"nats": "ok", "database": "ok", "dead_letters": "ok", "ingest": "ok"},
+        }
 
 
 async def test_readyz_names_nats_while_it_is_down(

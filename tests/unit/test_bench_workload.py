@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 
 from notifier.bench.latency import LedgerRow, Received, latencies, percentile, report
 from notifier.bench.workload import Workload
@@ -91,3 +92,15 @@ def test_sends_still_waiting_count_as_late_not_as_missing() -> None:
     assert email["p99_ms"] is None  # among the unsent: later than the run waited
     assert summary["channels"]["sms"]["p50_ms"] is None
     assert summary["channels"]["all"]["unsent"] == 3
+
+
+
+def test_no_event_lies_in_the_future_however_long_the_run() -> None:
+    # notifier refuses an occurred_at minutes ahead of its clock; an order's time once
+    # grew by a second per order, and past ~7,000 orders the workload was in the future
+    now = datetime.now(UTC)
+    workload = Workload(run_id="t", seed=9)
+    for m in workload.take(60_000):
+        if m.kind == "event" and workload.counts.orders > 7_000:
+            assert datetime.fromisoformat(json.loads(m.data)["occurred_at"]) < now
+    assert workload.counts.orders > 8_000

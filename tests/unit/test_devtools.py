@@ -286,3 +286,10 @@ class TestPublishEvents:
         assert report.published == 1
         assert len(report.errors) == 1
         assert report.errors[0].startswith("event #1 ('x'): not JSON-serialisable")
+
+
+def test_many_demo_orders_stay_in_the_past() -> None:
+    # notifier refuses an occurred_at more than a few minutes ahead of its clock
+    now = datetime.now(UTC)
+    events = demo_events(60)
+    assert max(datetime.fromisoformat(e["occurred_at"]) for e in events) < now
