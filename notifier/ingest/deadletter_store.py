@@ -6,6 +6,14 @@ store raises ``DeadLetterError`` naming the events, which stay unacked and are
 retried, and says so on every channel an operator watches: an ``ERROR`` log line,
 ``notifier_deadletter_publish_failures_total``, and ``/readyz`` (``dead_letters``)
 until a dead letter is stored again.
+
+A dead letter the stream stored but the database could not index (an outage between
+the two) is remembered here by its event's ``ORDERS`` sequence until it is indexed:
+the retried batch indexes that copy instead of publishing another, so an outage longer
+than the stream's duplicate window does not leave copies that erasure cannot find.
+(Were the process to die in that moment and the event come back after the window,
+the stream would keep a second copy; it ages out with the stream,
+``NOTIFIER_DEADLETTER_MAX_AGE_DAYS``.)
 """
 
 from __future__ import annotations
@@ -82,6 +90,8 @@ class DeadLetterStore:
         self.timeout_s = timeout_s
         self._js: JetStreamContext | None = None
         self._failing: str | None = None
+        #: ORDERS sequence → DEADLETTER sequence of dead letters stored but not indexed
+        self._unindexed: dict[int, int] = {}
 
     def start(self, js: JetStreamContext) -> None:
         """Publish on this (long-lived) JetStream context from now on."""
@@ -103,16 +113,22 @@ class DeadLetterStore:
             raise RuntimeError("start the dead-letter store first (Service.start)")
         if not letters:
             return 0
-        published = await publish_dead_letters(self._js, letters, timeout_s=self.timeout_s)
+        known = [
+            (m, self._unindexed[m.message.seq]) for m in letters if m.message.seq in self._unindexed
+        ]
+        fresh = [m for m in letters if m.message.seq not in self._unindexed]
+        published = await publish_dead_letters(self._js, fresh, timeout_s=self.timeout_s)
+        stored = [*known, *published.stored]
+        self._unindexed.update((m.message.seq, seq) for m, seq in published.stored)
         now = datetime.now(UTC)
-        await record_dead_letters(
-            self.engine, [index_entry(letter, seq, now) for letter, seq in published.stored]
-        )
+        await record_dead_letters(self.engine, [index_entry(m, seq, now) for m, seq in stored])
+        for m, _ in stored:
+            self._unindexed.pop(m.message.seq, None)
         if not published.failed:
             if self._failing is not None:
                 log.warning("dead letters are stored again")
             self._failing = None
-            return len(published.stored)
+            return len(stored)
         seqs = tuple(letter.message.seq for letter, _ in published.failed)
         why = published.why()
         self.metrics.deadletter_publish_failures.inc(len(seqs))

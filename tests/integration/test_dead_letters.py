@@ -221,3 +221,52 @@ async def test_dead_letter_batches_leave_no_subscription_behind(
         await client.close()
     first, last = counts
     assert last == first, f"{first} subscriptions after one dead-letter batch, {last} after 50"
+
+
+async def test_an_index_outage_longer_than_the_duplicate_window_leaves_one_indexed_copy(
+    nats: NatsServer, nc: NatsClient, database_url: str
+) -> None:
+    """The stream stored the dead letter, the database could not index it, and the retry
+    comes after the stream's duplicate window: the retry indexes the copy already
+    stored instead of publishing a second one that erasure could never find."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from notifier.core.model import DeadLetter, DeadLetterReason, RawMessage
+    from notifier.ingest.deadletter_store import DeadLetterStore
+    from notifier.metrics import Metrics
+    from notifier.store.db import create_engine
+    from notifier.store.migrate import upgrade
+
+    js = nc.jetstream()
+    await ensure_streams(js, StreamSettings(duplicate_window_s=0.2))
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    store = DeadLetterStore(engine, Metrics())
+    store.start(js)
+    body = json.dumps({"event_id": "e1", "customer": {"id": "c-42"}}).encode()
+    letter = DeadLetter(
+        RawMessage(body, {}, "orders.state.web", 7),
+        DeadLetterReason.SCHEMA_VIOLATION,
+        "state: field required",
+    )
+    try:
+        async with engine.begin() as conn:  # the index is unreachable: a real database error
+            await conn.execute(text("ALTER TABLE dead_letters RENAME TO dead_letters_away"))
+        with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
+            await store.store([letter])
+        assert await _stored(nc) == 1
+        await asyncio.sleep(0.5)  # past the stream's duplicate window
+        async with engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE dead_letters_away RENAME TO dead_letters"))
+        assert await store.store([letter]) == 1
+        assert await _stored(nc) == 1
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(select(dead_letters.c.seq, dead_letters.c.customer_id))
+            ).all()
+        info = await js.stream_info(DEADLETTER_STREAM)
+        assert [(r.seq, r.customer_id) for r in rows] == [(info.state.last_seq, "c-42")]
+    finally:
+        await engine.dispose()
