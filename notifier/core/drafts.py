@@ -23,6 +23,7 @@ from notifier.core.model import NotificationStatus, OrderAggregate, canonical_js
 from notifier.core.plan import NewNotification, notification_id
 from notifier.core.rules import Priority
 from notifier.errors import TemplateError
+from notifier.redaction import redact
 
 
 class Rendered(Protocol):
@@ -164,7 +165,8 @@ def materialize(
         rendered = d.renderer.render(template, channel, event.customer.locale, context.values)
     except TemplateError as exc:
         draft.status = NotificationStatus.FAILED
-        draft.last_error = f"template error: {exc}"
+        # a template error can quote what it was given: a name, an address
+        draft.last_error = redact(f"template error: {exc}", [recipient, event.customer.name])
         return draft
     check = d.checks.get(channel)
     problem = check(rendered.subject, rendered.text) if check else None

@@ -348,3 +348,24 @@ def test_notification_ids_are_deterministic() -> None:
     ids_a = [n.id for n in a.apply(a.message(ev("o", "placed", 0))).notifications]
     ids_b = [n.id for n in b.apply(b.message(ev("o", "placed", 0))).notifications]
     assert ids_a == ids_b
+
+
+def test_a_template_error_quoting_a_contact_is_kept_without_it(tmp_path: Path) -> None:
+    """Jinja2 quotes the key it could not find; a template that looks the customer's
+    name up must not leave that name in the ledger's ``last_error``."""
+    import shutil
+
+    shutil.copytree(default_templates_dir(), tmp_path / "t")
+    subject = tmp_path / "t" / "shipped" / "en" / "email.subject.j2"
+    subject.write_text("{{ order[customer.name] }}")
+    h = Harness()
+    h.pipeline.renderer = TemplateRenderer(tmp_path / "t", template_parts(registered()))
+    name = "Ada Lovelace"
+    customer = {"id": "c1", "email": "ada@example.com", "name": name}
+    plan = h.apply(h.message(ev("o", "shipped", 0, customer=customer)))
+    failed = [n for n in plan.notifications if n.channel == "email"]
+    error = failed[0].last_error or ""
+    assert failed[0].status is NotificationStatus.FAILED
+    assert "template error" in error
+    assert name not in error
+    assert "<contact>" in error
