@@ -134,11 +134,21 @@ def occurred_at_problem(occurred_at: datetime, now: datetime, limits: EventLimit
     ahead = (occurred_at - now).total_seconds()
     if ahead > limits.max_clock_skew_s:
         return (
-            f"occurred_at is {ahead:.0f} s ahead of this service's clock; at most "
+            f"occurred_at is {_span(ahead)} ahead of this service's clock; at most "
             f"{limits.max_clock_skew_s:.0f} s is allowed (NOTIFIER_EVENT_MAX_CLOCK_SKEW_S): "
             "check the publisher's clock"
         )
     return None
+
+
+def _span(seconds: float) -> str:
+    """A duration as a person reads it (and as no redaction mistakes for a number)."""
+    for unit, size in (("day", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            count = seconds / size
+            plural = "s" if unit == "day" and round(count) != 1 else ""
+            return f"{count:.0f} {unit}{plural}"
+    return f"{seconds:.0f} s"
 
 
 def too_early(occurred_at: datetime) -> str | None:

@@ -250,3 +250,18 @@ def test_a_long_zone_or_locale_is_refused_not_an_error(field: str, value: str) -
     letter = _refused({**GOOD, "customer": {**GOOD["customer"], field: value}})
     assert letter.reason is DeadLetterReason.SCHEMA_VIOLATION
     assert letter.detail.startswith(f"customer.{field}")
+
+
+def test_a_far_future_time_is_said_in_days_that_no_redaction_mistakes_for_a_phone() -> None:
+    """The detail is kept redacted: 251606225076 seconds read as a phone number."""
+    from datetime import UTC, datetime
+
+    from notifier.contracts.limits import EventLimits, occurred_at_problem
+    from notifier.redaction import redact
+
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    far = occurred_at_problem(datetime(9999, 12, 31, tzinfo=UTC), now, EventLimits()) or ""
+    assert redact(far) == far
+    assert "2912109 days ahead" in far
+    near = occurred_at_problem(datetime(2026, 11, 30, 0, 7, tzinfo=UTC), now, EventLimits())
+    assert near is not None and "7 min ahead" in near
