@@ -118,7 +118,7 @@ ALLOWED = {
 ALLOWED_WORDS = {
     ("bench/workload.py", "delivered"),  # an order state the workload publishes
     ("bench/latency.py", "sent"),  # sends per second, in the benchmark's timeline
-    ("bench/report.py", "sent"),  # the same, plotted
+    ("bench/plot.py", "sent"),  # the same, plotted
 }
 
 
