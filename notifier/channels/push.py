@@ -1,7 +1,9 @@
 """Push notifications through FCM HTTP v1, with firebase-admin's own client.
 
-Each choice below was read in the installed source (firebase-admin 7.7, google-auth
-2.62 and 2.63, urllib3 2) or measured; see FACTS.md.
+The firebase-admin set-up (credential, app, HTTP session without library retries,
+sending threads) lives in ``fcm_client.py``, with the library internals it relies on;
+this module is the channel: what a push message is, its limits, how a failure maps to
+a delivery error, and its ``PLUGIN``.
 
 Sending: ``messaging.send`` on a bounded thread pool (``push_concurrency`` threads, one
 per send the dispatcher keeps in flight), not ``send_each_async``. STYLE warns against
@@ -11,27 +13,6 @@ wrapping sync code where an async client exists, and it is wrapped here on purpo
 720-1,070 msg/s and ``send_each_async`` in batches of 100 ~410), its httpx auth flow
 fetches OAuth tokens with a *blocking* ``requests`` call on the event loop, and its
 retry transport cannot be configured through the app. ``close`` shuts the pool down.
-
-Retries: the library retries 500 and 503 itself (urllib3 ``Retry(status=4,
-backoff_factor=0.5)``: 5 requests over 7 s, measured) and, as that ``Retry`` honours
-``Retry-After``, sleeps through a 429's or 503's ``Retry-After`` up to 4 times in the
-sending thread (``Retry-After: 2`` took 8 s and 5 requests). We mount an adapter without
-retries on FCM's URL: a send fails fast with FCM's answer and the dispatcher's backoff,
-which honours ``retry_after``, decides. The app option ``httpTimeout`` =
-``push_timeout_s`` bounds each FCM and token request (the library default is 120 s).
-
-Regional access boundary: after a token refresh google-auth 2.62 starts a thread that
-asks iamcredentials.googleapis.com where the service account may be used, only to add
-an ``x-allowed-locations`` header to later requests; requests go without it until that
-answers and whenever it fails. 2.62 has no setting to turn it off
-(``GOOGLE_AUTH_TRUST_BOUNDARY_ENABLED`` is documented as having no effect); 2.63 does
-it only when ``GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED``
-is true, which an operator's environment may set. Both ask the hook
-``_is_regional_access_boundary_lookup_required``, which the library's own credential
-classes override. :class:`_FcmServiceAccount` overrides it too, so sending needs only
-the token endpoint and FCM, whatever the version and the environment. That is why the
-app gets this credential and not ``credentials.Certificate``, which builds a plain one
-(and asks for six scopes).
 
 How failures map (first match wins; the caller never sees a firebase error)::
 
@@ -60,20 +41,14 @@ import functools
 import hashlib
 import json
 import logging
-import secrets
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import firebase_admin  # type: ignore[import-untyped]
-import requests
-from firebase_admin import exceptions as fcm_errors
+from firebase_admin import exceptions as fcm_errors  # type: ignore[import-untyped]
 from firebase_admin import messaging
 from google.auth import exceptions as auth_errors
-from google.auth.transport.requests import Request as AuthRequest
-from google.oauth2 import service_account
 
 from notifier.channels.base import (
     ChannelPlugin,
@@ -83,6 +58,7 @@ from notifier.channels.base import (
     missing_settings,
     parse_retry_after,
 )
+from notifier.channels.fcm_client import FcmApp, open_app
 from notifier.config import Settings
 from notifier.contracts.channels import ChannelSpec, TemplateParts
 from notifier.errors import (
@@ -106,8 +82,6 @@ PROVIDER_OVERHEAD_BYTES = 256
 DATA_RESERVE_BYTES = 256
 #: APNs drops a longer ``apns-collapse-id``
 APNS_COLLAPSE_ID_MAX_BYTES = 64
-#: the only scope sending needs (firebase's ``Certificate`` asks for six, cloud-platform too)
-FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 
 
 def push_limit_problem(title: str | None, body: str) -> str | None:
@@ -175,13 +149,6 @@ def fcm_data(message: OutboundMessage) -> dict[str, str]:
     }
 
 
-class _FcmServiceAccount(service_account.Credentials):
-    """A service account that never looks up its regional access boundary (module docstring)."""
-
-    def _is_regional_access_boundary_lookup_required(self) -> bool:
-        return False
-
-
 @dataclass(frozen=True, slots=True)
 class FcmErrorRule:
     """How one kind of firebase or google-auth failure becomes a delivery error."""
@@ -212,22 +179,6 @@ FCM_ERROR_RULES: tuple[FcmErrorRule, ...] = (
 _MAPPED_ERRORS = tuple(rule.error for rule in FCM_ERROR_RULES)
 
 
-@dataclass(frozen=True, slots=True)
-class _Running:
-    """What start() opened; close() releases it."""
-
-    app: Any
-    pool: ThreadPoolExecutor
-    session: requests.Session
-
-    def close(self) -> None:
-        """Blocking: waits for in-flight sends. ``delete_app`` closes the app's unused
-        httpx client with ``asyncio.run``, so this must run off the event loop."""
-        self.pool.shutdown(wait=True)
-        firebase_admin.delete_app(self.app)
-        self.session.close()
-
-
 class PushChannel:
     """The ``push`` channel: FCM HTTP v1 through firebase-admin, one named app per channel."""
 
@@ -242,7 +193,7 @@ class PushChannel:
         self._api_base = api_base.rstrip("/")
         self._timeout_s = timeout_s
         self._max_workers = max_workers
-        self._running: _Running | None = None
+        self._running: FcmApp | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PushChannel:
@@ -268,21 +219,15 @@ class PushChannel:
             raise RuntimeError("PushChannel is already running")
         if self._timeout_s <= 0 or self._max_workers < 1:
             raise ConfigError("push channel: timeout_s must be > 0 and max_workers >= 1")
-        credential = _load_credential(self._credentials_file)
-        # Later tokens are fetched by one background thread shortly before the current
-        # one expires, instead of by every sending thread once it has.
-        credential.with_non_blocking_refresh()  # type: ignore[no-untyped-call]
-        app = firebase_admin.initialize_app(
-            credential,
-            {"projectId": credential.project_id, "httpTimeout": self._timeout_s},
-            name=f"notifier-push-{secrets.token_hex(4)}",
+        running = self._running = open_app(
+            self._credentials_file,
+            api_base=self._api_base,
+            timeout_s=self._timeout_s,
+            max_workers=self._max_workers,
         )
-        session = _messaging_session(app, self._api_base, self._max_workers)
-        pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="fcm-send")
-        self._running = _Running(app=app, pool=pool, session=session)
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(pool, self._fetch_token, credential)
+            await loop.run_in_executor(running.pool, running.fetch_token)
         except auth_errors.GoogleAuthError as exc:
             log.warning("push channel: no FCM access token at start-up (%s); will retry", exc)
 
@@ -305,54 +250,6 @@ class PushChannel:
         running, self._running = self._running, None
         if running is not None:
             await asyncio.to_thread(running.close)
-
-    def _fetch_token(self, credential: _FcmServiceAccount) -> None:
-        with requests.Session() as session:
-            request = functools.partial(AuthRequest(session), timeout=self._timeout_s)
-            credential.refresh(request)  # type: ignore[no-untyped-call]
-
-
-def _load_credential(path: Path) -> _FcmServiceAccount:
-    where = f"NOTIFIER_FCM_CREDENTIALS_FILE ({path})"
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{where} cannot be read as JSON: {exc}") from None
-    if not isinstance(info, dict) or info.get("type") != "service_account":
-        raise ConfigError(f"{where} is not a service-account key file")
-    try:
-        credential = _FcmServiceAccount.from_service_account_info(  # type: ignore[no-untyped-call]
-            info, scopes=[FCM_SCOPE]
-        )
-    except ValueError as exc:
-        raise ConfigError(f"{where} is not usable: {exc}") from None
-    if not credential.project_id:
-        raise ConfigError(f"{where} has no project_id")
-    assert isinstance(credential, _FcmServiceAccount)
-    return credential
-
-
-def _messaging_session(app: Any, api_base: str, pool_size: int) -> requests.Session:
-    """Create the app's messaging service against ``api_base``, with library retries off.
-
-    ``FCM_URL`` is read once, when the service is created, so it is restored at once
-    and no other app is affected. Both attributes touched are private; the tests send
-    to a fake that counts requests, so a library change that undoes this shows there.
-    """
-    service_class = messaging._MessagingService
-    default_url = service_class.FCM_URL
-    service_class.FCM_URL = api_base + "/v1/projects/{0}/messages:send"
-    try:
-        service = messaging._get_messaging_service(app)
-    finally:
-        service_class.FCM_URL = default_url
-    session: requests.Session = service._client.session
-    adapter = requests.adapters.HTTPAdapter(
-        pool_connections=1, pool_maxsize=pool_size, max_retries=0
-    )
-    # Longest prefix wins, over the library's "https://" and "https://fcm.googleapis.com".
-    session.mount(api_base + "/", adapter)
-    return session
 
 
 def _check_sendable(message: OutboundMessage) -> None:
@@ -388,8 +285,11 @@ def _describe(exc: Exception) -> str:
 
 
 def _redact(text: str, message: OutboundMessage) -> str:
-    for secret, placeholder in ((message.to, "<token>"), (message.text, "<body>"),
-                                (message.subject, "<title>")):
+    for secret, placeholder in (
+        (message.to, "<token>"),
+        (message.text, "<body>"),
+        (message.subject, "<title>"),
+    ):
         if secret:
             text = text.replace(secret, placeholder)
     return text

@@ -5,6 +5,12 @@ circuit breaker, so a slow or failing provider delays only its own channel. A
 dispatch message only names a notification; the ledger says whether it is still due
 (see ``ledger.claim``), so duplicates and redeliveries send nothing twice.
 
+This module holds the JetStream side of a channel: the durable pull consumer, the
+fetch loop, the claim of each batch, per-order sequencing, parking, and the ack or
+``nak(delay)`` of each message once its fate is recorded. Whether and when a claimed
+notification is sent, retried or given up, and the recording of that fate, is the
+send policy in ``sender.py``.
+
 Transient failures go back on the queue with ``nak(delay)`` (exponential backoff with
 jitter, or the provider's ``Retry-After``); permanent ones, and the last allowed
 attempt, end ``failed`` in the ledger and in ``deadletter.notify.<channel>``.
@@ -23,7 +29,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -34,22 +39,17 @@ from nats.js.errors import ServiceUnavailableError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.channels.base import ChannelAdapter, OutboundMessage, SendReceipt
-from notifier.core.model import NotificationStatus
-from notifier.delivery import deadletters
+from notifier.channels.base import ChannelAdapter
 from notifier.delivery.fates import Fate, Outcome
-from notifier.delivery.ledger import Claimed, Held, claim, record_dead_token
-from notifier.delivery.limits import BreakerState, CircuitBreaker, TokenBucket
+from notifier.delivery.ledger import Claimed, Held, claim
 from notifier.delivery.outbox import dispatch_subject, notification_id
 from notifier.delivery.parking import Parking
 from notifier.delivery.recorder import Recorder
 from notifier.delivery.retry import RetryPolicy
+from notifier.delivery.sender import Sender
 from notifier.delivery.settings import ChannelLimits, DispatchSettings
-from notifier.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from notifier.metrics import Metrics
 from notifier.pull import fetch_ready
-from notifier.redaction import redact
-from notifier.store.maintenance import ERASED
 from notifier.streams import NOTIFY_STREAM
 
 #: the settings classes live in settings.py; the composition root takes them from here
@@ -68,26 +68,35 @@ class ChannelWorker:
     """The consumer of one channel's dispatch queue."""
 
     def __init__(
-        self, engine: AsyncEngine, adapter: ChannelAdapter, *, policy: RetryPolicy,
-        limits: ChannelLimits, settings: DispatchSettings, metrics: Metrics,
-        on_requeued: Callable[[], None], recorder: Recorder | None = None,
+        self,
+        engine: AsyncEngine,
+        adapter: ChannelAdapter,
+        *,
+        policy: RetryPolicy,
+        limits: ChannelLimits,
+        settings: DispatchSettings,
+        metrics: Metrics,
+        on_requeued: Callable[[], None],
+        recorder: Recorder | None = None,
     ) -> None:
         self.engine = engine
-        #: shared by every channel of a :class:`Dispatcher`
-        self.recorder = recorder or Recorder(engine)
         self.adapter = adapter
         self.channel = adapter.name
-        self.policy = policy
         self.limits = limits
         self.settings = settings
-        self.metrics = metrics
-        self.on_requeued = on_requeued
-        self.bucket = TokenBucket(limits.rate_per_s)
-        self.gate = asyncio.Semaphore(limits.concurrency)
-        self._breakers: dict[str, CircuitBreaker] = {}
+        #: what is sent, when, and what its fate was: the send policy
+        self.sender = Sender(
+            engine,
+            adapter,
+            policy=policy,
+            limits=limits,
+            settings=settings,
+            metrics=metrics,
+            on_requeued=on_requeued,
+            recorder=recorder,
+        )
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._js: JetStreamContext | None = None
         self._sizes: dict[asyncio.Task[None], int] = {}
         self.parking = Parking(self._guarded, limit=MAX_PARKED)
         #: dispatch messages held (fetched, not yet acked or naked) at once
@@ -98,22 +107,10 @@ class ChannelWorker:
         """The consumer's durable name, shared by every replica."""
         return f"dispatch-{self.channel}"
 
-    def breaker(self, key: str) -> CircuitBreaker:
-        """The breaker for the provider (or, for webhooks, one endpoint)."""
-        found = self._breakers.get(key)
-        if found is None:
-            found = self._breakers[key] = CircuitBreaker(
-                self.limits.breaker_failures, self.limits.breaker_open_s
-            )
-        return found
-
-    def _breaker_key(self, item: Claimed) -> str:
-        return item.recipient if self.adapter.breaker_per_recipient else self.adapter.provider
-
     async def start(self, nc: NatsClient) -> None:
         """Open the provider, bind the durable consumer and start pulling."""
         await self.adapter.start()
-        js = self._js = nc.jetstream()
+        js = self.sender.js = nc.jetstream()
         s = self.settings
         await js.add_consumer(
             NOTIFY_STREAM,
@@ -199,16 +196,20 @@ class ChannelWorker:
                 by_id[nid] = msg
         if not by_id:
             return
-        if not self.adapter.breaker_per_recipient:
-            wait = self.breaker(self.adapter.provider).remaining()
-            if wait > 0:
-                for msg in by_id.values():
-                    await msg.nak(delay=wait)
-                return
+        wait = self.sender.provider_wait()
+        if wait > 0:
+            for msg in by_id.values():
+                await msg.nak(delay=wait)
+            return
         try:
-            found = await self.recorder.run(functools.partial(
-                claim, ids=list(by_id), lease_s=self.settings.lease_s,
-                check_tokens=self.channel in self.settings.dead_recipient_channels))
+            found = await self.sender.recorder.run(
+                functools.partial(
+                    claim,
+                    ids=list(by_id),
+                    lease_s=self.settings.lease_s,
+                    check_tokens=self.channel in self.settings.dead_recipient_channels,
+                )
+            )
         except SQLAlchemyError as exc:
             log.warning("%s cannot reach the database: %s", self.durable, type(exc).__name__)
             for msg in by_id.values():
@@ -224,10 +225,12 @@ class ChannelWorker:
         by_order: dict[str, list[Claimed]] = {}
         for item in found.claimed:
             by_order.setdefault(item.order_id, []).append(item)
-        await asyncio.gather(*(
-            self._send_in_order(items, by_id, send_by, found.dead_tokens)
-            for items in by_order.values()
-        ))
+        await asyncio.gather(
+            *(
+                self._send_in_order(items, by_id, send_by, found.dead_tokens)
+                for items in by_order.values()
+            )
+        )
 
     async def _send_in_order(
         self, items: list[Claimed], by_id: Mapping[str, Msg], send_by: float, dead: set[str]
@@ -237,7 +240,7 @@ class ChannelWorker:
         # go only once its send is recorded, so a crash leaves at most one accepted but
         # unrecorded message per slot; records from all slots (and channels) that wait
         # at once share one transaction (recorder.py).
-        async with self.gate:
+        async with self.sender.gate:
             held_back: float | None = None
             for item in items:
                 msg = by_id[item.id]
@@ -247,17 +250,12 @@ class ChannelWorker:
                 elif time.monotonic() > send_by or self._stopping.is_set():
                     outcome = Outcome(item, Fate.RELEASED, delay_s=0.0)
                 else:
-                    outcome = await self._send(item, msg.metadata.sequence.stream, send_by, dead)
+                    seq = msg.metadata.sequence.stream
+                    outcome = await self.sender.send(item, seq, send_by, dead)
                 if outcome.fate in (Fate.RETRY, Fate.RELEASED):
                     held_back = max(outcome.delay_s or 0.0, 1.0)
-                try:
-                    await self.recorder.write(outcome)
-                except SQLAlchemyError as exc:
-                    # Its lease runs out and it is retried, with the same identity.
-                    log.warning("notification %s: fate not recorded: %s", item.id,
-                                type(exc).__name__)
-                    continue
-                self._recorded(outcome)
+                if not await self.sender.record(outcome):
+                    continue  # its lease runs out and it is retried
                 if outcome.fate in (Fate.SENT, Fate.GIVEN_UP):
                     self.parking.moved_on(item.order_id)
                 if outcome.delay_s is None:
@@ -273,103 +271,6 @@ class ChannelWorker:
             return False  # JetStream would redeliver it meanwhile
         return self.parking.park(why.behind, msg, why.delay_s)
 
-    def _recorded(self, outcome: Outcome) -> None:
-        item = outcome.item
-        if outcome.fate is Fate.SENT:
-            self._count(item, NotificationStatus.SENT.value, outcome.provider)
-        elif outcome.fate is Fate.RETRY:
-            self._count(item, "retry")
-        elif outcome.fate is Fate.GIVEN_UP:
-            self._count(item, outcome.status.value)  # failed, or suppressed
-            self.on_requeued()  # a fallback channel may have been queued
-
-    async def _send(
-        self, item: Claimed, dispatch_seq: int, send_by: float, dead: set[str]
-    ) -> Outcome:
-        """Send one claimed notification; what became of it, to be recorded.
-
-        ``dispatch_seq`` is the stream sequence of the dispatch message that asked for it;
-        past ``send_by`` (half the lease) it is handed back unsent.
-        """
-        provider = self.adapter.provider
-        # erased while a crashed sender held it, or a push token known to be gone: not
-        # sent, and a fallback channel takes over
-        why_not = ERASED if not item.recipient else (
-            "push token is unregistered" if item.recipient in dead else None)
-        if why_not is not None:
-            return Outcome(item, Fate.GIVEN_UP, error=why_not,
-                           status=NotificationStatus.SUPPRESSED)
-        breaker = self.breaker(self._breaker_key(item))
-        wait = breaker.wait()
-        if wait > 0:
-            return Outcome(item, Fate.RELEASED, delay_s=wait)
-        await self.bucket.take()
-        if time.monotonic() > send_by:
-            # the rate limit held it too long: another replica may claim it once the
-            # lease runs out, so it must not go out from here any more
-            breaker.abandon_trial()
-            return Outcome(item, Fate.RELEASED, delay_s=0.0)
-        message = OutboundMessage(
-            notification_id=item.id, channel=item.channel, to=item.recipient,
-            text=item.body_text, subject=item.subject, html=item.body_html, locale=item.locale,
-            order_id=item.order_id, template=item.template, state=item.state,
-        )
-        started = time.perf_counter()
-        try:
-            receipt = await _call(self.adapter, message)
-        except PermanentDeliveryError as exc:
-            breaker.success()  # the provider answered; the message was at fault
-            error = _error_text(exc, "permanent", item)
-            reason = deadletters.DEAD_RECIPIENT if exc.dead_recipient else deadletters.PERMANENT
-            if exc.dead_recipient and self.channel in self.settings.dead_recipient_channels:
-                dead.add(item.recipient)  # the rest of this batch skips it too
-                await record_dead_token(self.engine, item.recipient, item.customer_id,
-                                        exc.code or "dead")
-            log.info("notification %s failed permanently (%s)", item.id, exc.code)
-            return await self._give_up(item, provider, reason, error, dispatch_seq)
-        except TransientDeliveryError as exc:
-            breaker.failure(exc.retry_after)
-            self._show(item, breaker)
-            error = _error_text(exc, "transient", item)
-            if self.policy.exhausted(item.attempts):
-                log.warning("notification %s failed after %d attempts", item.id, item.attempts)
-                return await self._give_up(
-                    item, provider, deadletters.EXHAUSTED,
-                    f"gave up after {item.attempts} attempts: {error}", dispatch_seq)
-            delay = self.policy.delay(item.attempts, exc.retry_after)
-            log.info("notification %s will be retried in %.1fs (%s)", item.id, delay, exc.code)
-            return Outcome(item, Fate.RETRY, delay_s=delay, error=error)
-        breaker.success()
-        self._show(item, breaker)
-        self.metrics.send_seconds.labels(item.channel).observe(time.perf_counter() - started)
-        waited = (datetime.now(UTC) - item.created_at).total_seconds()
-        self.metrics.event_to_send_seconds.labels(item.channel).observe(waited)
-        return Outcome(item, Fate.SENT, provider=receipt.provider,
-                       provider_message_id=receipt.provider_message_id,
-                       final=self.channel not in self.settings.receipt_channels)
-
-    async def _give_up(
-        self, item: Claimed, provider: str, reason: str, error: str, dispatch_seq: int
-    ) -> Outcome:
-        # Dead letter first: if the process dies before the ledger says failed, the
-        # message is tried once more and the dead letter is deduplicated. Keyed by the
-        # dispatch message, not the attempt count: a replay resets the count and sends a
-        # new dispatch message, and its failure must be dead-lettered again.
-        if self._js is not None:
-            await deadletters.publish_failed(
-                self._js, item, provider=provider, reason=reason, error=error,
-                generation=dispatch_seq,
-            )
-        return Outcome(item, Fate.GIVEN_UP, error=error)
-
-    def _show(self, item: Claimed, breaker: CircuitBreaker) -> None:
-        """Export whether this breaker is open (its key is a provider or an endpoint name)."""
-        is_open = breaker.state is BreakerState.OPEN
-        self.metrics.breaker_open.labels(self.channel, self._breaker_key(item)).set(int(is_open))
-
-    def _count(self, item: Claimed, status: str, provider: str | None = None) -> None:
-        self.metrics.count(item.channel, item.template, status, provider or self.adapter.provider)
-
 
 class Dispatcher:
     """Owns one worker per enabled channel."""
@@ -379,7 +280,8 @@ class Dispatcher:
         # one recorder per database for all channels: their fates share transactions
         shared: dict[int, Recorder] = {}
         for worker in self.workers.values():
-            worker.recorder = shared.setdefault(id(worker.engine), worker.recorder)
+            sender = worker.sender
+            sender.recorder = shared.setdefault(id(worker.engine), sender.recorder)
 
     @property
     def channels(self) -> dict[str, ChannelAdapter]:
@@ -394,24 +296,3 @@ class Dispatcher:
     async def stop(self, grace_s: float = 30.0) -> None:
         """Stop every channel; in-flight sends are recorded first."""
         await asyncio.gather(*(w.stop(grace_s) for w in self.workers.values()))
-
-
-def _error_text(exc: DeliveryError, kind: str, item: Claimed) -> str:
-    """The error as the ledger and the dead letter keep it: the code, and the message
-    without the recipient or anything else shaped like a contact."""
-    return redact(f"{exc.code or kind}: {exc}", (item.recipient,))
-
-
-async def _call(adapter: ChannelAdapter, message: OutboundMessage) -> SendReceipt:
-    """The adapter's send; anything but a typed delivery error is an adapter bug, which
-    must not stop the channel: it is retried like a transient failure, and logged."""
-    try:
-        return await adapter.send(message)
-    except DeliveryError:
-        raise
-    except Exception as exc:
-        log.exception("notification %s: unexpected error in %s", message.notification_id,
-                      adapter.name)
-        raise TransientDeliveryError(
-            f"unexpected {type(exc).__name__}: {exc}", code="unexpected"
-        ) from exc

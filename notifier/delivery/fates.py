@@ -21,7 +21,8 @@ from sqlalchemy import bindparam, case, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.core.notification_status import RECEIPTED, Move, NotificationStatus, sources
-from notifier.delivery.ledger import Claimed, fall_back, stand_down
+from notifier.delivery.fallback import fall_back, stand_down
+from notifier.delivery.ledger import Claimed
 from notifier.store.maintenance import ERASED
 from notifier.store.moves import any_of, leaving
 from notifier.store.tables import notifications

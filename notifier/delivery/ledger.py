@@ -1,9 +1,15 @@
-"""Ledger queries used by dispatch: claim a notification, record its fate, run fallbacks.
+"""Ledger queries of the claim path: lease a notification to send, or say why not.
 
 The ledger is the truth about every notification; the dispatch queues only say "look
 at this one now". A claim is a conditional update (``queued`` → ``sending`` with a
 lease), so a redelivered or duplicated dispatch message for a notification that is
-already sent finds nothing to claim and sends nothing.
+already sent finds nothing to claim and sends nothing. An expired lease (a crashed
+sender) is claimed again; a message behind an earlier one of its order is held with
+the time to look again. The dead push tokens a claim skips are remembered here too.
+
+What happens after a send lives elsewhere: its fate is written by ``fates.py``, a
+provider's delivery receipt by ``receipts.py``, and both settle fallback groups
+through ``fallback.py``.
 """
 
 from __future__ import annotations
@@ -26,10 +32,24 @@ from notifier.core.notification_status import (
     Move,
     NotificationStatus,
     sources,
-    targets,
 )
-from notifier.store.moves import any_of, move, status_values
+from notifier.delivery.receipts import find_by_provider_id, record_receipt
+from notifier.store.moves import any_of, status_values
 from notifier.store.tables import dead_push_tokens, notifications
+
+#: the receipt queries live in receipts.py; the receipts route still takes them from here
+__all__ = [
+    "MAX_FIFO_WAIT_S",
+    "Claim",
+    "Claimed",
+    "Held",
+    "claim",
+    "find_by_provider_id",
+    "queue_depth",
+    "record_dead_token",
+    "record_receipt",
+    "token_hash",
+]
 
 N = notifications.c
 Q = NotificationStatus
@@ -248,124 +268,6 @@ async def _why_not(conn: AsyncConnection, ids: list[str], now: datetime) -> dict
                 behind=order_id,
             )
     return held
-
-
-async def fall_back(conn: AsyncConnection, group: str, rank: int, now: datetime) -> bool:
-    """Queue the next standby channel of the group, if there is one (the caller wakes
-    the outbox)."""
-    following = (
-        select(N.id)
-        .where(N.fallback_group == group)
-        .where(any_of(N.status, sources(Move.FALL_BACK, Q.QUEUED)))
-        .where(N.fallback_rank > rank)
-        .order_by(N.fallback_rank)
-        .limit(1)
-        .scalar_subquery()
-    )
-    result = await conn.execute(
-        move(Move.FALL_BACK, Q.QUEUED)
-        .where(N.id == following)
-        .values(
-            dispatch_pending=True,
-            dispatch_gen=N.dispatch_gen + 1,
-            next_attempt_at=now,
-            updated_at=now,
-            last_error=None,
-        )
-    )
-    return result.rowcount == 1
-
-
-async def stand_down(conn: AsyncConnection, group: str, channel: str, now: datetime) -> None:
-    """The group's message went out on ``channel``: its standby channels are not needed."""
-    await conn.execute(
-        move(Move.STAND_DOWN, Q.SUPPRESSED)
-        .where(N.fallback_group == group)
-        .values(last_error=f"delivered on {channel}", updated_at=now)
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiptResult:
-    """What a delivery receipt did to the ledger."""
-
-    found: bool
-    changed: bool
-    channel: str | None = None
-    template: str | None = None
-    status: str | None = None
-    fell_back: bool = False
-
-
-async def find_by_provider_id(engine: AsyncEngine, provider_message_id: str) -> str | None:
-    """The notification a provider knows by this id, if any."""
-    async with engine.connect() as conn:
-        found: str | None = (
-            await conn.execute(
-                select(N.id).where(N.provider_message_id == provider_message_id).limit(1)
-            )
-        ).scalar()
-    return found
-
-
-async def record_receipt(
-    engine: AsyncEngine,
-    notification_id: str,
-    provider_message_id: str,
-    status: str,
-    error_code: str | None,
-) -> ReceiptResult:
-    """A provider's final word on a sent message: ``delivered``, ``undelivered`` or
-    ``failed``. A receipt never moves a notification backwards, and a repeated receipt
-    changes nothing; an unsuccessful one hands over to the next fallback channel."""
-    now = _now()
-    to = Q(status)
-    how = Move.RECEIPT_OK if to in targets(Move.RECEIPT_OK) else Move.RECEIPT_FAILED
-    async with engine.begin() as conn:
-        row = (
-            await conn.execute(
-                select(
-                    N.status,
-                    N.channel,
-                    N.template,
-                    N.provider_message_id,
-                    N.fallback_group,
-                    N.fallback_rank,
-                ).where(N.id == notification_id)
-            )
-        ).first()
-        if row is None or (
-            row.provider_message_id is not None and row.provider_message_id != provider_message_id
-        ):
-            return ReceiptResult(found=False, changed=False)
-        unchanged = ReceiptResult(found=True, changed=False, channel=row.channel, status=row.status)
-        if row.status not in sources(how, to):
-            return unchanged
-        values: dict[str, object] = {
-            "updated_at": now,
-            "provider_message_id": provider_message_id,
-        }
-        if how is Move.RECEIPT_OK:
-            values["delivered_at"] = now
-        else:
-            values["last_error"] = f"receipt: {status}" + (f" ({error_code})" if error_code else "")
-        result = await conn.execute(move(how, to).where(N.id == notification_id).values(values))
-        if result.rowcount != 1:
-            return unchanged  # its sender's record or another receipt came first
-        fell_back = False
-        if row.fallback_group:
-            if how is Move.RECEIPT_OK:
-                await stand_down(conn, row.fallback_group, row.channel, now)
-            else:
-                fell_back = await fall_back(conn, row.fallback_group, row.fallback_rank or 0, now)
-    return ReceiptResult(
-        found=True,
-        changed=True,
-        channel=row.channel,
-        template=row.template,
-        status=status,
-        fell_back=fell_back,
-    )
 
 
 def token_hash(token: str) -> str:

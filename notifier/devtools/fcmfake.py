@@ -12,6 +12,10 @@ or for everything (``down``).
 
 It serves from the current asyncio loop (aiohttp), like the mail catcher, so a test
 awaits :meth:`FcmFake.wait_for` instead of polling another thread. Development only.
+
+This module is the server and its state (keys, issued tokens, injected failures, what
+it accepted); what a request must look like and the bodies it answers with are
+``fcmwire.py``'s, which also defines :class:`FcmFailure` for :meth:`FcmFake.fail_next`.
 """
 
 from __future__ import annotations
@@ -21,9 +25,7 @@ import json
 import secrets
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,92 +35,29 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import exceptions as auth_exceptions
 from google.auth import jwt
 
+from notifier.devtools.fcmwire import (
+    FcmFailure,
+    ReceivedPush,
+    fcm_error,
+    google_error,
+    invalid,
+    oauth_error,
+    received_push,
+    shape_problem,
+)
+
 #: the audience google-auth puts in every grant, whatever the file's ``token_uri`` says
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 #: a token grant must ask for one of these to be allowed to send
-SEND_SCOPES = frozenset({
-    "https://www.googleapis.com/auth/firebase.messaging",
-    "https://www.googleapis.com/auth/cloud-platform",
-})
+SEND_SCOPES = frozenset(
+    {
+        "https://www.googleapis.com/auth/firebase.messaging",
+        "https://www.googleapis.com/auth/cloud-platform",
+    }
+)
 ACCESS_TOKEN_LIFETIME_S = 3600
-#: what FCM and APNs accept for notification + data, and for ``apns-collapse-id``
-MAX_PAYLOAD_BYTES = 4096
-MAX_APNS_COLLAPSE_ID_BYTES = 64
 MAX_MESSAGES = 1000
-_FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
-_TARGETS = ("token", "topic", "condition", "fid")
-_MESSAGE_FIELDS = frozenset({
-    *_TARGETS, "name", "data", "notification", "android", "apns", "webpush", "fcm_options",
-})
-_RESERVED_DATA_KEYS = frozenset({"from", "notification", "message_type"})
-
-
-@dataclass(frozen=True, slots=True)
-class _ErrorShape:
-    http_status: int
-    status: str
-    message: str
-
-
-class FcmFailure(StrEnum):
-    """An error FCM answers with; the value is the ``FcmError.errorCode`` it carries."""
-
-    #: 404: the app was uninstalled or the token expired; never send to it again
-    UNREGISTERED = "UNREGISTERED"
-    #: 400: the token (or another field) is malformed
-    INVALID_ARGUMENT = "INVALID_ARGUMENT"
-    #: 403: the token belongs to another Firebase project
-    SENDER_ID_MISMATCH = "SENDER_ID_MISMATCH"
-    #: 429: the project or the device is over its sending quota
-    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
-    #: 503: FCM is overloaded
-    UNAVAILABLE = "UNAVAILABLE"
-    #: 500: FCM failed internally
-    INTERNAL = "INTERNAL"
-    #: 401: the project's APNs certificate or web push key is invalid
-    THIRD_PARTY_AUTH_ERROR = "THIRD_PARTY_AUTH_ERROR"
-
-
-_SHAPES = {
-    FcmFailure.UNREGISTERED: _ErrorShape(404, "NOT_FOUND", "Requested entity was not found."),
-    FcmFailure.INVALID_ARGUMENT: _ErrorShape(
-        400, "INVALID_ARGUMENT", "The registration token is not a valid FCM registration token"
-    ),
-    FcmFailure.SENDER_ID_MISMATCH: _ErrorShape(403, "PERMISSION_DENIED", "SenderId mismatch"),
-    FcmFailure.QUOTA_EXCEEDED: _ErrorShape(
-        429,
-        "RESOURCE_EXHAUSTED",
-        "Quota exceeded for quota metric 'Send requests' and limit 'Send requests per minute'.",
-    ),
-    FcmFailure.UNAVAILABLE: _ErrorShape(
-        503, "UNAVAILABLE", "The service is currently unavailable."
-    ),
-    FcmFailure.INTERNAL: _ErrorShape(500, "INTERNAL", "Internal error encountered."),
-    FcmFailure.THIRD_PARTY_AUTH_ERROR: _ErrorShape(
-        401, "UNAUTHENTICATED", "Auth error from APNS or Web Push Service"
-    ),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedPush:
-    """One message FCM accepted, as the device would get it."""
-
-    message_id: str
-    project_id: str
-    token: str
-    title: str | None
-    body: str | None
-    data: dict[str, str]
-    collapse_key: str | None
-    apns_headers: dict[str, str]
-    #: when the fake accepted it, ISO 8601 in UTC
-    received_at: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able, for the dev outbox page."""
-        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,24 +198,24 @@ class FcmFake:
         self.token_requests += 1
         form = await request.post()
         if form.get("grant_type") != JWT_BEARER_GRANT:
-            return _oauth_error("unsupported_grant_type", "Invalid grant_type.")
+            return oauth_error("unsupported_grant_type", "Invalid grant_type.")
         assertion = form.get("assertion")
         if not isinstance(assertion, str) or self.refuse_grants:
-            return _oauth_error("invalid_grant", "Invalid JWT Signature.")
+            return oauth_error("invalid_grant", "Invalid JWT Signature.")
         try:
             header = jwt.decode_header(assertion)  # type: ignore[no-untyped-call]
             account = self._accounts.get(str(header.get("kid")))
             if account is None:
-                return _oauth_error("invalid_grant", "Invalid JWT Signature.")
+                return oauth_error("invalid_grant", "Invalid JWT Signature.")
             claims = jwt.decode(  # type: ignore[no-untyped-call]
                 assertion, certs=account.public_pem, audience=GOOGLE_TOKEN_AUDIENCE
             )
         except (ValueError, auth_exceptions.GoogleAuthError):
-            return _oauth_error("invalid_grant", "Invalid JWT Signature.")
+            return oauth_error("invalid_grant", "Invalid JWT Signature.")
         if claims.get("iss") != account.client_email:
-            return _oauth_error("invalid_grant", "Invalid JWT: issuer does not match the key.")
+            return oauth_error("invalid_grant", "Invalid JWT: issuer does not match the key.")
         if not SEND_SCOPES & set(str(claims.get("scope", "")).split()):
-            return _oauth_error("invalid_scope", "Invalid OAuth scope or ID token audience.")
+            return oauth_error("invalid_scope", "Invalid OAuth scope or ID token audience.")
         token = f"ya29.fake-{secrets.token_urlsafe(24)}"
         expires_at = time.time() + ACCESS_TOKEN_LIFETIME_S
         self._grants[token] = _Grant(account.project_id, expires_at)
@@ -293,41 +232,41 @@ class FcmFake:
         if refused is not None:
             return refused
         if self.down:
-            return _fcm_error(FcmFailure.UNAVAILABLE)
+            return fcm_error(FcmFailure.UNAVAILABLE)
         if self._next_failures:
             injected = self._next_failures.popleft()
-            return _fcm_error(injected.failure, retry_after=injected.retry_after)
+            return fcm_error(injected.failure, retry_after=injected.retry_after)
         try:
             payload = json.loads(await request.read())
         except ValueError:
-            return _invalid("Invalid JSON payload received.")
-        problem = _shape_problem(payload)
+            return invalid("Invalid JSON payload received.")
+        problem = shape_problem(payload)
         if problem is not None:
-            return _invalid(problem)
+            return invalid(problem)
         message: dict[str, Any] = payload["message"]
         token = message.get("token")
         if token in self.dead_tokens:
-            return _fcm_error(FcmFailure.UNREGISTERED)
+            return fcm_error(FcmFailure.UNREGISTERED)
         if token in self.invalid_tokens:
-            return _fcm_error(FcmFailure.INVALID_ARGUMENT)
+            return fcm_error(FcmFailure.INVALID_ARGUMENT)
         if payload.get("validate_only"):
             return web.json_response({"name": f"projects/{project}/messages/fake_message_id"})
         message_id = f"0:{time.time_ns()}%{secrets.token_hex(8)}"
-        await self._keep(_received(project, message_id, message))
+        await self._keep(received_push(project, message_id, message))
         return web.json_response({"name": f"projects/{project}/messages/{message_id}"})
 
     def _check_auth(self, authorization: str, project: str) -> web.Response | None:
         scheme, _, token = authorization.partition(" ")
         grant = self._grants.get(token) if scheme.lower() == "bearer" else None
         if grant is None or grant.expires_at < time.time():
-            return _google_error(
+            return google_error(
                 401,
                 "UNAUTHENTICATED",
                 "Request had invalid authentication credentials. Expected OAuth 2 access "
                 "token, login cookie or other valid authentication credential.",
             )
         if grant.project_id != project:
-            return _google_error(
+            return google_error(
                 403,
                 "PERMISSION_DENIED",
                 f"Permission 'cloudmessaging.messages.create' denied on resource "
@@ -340,114 +279,3 @@ class FcmFake:
         async with self._arrived:
             self._messages.append(received)
             self._arrived.notify_all()
-
-
-def _received(project: str, message_id: str, message: dict[str, Any]) -> ReceivedPush:
-    notification = message.get("notification", {})
-    return ReceivedPush(
-        message_id=message_id,
-        project_id=project,
-        token=str(message.get("token", "")),
-        title=notification.get("title"),
-        body=notification.get("body"),
-        data=dict(message.get("data", {})),
-        collapse_key=message.get("android", {}).get("collapse_key"),
-        apns_headers=dict(message.get("apns", {}).get("headers", {})),
-        received_at=datetime.now(UTC).isoformat(),
-    )
-
-
-def _shape_problem(payload: Any) -> str | None:
-    """What FCM would refuse with 400 INVALID_ARGUMENT, or None."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("message"), dict):
-        return "Invalid JSON payload received. Required field 'message' is missing."
-    unknown = set(payload) - {"message", "validate_only"}
-    if unknown:
-        return f"Invalid JSON payload received. Unknown name \"{sorted(unknown)[0]}\"."
-    if not isinstance(payload.get("validate_only", False), bool):
-        return "Invalid value at 'validate_only' (TYPE_BOOL)."
-    message: dict[str, Any] = payload["message"]
-    unknown = set(message) - _MESSAGE_FIELDS
-    if unknown:
-        return f"Invalid JSON payload received. Unknown name \"{sorted(unknown)[0]}\" at 'message'."
-    targets = [t for t in _TARGETS if t in message]
-    if len(targets) != 1:
-        return "Exactly one of token, topic, condition or fid must be set."
-    if not isinstance(message[targets[0]], str) or not message[targets[0]]:
-        return f"Invalid value at 'message.{targets[0]}'."
-    return _content_problem(message)
-
-
-def _content_problem(message: dict[str, Any]) -> str | None:
-    data = message.get("data", {})
-    if not _is_str_dict(data):
-        return "Invalid value at 'message.data': values must be strings."
-    reserved = [k for k in data if k in _RESERVED_DATA_KEYS or k.startswith(("google", "gcm"))]
-    if reserved:
-        return f"Invalid data payload key: {reserved[0]}"
-    notification = message.get("notification", {})
-    if not _is_str_dict(notification) or set(notification) - {"title", "body", "image"}:
-        return "Invalid value at 'message.notification'."
-    android = message.get("android", {})
-    if not isinstance(android, dict) or not isinstance(android.get("collapse_key", ""), str):
-        return "Invalid value at 'message.android.collapse_key'."
-    apns = message.get("apns", {})
-    headers = apns.get("headers", {}) if isinstance(apns, dict) else None
-    if not isinstance(headers, dict) or not _is_str_dict(headers):
-        return "Invalid value at 'message.apns.headers'."
-    collapse_id = headers.get("apns-collapse-id", "")
-    if len(collapse_id.encode()) > MAX_APNS_COLLAPSE_ID_BYTES:
-        return "apns-collapse-id must not exceed 64 bytes."
-    counted = json.dumps(
-        {"notification": notification, "data": data}, ensure_ascii=False, separators=(",", ":")
-    )
-    if len(counted.encode()) > MAX_PAYLOAD_BYTES:
-        return "Message is too big"
-    return None
-
-
-def _is_str_dict(value: Any) -> bool:
-    return isinstance(value, dict) and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    )
-
-
-def _google_error(
-    code: int,
-    status: str,
-    message: str,
-    *,
-    details: list[dict[str, Any]] | None = None,
-    retry_after: float | None = None,
-) -> web.Response:
-    error: dict[str, Any] = {"code": code, "message": message, "status": status}
-    if details:
-        error["details"] = details
-    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
-    return web.json_response({"error": error}, status=code, headers=headers)
-
-
-def _fcm_error(failure: FcmFailure, *, retry_after: float | None = None) -> web.Response:
-    shape = _SHAPES[failure]
-    details: list[dict[str, Any]] = [{"@type": _FCM_ERROR_TYPE, "errorCode": failure.value}]
-    if failure is FcmFailure.INVALID_ARGUMENT:
-        details.append({
-            "@type": "type.googleapis.com/google.rpc.BadRequest",
-            "fieldViolations": [{"field": "message.token", "description": shape.message}],
-        })
-    return _google_error(
-        shape.http_status, shape.status, shape.message, details=details, retry_after=retry_after
-    )
-
-
-def _invalid(message: str) -> web.Response:
-    return _google_error(
-        400,
-        "INVALID_ARGUMENT",
-        message,
-        details=[{"@type": _FCM_ERROR_TYPE, "errorCode": "INVALID_ARGUMENT"}],
-    )
-
-
-def _oauth_error(error: str, description: str) -> web.Response:
-    return web.json_response({"error": error, "error_description": description}, status=400)

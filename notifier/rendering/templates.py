@@ -11,31 +11,24 @@ A snapshot is one consistent reading of the directory; every couple of seconds
 the renderer compares the tree's modification times and, when marketing has
 edited something, starts a fresh snapshot. ``version`` is hashed from the very
 source text Jinja compiled, so it always names what the customer was sent.
+
+This module renders, and decides when to take a new snapshot; finding, loading and
+compiling the files of one snapshot is ``snapshot.py``'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, ClassVar
 
-from jinja2 import Template, meta
-from jinja2 import TemplateSyntaxError as JinjaSyntaxError
+from jinja2 import Template
 
 from notifier.contracts.channels import TemplateParts
-from notifier.errors import ConfigError, TemplateError, TemplateNotFound
-from notifier.rendering.sandbox import BoundedSandbox, RecordingLoader
-
-#: (path, mtime in ns, size) of everything under the templates directory
-_Fingerprint = frozenset[tuple[str, int, int]]
-
-#: how deep the change check looks: <name>/<locale>/<file> plus nested layout folders
-_MAX_DEPTH = 6
+from notifier.errors import ConfigError, TemplateError
+from notifier.rendering.snapshot import Fingerprint, Snapshot, describe_error, fingerprint_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,24 +42,6 @@ class RenderedMessage:
     subject: str | None
     text: str
     html: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    """What render() needs for one (template, channel, requested locale)."""
-
-    locale: str
-    format_locale: str
-    version: str
-    parts: tuple[Template, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    """A cached lookup failure, re-raised as a fresh exception on every call."""
-
-    error: type[TemplateError]
-    message: str
 
 
 class TemplateRenderer:
@@ -129,7 +104,7 @@ class TemplateRenderer:
         """Forget every compiled template and lookup; the next render reads the disk again."""
         self._snapshot = self._new_snapshot()
 
-    def _current(self) -> _Snapshot:
+    def _current(self) -> Snapshot:
         """The snapshot to use, replaced when the files changed since it was taken.
 
         If the directory cannot be read at the moment (a deploy swapping it out),
@@ -138,7 +113,7 @@ class TemplateRenderer:
         snapshot = self._snapshot
         if time.monotonic() >= snapshot.check_at:
             try:
-                fingerprint = _fingerprint(self._root)
+                fingerprint = fingerprint_of(self._root)
                 if fingerprint != snapshot.fingerprint:
                     self._snapshot = snapshot = self._new_snapshot(fingerprint)
             except OSError:
@@ -146,10 +121,10 @@ class TemplateRenderer:
             snapshot.check_at = time.monotonic() + self.reload_check_interval_s
         return snapshot
 
-    def _new_snapshot(self, fingerprint: _Fingerprint | None = None) -> _Snapshot:
-        return _Snapshot(
+    def _new_snapshot(self, fingerprint: Fingerprint | None = None) -> Snapshot:
+        return Snapshot(
             self._root,
-            fingerprint if fingerprint is not None else _fingerprint(self._root),
+            fingerprint if fingerprint is not None else fingerprint_of(self._root),
             self._parts,
             default_locale=self._default_locale,
             check_at=time.monotonic() + self.reload_check_interval_s,
@@ -168,207 +143,11 @@ class TemplateRenderer:
                     break
                 chunks.append(chunk)
         except Exception as exc:
-            raise TemplateError(_describe(exc, self._root, part.name)) from exc
+            raise TemplateError(describe_error(exc, self._root, part.name)) from exc
         if size > limit:
             raise TemplateError(f"{part.name}: output is longer than {limit:,} characters")
         return "".join(chunks).strip()
 
 
-class _Snapshot:
-    """One reading of the template directory and everything derived from it."""
-
-    def __init__(
-        self,
-        root: Path,
-        fingerprint: _Fingerprint,
-        parts: Mapping[str, TemplateParts],
-        *,
-        default_locale: str,
-        check_at: float,
-        max_sequence_len: int,
-        max_cached: int,
-    ) -> None:
-        self.root = root
-        self.fingerprint = fingerprint
-        self._parts = parts
-        self.check_at = check_at
-        self._default_locale = default_locale
-        self._loader = RecordingLoader(root)
-        self._env = BoundedSandbox(self._loader, max_sequence_len=max_sequence_len)
-        self._max_cached = max_cached
-        self._locales: dict[str, dict[str, str]] = {}
-        self._compiled: dict[tuple[str, str, str], _Compiled | _Failure] = {}
-        self.names = frozenset(
-            entry.name
-            for entry in os.scandir(root)
-            if entry.is_dir() and not entry.name.startswith(("_", "."))
-        )
-
-    def has(self, template: str, channel: str) -> bool:
-        if channel not in self._parts:
-            return False
-        folder = self._locale_folders(template).get(self._default_locale.lower())
-        return folder is not None and all(
-            (self.root / name).is_file() for name in self._part_names(template, folder, channel)
-        )
-
-    def compiled(self, template: str, channel: str, locale: str | None) -> _Compiled:
-        key = (template, channel, locale or "")
-        found = self._compiled.get(key)
-        if found is None:
-            if len(self._compiled) >= self._max_cached:
-                self._compiled.clear()
-            try:
-                found = self._compile(template, channel, locale)
-            except TemplateError as exc:
-                found = _Failure(type(exc), str(exc))
-            except OSError as exc:
-                found = _Failure(TemplateError, f"cannot read template {template!r}: {exc}")
-            self._compiled[key] = found
-        if isinstance(found, _Failure):
-            raise found.error(found.message)
-        return found
-
-    def _compile(self, template: str, channel: str, locale: str | None) -> _Compiled:
-        folder = self._resolve_folder(template, channel, locale)
-        names = self._part_names(template, folder, channel)
-        try:
-            parts = tuple(self._env.get_template(name) for name in names)
-            used = self._load_with_references(names)
-        except Exception as exc:
-            raise TemplateError(_describe(exc, self.root, names[0])) from exc
-        digest = hashlib.sha256()
-        for name in sorted(used):
-            digest.update(f"{name}\0{self._loader.sources[name]}\0".encode())
-        return _Compiled(
-            locale=folder,
-            format_locale=_format_locale(locale, folder),
-            version=digest.hexdigest()[:12],
-            parts=parts,
-        )
-
-    def _resolve_folder(self, template: str, channel: str, locale: str | None) -> str:
-        wanted = f"no {channel!r} template {template!r} for locale {locale!r}"
-        if channel not in self._parts:
-            raise TemplateNotFound(f"{wanted}: channels are {', '.join(self._parts)}")
-        if template not in self.names:
-            raise TemplateNotFound(f"{wanted}: there is no folder {template!r}")
-        folders = self._locale_folders(template)
-        tried = _candidates(locale, self._default_locale)
-        for candidate in tried:
-            folder = folders.get(candidate)
-            if folder is None:
-                continue
-            names = self._part_names(template, folder, channel)
-            present = [name for name in names if (self.root / name).is_file()]
-            if len(present) == len(names):
-                return folder
-            if present:
-                missing = ", ".join(sorted(set(names) - set(present)))
-                raise TemplateError(f"template {template!r} is incomplete: missing {missing}")
-        raise TemplateNotFound(f"{wanted}: looked in {', '.join(tried)}")
-
-    def _locale_folders(self, template: str) -> dict[str, str]:
-        """Lower-cased tag → folder name, so ``fr-ca`` finds ``fr-CA``."""
-        folders = self._locales.get(template)
-        if folders is None:
-            path = self.root / template
-            folders = (
-                {e.name.lower(): e.name for e in os.scandir(path) if e.is_dir()}
-                if template in self.names
-                else {}
-            )
-            self._locales[template] = folders
-        return folders
-
-    def _part_names(self, template: str, folder: str, channel: str) -> tuple[str, ...]:
-        files = self._parts[channel].files
-        return tuple(f"{template}/{folder}/{channel}.{part}.j2" for part in files)
-
-    def _load_with_references(self, names: tuple[str, ...]) -> set[str]:
-        """Compile ``names`` and every layout they extend, include or import."""
-        used: set[str] = set()
-        pending = list(names)
-        while pending:
-            name = pending.pop()
-            if name in used:
-                continue
-            self._env.get_template(name)
-            used.add(name)
-            ast = self._env.parse(self._loader.sources[name], name)
-            pending.extend(ref for ref in meta.find_referenced_templates(ast) if ref)
-        return used
-
-
-def _candidates(locale: str | None, default_locale: str) -> list[str]:
-    """``fr-CA`` → fr-ca, fr, then the default; lower-cased, without repeats."""
-    tags: list[str] = []
-    if locale:
-        subtags = locale.replace("_", "-").lower().split("-")
-        tags = ["-".join(subtags[:end]) for end in range(len(subtags), 0, -1)]
-    tags.append(default_locale.lower())
-    return list(dict.fromkeys(tags))
-
-
-def _format_locale(requested: str | None, folder: str) -> str:
-    """Format numbers and dates as ``fr-CA`` in the ``fr`` text, but not as ``de`` in English."""
-    if requested and _language(requested) == _language(folder):
-        return requested
-    return folder
-
-
-def _language(tag: str) -> str:
-    return tag.replace("_", "-").split("-", maxsplit=1)[0].lower()
-
-
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def _fingerprint(root: Path) -> _Fingerprint:
-    """Path, mtime and size of every file and folder: about half a millisecond, and any
-    edit, addition or removal changes it. Symlinks are followed (mounted volumes use
-    them), to a bounded depth so that a symlink loop cannot hang the check."""
-    return frozenset(_walk(str(root), depth=_MAX_DEPTH))
-
-
-def _walk(folder: str, depth: int) -> Iterator[tuple[str, int, int]]:
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            try:
-                stat = entry.stat()
-            except OSError:
-                continue
-            yield entry.path, stat.st_mtime_ns, stat.st_size
-            if depth > 0 and entry.is_dir():
-                yield from _walk(entry.path, depth - 1)
-
-
-def _describe(exc: BaseException, root: Path, fallback: str | None) -> str:
-    """``shipped/en/email.text.j2:5: UndefinedError: 'name' is undefined``."""
-    if isinstance(exc, JinjaSyntaxError):
-        where = f"{_relative(exc.filename, root) or exc.name or fallback}:{exc.lineno}"
-        return f"{where}: syntax error: {exc.message}"
-    where = _template_frame(exc.__traceback__, root) or str(fallback)
-    detail = str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}"
-    return f"{where}: {detail}"
-
-
-def _template_frame(tb: TracebackType | None, root: Path) -> str | None:
-    """The innermost traceback frame that is a template line (Jinja rewrites them so)."""
-    found = None
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if filename.endswith(".j2"):
-            found = f"{_relative(filename, root)}:{tb.tb_lineno}"
-        tb = tb.tb_next
-    return found
-
-
-def _relative(filename: str | None, root: Path) -> str | None:
-    if filename is None:
-        return None
-    try:
-        return Path(filename).relative_to(root).as_posix()
-    except ValueError:
-        return filename

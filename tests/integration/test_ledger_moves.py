@@ -13,7 +13,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.notification_status import NotificationStatus as S
-from notifier.delivery.ledger import record_receipt
+from notifier.delivery.receipts import record_receipt
 from notifier.store.db import create_engine
 from notifier.store.migrate import upgrade
 from notifier.store.tables import notifications

@@ -17,8 +17,10 @@ from google.auth.transport.requests import Request as AuthRequest
 from google.oauth2 import service_account
 
 from notifier.channels.base import OutboundMessage
-from notifier.channels.push import FCM_SCOPE, PushChannel, apns_collapse_id
-from notifier.devtools.fcmfake import FcmFailure, FcmFake
+from notifier.channels.fcm_client import FCM_SCOPE
+from notifier.channels.push import PushChannel, apns_collapse_id
+from notifier.devtools.fcmfake import FcmFake
+from notifier.devtools.fcmwire import FcmFailure
 from notifier.errors import (
     ConfigError,
     DeliveryError,

@@ -28,7 +28,8 @@ from notifier.delivery.ledger import token_hash
 from notifier.devtools.fcmfake import FcmFake
 from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer, free_port
-from notifier.devtools.twiliofake import CallbackAttempt, TwilioFake
+from notifier.devtools.twiliofake import TwilioFake
+from notifier.devtools.twiliowire import CallbackAttempt
 from notifier.devtools.webhookreceiver import WebhookReceiver
 from notifier.store.db import create_engine
 from tests.integration.conftest import TWILIO_TOKEN, WEBHOOK_SECRET

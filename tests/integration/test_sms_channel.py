@@ -21,7 +21,8 @@ from notifier.channels.twilio_receipts import (
 )
 from notifier.config import Settings
 from notifier.core.model import NotificationStatus
-from notifier.devtools.twiliofake import Failure, TwilioFake
+from notifier.devtools.twiliofake import TwilioFake
+from notifier.devtools.twiliowire import Failure
 from notifier.errors import (
     ConfigError,
     DeliveryError,

@@ -9,15 +9,10 @@ from typing import Any
 
 import pytest
 
-from notifier.bench.report import (
-    DASH,
-    BudgetLine,
-    console_table,
-    evaluate_budget,
-    plot,
-    to_markdown,
-    write_outputs,
-)
+from notifier.bench.budget import BudgetLine, evaluate_budget
+from notifier.bench.plot import plot
+from notifier.bench.report import console_table, to_markdown, write_outputs
+from notifier.bench.values import DASH
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

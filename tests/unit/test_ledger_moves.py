@@ -106,18 +106,19 @@ def test_every_move_the_code_names_is_in_the_table() -> None:
 
 #: where a status's word may be written out: the table, migrations (frozen history),
 #: the order states (an order is ``delivered`` too), and Twilio's own words for its
-#: receipts, in the receipt parser and the Twilio fake
+#: receipts, in the receipt parser and the Twilio fake (server and wire format)
 ALLOWED = {
     "core/notification_status.py",
     "contracts/events.py",
     "channels/twilio_receipts.py",
     "devtools/twiliofake.py",
+    "devtools/twiliowire.py",
 }
 #: the same word meaning something else, one word per file
 ALLOWED_WORDS = {
     ("bench/workload.py", "delivered"),  # an order state the workload publishes
     ("bench/latency.py", "sent"),  # sends per second, in the benchmark's timeline
-    ("bench/report.py", "sent"),  # the same, plotted
+    ("bench/plot.py", "sent"),  # the same, plotted
 }
 
 

@@ -1,0 +1,91 @@
+"""The bench run as a PNG: latency and throughput over time, RSS against events.
+
+Drawn on a bare ``Figure`` with the Agg canvas, never pyplot, so that no global
+backend is chosen; the budget lines drawn are ``budget.py``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from notifier.bench.budget import P99_TARGET_MS, RSS_TARGET_MB
+from notifier.bench.values import DASH, at, num
+
+
+def _series(rows: Any, x: str, y: str) -> tuple[list[float], list[float]]:
+    points = [(num(at(row, x)), num(at(row, y))) for row in rows or []]
+    kept = [(a, b) for a, b in points if a is not None and b is not None]
+    return [a for a, _ in kept], [b for _, b in kept]
+
+
+def _latency_panel(ax: Axes, timeline: Any) -> None:
+    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
+        ax.plot(*_series(timeline, "t", key), label=label, marker=".")
+    ax.axhline(P99_TARGET_MS, color="red", linestyle="--", label="p99 budget (50 ms)")
+    ax.set(title="End-to-end latency", xlabel="seconds since publishing began", ylabel="ms")
+    worst = max(_series(timeline, "t", "p99_ms")[1], default=0.0)
+    if worst > 20 * P99_TARGET_MS:
+        # an overloaded run climbs to minutes; the budget line must stay readable
+        ax.set_yscale("log")
+
+
+def _throughput_panel(ax: Axes, timeline: Any) -> None:
+    for key, label in (("published", "published/s"), ("sent", "sent/s")):
+        ax.plot(*_series(timeline, "t", key), label=label, marker=".")
+    ax.set(title="Throughput", xlabel="seconds since publishing began", ylabel="per second")
+
+
+def _memory_panel(ax: Axes, samples: Any) -> None:
+    ax.plot(*_series(samples, "events", "rss_mb"), label="RSS", marker=".")
+    ax.axhline(RSS_TARGET_MB, color="red", linestyle="--", label="budget (200 MB)")
+    ax.set(title="Memory", xlabel="events processed", ylabel="RSS (MB)")
+    ax.xaxis.set_major_formatter("{x:,.0f}")
+
+
+def plot(results: Mapping[str, Any], path: Path) -> None:
+    """Draw latency and throughput over time and RSS against events into a PNG at
+    ``path``; a panel whose data the run lacks is left out (the PNG is always written).
+
+    Uses a bare ``Figure`` on the Agg canvas: no pyplot, so no global backend choice.
+    """
+    timeline = at(results, "latency", "timeline")
+    samples = at(results, "memory", "samples")
+    panels = [
+        (draw, data)
+        for draw, data in (
+            (_latency_panel, timeline),
+            (_throughput_panel, timeline),
+            (_memory_panel, samples),
+        )
+        if data
+    ]
+    fig = Figure(figsize=(9, 3.2 * max(len(panels), 1)), layout="constrained")
+    FigureCanvasAgg(fig)
+    meta = at(results, "meta") or {}
+    machine = at(meta, "machine") or {}
+    fig.suptitle(
+        f"notifier bench, {meta.get('database', DASH)}, {meta.get('started_at', DASH)}\n"
+        f"{machine.get('cpus', DASH)} CPUs ({machine.get('cpu_model', DASH)}), "
+        f"Python {machine.get('python', DASH)}, {machine.get('platform', DASH)}",
+        fontsize=9,
+    )
+    if not panels:
+        ax = fig.add_subplot()
+        ax.text(
+            0.5, 0.5, "no latency timeline or memory samples in this run", ha="center", va="center"
+        )
+        ax.set_axis_off()
+    for index, (draw, data) in enumerate(panels, start=1):
+        ax = fig.add_subplot(len(panels), 1, index)
+        draw(ax, data)
+        if ax.get_yscale() == "linear":
+            ax.set_ylim(0, max(ax.dataLim.y1, 1.0) * 1.08)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    fig.savefig(path, format="png", dpi=100)
