@@ -113,7 +113,7 @@ async def test_notifier_run_imports_no_dev_fake_and_no_benchmark(
         await _one_confirmation(nats, mail, "R-1")
 
     imported = _imported(log.read_text())
-    assert {"notifier.serve", "notifier.app", "notifier.channels.email"} <= imported
+    assert {"notifier.serve", "notifier.app", "notifier.channels.registry"} <= imported
     assert sorted(m for m in imported if m.startswith(DEV_ONLY)) == []
 
 
