@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.channels.registry import registered, specs, template_parts
 from notifier.config import DEFAULT_RULES_FILE, default_templates_dir
 from notifier.core.model import DeadLetter, NotificationStatus, RawMessage
 from notifier.core.pipeline import Pipeline
@@ -42,14 +43,16 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 def _processor(engine: AsyncEngine, dead: list[DeadLetter]) -> BatchProcessor:
-    renderer = TemplateRenderer(default_templates_dir())
+    plugins = registered()
+    renderer = TemplateRenderer(default_templates_dir(), template_parts(plugins))
     rules = load_rules(DEFAULT_RULES_FILE, template_exists=renderer.has)
 
     async def sink(letters: Sequence[DeadLetter]) -> int:
         dead.extend(letters)
         return len(letters)
 
-    return BatchProcessor(engine, Pipeline(rules, renderer, frozenset({"email"})), sink, Metrics())
+    pipeline = Pipeline(rules, renderer, frozenset({"email"}), specs(plugins))
+    return BatchProcessor(engine, pipeline, sink, Metrics())
 
 
 def _at(body: dict[str, Any], seq: int) -> RawMessage:
