@@ -242,6 +242,8 @@ class EmailChannel:
             problems.append("set both username and password, or neither")
         if "@" not in self._sender:
             problems.append("from_addr has no email address")
+        if email_mime.CONTROL.search(self._from_addr):
+            problems.append("from_addr holds a control character")
         if not re.fullmatch(r"[A-Za-z0-9.-]+", self._message_id_domain):
             problems.append(
                 f"Message-ID domain {self._message_id_domain!r} (message_id_domain or the "
