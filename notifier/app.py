@@ -1,19 +1,17 @@
-"""Composition root: the only place that builds things and wires them together."""
+"""Composition root: the only place that builds things and wires them together.
+
+Channels, their limits, render checks, partner routes and alert sinks are built from
+the channel plug-ins and the settings; ``build_service`` assembles them into a
+:class:`~notifier.service.Service` (which is what runs, starts and stops), and
+``create_app`` puts the HTTP API in front of it. Nothing here connects or starts.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
-import nats
 from fastapi import APIRouter, FastAPI
-from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.api.http import new_app
 from notifier.api.receipts import build_receipts_router
@@ -26,7 +24,6 @@ from notifier.contracts.channels import channel_names
 from notifier.contracts.limits import EventLimits
 from notifier.core.drafts import Check
 from notifier.core.intents import WebhookRoutes
-from notifier.core.model import DeadLetter
 from notifier.core.pipeline import Pipeline
 from notifier.core.rules import RuleSet, load_rules
 from notifier.delivery.alerts import (
@@ -42,32 +39,18 @@ from notifier.delivery.dispatcher import (
     Dispatcher,
     DispatchSettings,
 )
-from notifier.delivery.ledger import queue_depth
 from notifier.delivery.outbox import Outbox
 from notifier.delivery.retry import RetryPolicy
-from notifier.errors import StartupError
 from notifier.ingest.consumer import ConsumerSettings, IngestConsumer
 from notifier.ingest.deadletter_store import DeadLetterStore
 from notifier.ingest.health import IngestHealth
 from notifier.ingest.processor import BatchProcessor
 from notifier.metrics import Metrics
 from notifier.rendering.templates import TemplateRenderer
+from notifier.service import Service
 from notifier.store.db import create_engine
-from notifier.store.maintenance import prune
-from notifier.store.migrate import upgrade
-from notifier.streams import StreamSettings, ensure_streams
 
 log = logging.getLogger("notifier")
-
-NATS_STARTUP_TIMEOUT_S = 15.0
-
-
-async def _nats_error(exc: Exception) -> None:
-    log.warning("NATS: %s: %s", type(exc).__name__, exc)
-
-
-async def _nats_reconnected() -> None:
-    log.info("NATS: reconnected")
 
 
 def build_channels(
@@ -79,13 +62,19 @@ def build_channels(
         name = plugin.name
         if name in settings.null_channel_names:
             channels[name] = null_channel(name)
-            log.warning("%s channel is NULL (NOTIFIER_NULL_CHANNELS): messages are recorded as "
-                        "sent, but nobody receives them", name)
+            log.warning(
+                "%s channel is NULL (NOTIFIER_NULL_CHANNELS): messages are recorded as "
+                "sent, but nobody receives them",
+                name,
+            )
         elif (reason := plugin.disabled_reason(settings)) is None:
             channels[name] = plugin.build(settings)
             if plugin.receipts_require is not None and not plugin.takes_receipts(settings):
-                log.warning("%s: %s delivery receipts are off",
-                            missing_settings(settings, plugin.receipts_require), name)
+                log.warning(
+                    "%s: %s delivery receipts are off",
+                    missing_settings(settings, plugin.receipts_require),
+                    name,
+                )
         else:
             log.warning("%s channel disabled: %s", name, reason)
     return channels
@@ -117,13 +106,18 @@ def alert_sinks(
         if plugin.name in channels:
             sinks.append(channel_sink(channels[plugin.name], to))
         else:
-            log.warning("NOTIFIER_%s is set but the %s channel is off",
-                        plugin.alerts_to.upper(), plugin.name)
+            log.warning(
+                "NOTIFIER_%s is set but the %s channel is off",
+                plugin.alerts_to.upper(),
+                plugin.name,
+            )
     if settings.alert_webhook_url:
         sinks.append(webhook_sink(settings.alert_webhook_url))
     if not sinks:
-        log.info("no ops alert sink (NOTIFIER_ALERT_EMAIL / NOTIFIER_ALERT_WEBHOOK_URL): "
-                 "delivery-rate alerts are logged only")
+        log.info(
+            "no ops alert sink (NOTIFIER_ALERT_EMAIL / NOTIFIER_ALERT_WEBHOOK_URL): "
+            "delivery-rate alerts are logged only"
+        )
     return sinks
 
 
@@ -131,8 +125,10 @@ def channel_limits(settings: Settings, plugin: ChannelPlugin) -> ChannelLimits:
     """The concurrency, rate and breaker settings of one channel."""
     limits = plugin.limits(settings)
     return ChannelLimits(
-        concurrency=limits.concurrency, rate_per_s=limits.rate_per_s,
-        breaker_failures=settings.breaker_failures, breaker_open_s=settings.breaker_open_s,
+        concurrency=limits.concurrency,
+        rate_per_s=limits.rate_per_s,
+        breaker_failures=settings.breaker_failures,
+        breaker_open_s=settings.breaker_open_s,
     )
 
 
@@ -141,146 +137,13 @@ def build_rules(
 ) -> RuleSet:
     """Load and validate the rules file against the channels and the templates on disk."""
     return load_rules(
-        settings.rules_file, template_exists=renderer.has,
+        settings.rules_file,
+        template_exists=renderer.has,
         channels=[p.name for p in plugins if p.spec.for_customers],
     )
 
 
-@dataclass
-class Service:
-    """Everything the process runs, started and stopped in order."""
-
-    settings: Settings
-    engine: AsyncEngine
-    consumer: IngestConsumer
-    dispatcher: Dispatcher
-    outbox: Outbox
-    alerter: DeliveryAlerter
-    metrics: Metrics
-    dead_letter_store: DeadLetterStore
-    ingest_health: IngestHealth
-    nc: NatsClient | None = None
-    #: one JetStream context for the connection's life (each one holds subscriptions)
-    _jetstream: JetStreamContext | None = None
-    _maintenance: asyncio.Task[None] | None = None
-    _closing: bool = False
-
-    async def _nats_disconnected(self) -> None:
-        if not self._closing:
-            log.warning("NATS: disconnected; reconnecting")
-
-    async def start(self) -> None:
-        """Migrate, declare streams, start sending, then start consuming."""
-        await upgrade(self.engine)
-        s = self.settings
-        try:
-            # Once connected, reconnect forever; at start-up, give up after a bound so
-            # a wrong URL is one clear line, not a silent hang.
-            self.nc = await asyncio.wait_for(
-                nats.connect(
-                    s.nats_url, name="notifier", connect_timeout=5, allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    user_credentials=str(s.nats_creds_file) if s.nats_creds_file else None,
-                    error_cb=_nats_error, disconnected_cb=self._nats_disconnected,
-                    reconnected_cb=_nats_reconnected,
-                ),
-                NATS_STARTUP_TIMEOUT_S,
-            )
-        except TimeoutError:
-            raise StartupError(
-                f"NATS at {s.nats_url} unreachable for {NATS_STARTUP_TIMEOUT_S:.0f} s"
-            ) from None
-        js = self._js()
-        await ensure_streams(
-            js,
-            StreamSettings(
-                duplicate_window_s=s.nats_duplicate_window_s,
-                max_age_days=s.stream_max_age_days,
-                deadletter_max_age_days=s.deadletter_max_age_days,
-            ),
-        )
-        await self.dispatcher.start(self.nc)
-        self.outbox.start(js)
-        self.dead_letter_store.start(js)
-        await self.consumer.start(self.nc)
-        self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
-        self.alerter.start()
-        log.info("notifier started (channels: %s)", ", ".join(self.dispatcher.channels) or "none")
-
-    async def stop(self) -> None:
-        """Stop pulling first; the batch in hand finishes (or is redelivered); then sends drain."""
-        if self._maintenance:
-            self._maintenance.cancel()
-        await self.alerter.stop()
-        await self.consumer.stop()
-        await self.dispatcher.stop()
-        await self.outbox.stop()
-        self._closing = True
-        if self.nc is not None:
-            await self.nc.drain()
-        await self.engine.dispose()
-        log.info("notifier stopped")
-
-    def _js(self) -> JetStreamContext:
-        if self.nc is None:
-            raise RuntimeError("connect to NATS first: call Service.start()")
-        if self._jetstream is None:
-            self._jetstream = self.nc.jetstream()
-        return self._jetstream
-
-    async def dead_letters(self, letters: Sequence[DeadLetter]) -> int:
-        """Store dead letters (stream and index); raises ``DeadLetterError`` for any the
-        stream did not acknowledge."""
-        return await self.dead_letter_store.store(letters)
-
-    async def refresh_gauges(self) -> None:
-        """Queue depth per channel, read from the ledger when Prometheus scrapes."""
-        try:
-            depth = await queue_depth(self.engine)
-        except SQLAlchemyError as exc:
-            log.warning("queue depth unavailable: %s", type(exc).__name__)
-            return
-        for channel in {*self.dispatcher.channels, *depth}:
-            self.metrics.queue_depth.labels(channel).set(depth.get(channel, 0))
-        if self.nc is not None and self.nc.is_connected:
-            await self.ingest_health.check(self._js())
-
-    async def readiness(self) -> dict[str, str]:
-        """NATS, the database and the dead-letter store, each ``ok`` or why not; ingest
-        ``ok`` or ``degraded: …`` when events wait and it has not advanced for
-        ``NOTIFIER_INGEST_STALL_S``."""
-        checks: dict[str, str] = {}
-        checks["nats"] = "ok" if self.nc is not None and self.nc.is_connected else "not connected"
-        try:
-            async with self.engine.connect() as conn:
-                await asyncio.wait_for(conn.execute(text("SELECT 1")), 2.0)
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"error: {type(exc).__name__}"
-        checks["dead_letters"] = self.dead_letter_store.health()
-        if checks["nats"] == "ok":
-            checks["ingest"] = await self.ingest_health.check(self._js())
-        return checks
-
-    async def _maintain(self) -> None:
-        while True:
-            try:
-                report = await prune(
-                    self.engine,
-                    dedup_days=self.settings.dedup_retention_days,
-                    notification_days=self.settings.notification_retention_days,
-                    deadletter_days=self.settings.deadletter_max_age_days,
-                )
-                if report.orders or report.notifications or report.dead_letters:
-                    log.info("retention removed %s", report)
-            except Exception:
-                log.exception("retention run failed; will try again")
-            await asyncio.sleep(3600)
-
-
-def build_service(
-    settings: Settings, *, plugins: Sequence[ChannelPlugin] | None = None
-) -> Service:
+def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None = None) -> Service:
     """Build every component from settings. Nothing connects until ``start``.
 
     ``plugins`` are the channels to run, the registered ones unless given."""
@@ -302,28 +165,47 @@ def build_service(
         max_s=settings.dispatch_backoff_max_s,
     )
     dispatch = DispatchSettings(
-        batch_size=settings.dispatch_batch_size, lease_s=settings.dispatch_lease_s,
+        batch_size=settings.dispatch_batch_size,
+        lease_s=settings.dispatch_lease_s,
         receipt_channels=frozenset(p.name for p in live if p.takes_receipts(settings)),
         dead_recipient_channels=frozenset(p.name for p in plugins if p.remembers_dead_recipients),
     )
-    dispatcher = Dispatcher({
-        p.name: ChannelWorker(
-            engine, channels[p.name], policy=policy, limits=channel_limits(settings, p),
-            settings=dispatch, metrics=metrics, on_requeued=outbox.wake,
-        )
-        for p in plugins if p.name in channels
-    })
+    dispatcher = Dispatcher(
+        {
+            p.name: ChannelWorker(
+                engine,
+                channels[p.name],
+                policy=policy,
+                limits=channel_limits(settings, p),
+                settings=dispatch,
+                metrics=metrics,
+                on_requeued=outbox.wake,
+            )
+            for p in plugins
+            if p.name in channels
+        }
+    )
     pipeline = Pipeline(
-        rules, renderer, frozenset(channels), specs(plugins),
-        webhooks=partner_routes(plugins, channels), checks=render_checks(settings, plugins),
+        rules,
+        renderer,
+        frozenset(channels),
+        specs(plugins),
+        webhooks=partner_routes(plugins, channels),
+        checks=render_checks(settings, plugins),
     )
     dead_letter_store = DeadLetterStore(engine, metrics)
     limits = EventLimits(
-        max_bytes=settings.event_max_bytes, max_depth=settings.event_max_depth,
-        max_string=settings.event_max_string, max_clock_skew_s=settings.event_max_clock_skew_s,
+        max_bytes=settings.event_max_bytes,
+        max_depth=settings.event_max_depth,
+        max_string=settings.event_max_string,
+        max_clock_skew_s=settings.event_max_clock_skew_s,
     )
     processor = BatchProcessor(
-        engine, pipeline, dead_letter_store.store, metrics, on_committed=outbox.wake,
+        engine,
+        pipeline,
+        dead_letter_store.store,
+        metrics,
+        on_committed=outbox.wake,
         limits=limits,
     )
     consumer = IngestConsumer(
@@ -338,15 +220,21 @@ def build_service(
         ),
     )
     alerter = DeliveryAlerter(
-        engine, metrics,
-        AlertSettings(threshold=settings.alert_delivery_rate, window_s=settings.alert_window_s,
-                      min_samples=settings.alert_min_samples,
-                      interval_s=settings.alert_check_interval_s),
-        alert_sinks(settings, plugins, channels), providers=metrics.providers,
+        engine,
+        metrics,
+        AlertSettings(
+            threshold=settings.alert_delivery_rate,
+            window_s=settings.alert_window_s,
+            min_samples=settings.alert_min_samples,
+            interval_s=settings.alert_check_interval_s,
+        ),
+        alert_sinks(settings, plugins, channels),
+        providers=metrics.providers,
     )
     health = IngestHealth(settings.ingest_consumer, settings.ingest_stall_s, metrics)
-    return Service(settings, engine, consumer, dispatcher, outbox, alerter, metrics,
-                   dead_letter_store, health)
+    return Service(
+        settings, engine, consumer, dispatcher, outbox, alerter, metrics, dead_letter_store, health
+    )
 
 
 def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
@@ -360,19 +248,29 @@ def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> 
         log.warning("NOTIFIER_API_TOKEN is not set: the /v1 API answers anyone who can reach it")
     app.include_router(
         build_router(
-            service.metrics, service.readiness,
+            service.metrics,
+            service.readiness,
             # every channel a notification can have, configured or not
             channels=channel_names(),
             api_token=token.get_secret_value() if token else None,
-            before_scrape=service.refresh_gauges, providers=service.metrics.providers,
+            before_scrape=service.refresh_gauges,
+            providers=service.metrics.providers,
         )
     )
     auth = service.settings.twilio_auth_token
-    twilio = next((name for name, worker in service.dispatcher.workers.items()
-                   if worker.adapter.provider == "twilio"), None)
+    twilio = next(
+        (
+            name
+            for name, worker in service.dispatcher.workers.items()
+            if worker.adapter.provider == "twilio"
+        ),
+        None,
+    )
     app.include_router(
         build_receipts_router(
-            service.engine, service.metrics, twilio_channel=twilio,
+            service.engine,
+            service.metrics,
+            twilio_channel=twilio,
             twilio_auth_token=auth.get_secret_value() if auth and twilio else None,
             public_base_url=service.settings.public_base_url,
             on_requeued=service.outbox.wake,

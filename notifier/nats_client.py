@@ -3,7 +3,7 @@
 nats-py retries the first connection ``max_reconnect_attempts`` times (60 by default,
 two seconds apart) even with ``allow_reconnect=False``, and its default error
 callback prints a traceback per attempt; a command pointed at the wrong URL would
-hang for two minutes. The service itself connects in ``notifier.app``.
+hang for two minutes. The service itself connects in ``notifier.service``.
 """
 
 from __future__ import annotations

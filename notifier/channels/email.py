@@ -22,6 +22,9 @@ Error codes: ``connect``, ``timeout``, ``disconnect``, ``smtp-<reply code>``,
 
 Refused credentials stay transient because every message would fail the same way
 until an operator fixes them; dropping them all as permanent would lose them.
+
+The message itself (headers, bodies, Message-ID) is composed in ``email_mime``; this
+module is the SMTP side: the pool, the conversation, and how its failures map.
 """
 
 from __future__ import annotations
@@ -31,14 +34,14 @@ import logging
 import re
 import ssl
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses, parseaddr
+from email.utils import parseaddr
 from pathlib import Path
 from typing import ClassVar
 
 import aiosmtplib
 
+from notifier.channels import email_mime
 from notifier.channels.base import ChannelPlugin, OutboundMessage, SendLimits, SendReceipt
 from notifier.config import Settings, SmtpTls
 from notifier.contracts.channels import ChannelSpec, TemplateParts
@@ -57,7 +60,6 @@ FALLBACK_MESSAGE_ID_DOMAIN = "notifier.local"
 AUTH_REPLY_CODES = frozenset({530, 534, 535})
 
 _ADDRESS_IN_TEXT = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
-_MESSAGE_ID_SAFE = re.compile(r"[A-Za-z0-9_-]")
 
 
 class EmailChannel:
@@ -131,7 +133,9 @@ class EmailChannel:
             raise RuntimeError("EmailChannel is not running: call start() first")
         pool = self._pool
         message_id = self.message_id_for(message.notification_id)
-        mime, recipient = self._compose(message, message_id)
+        mime, recipient = email_mime.compose(
+            message, from_addr=self._from_addr, message_id=message_id
+        )
         # LIFO: a quiet service keeps reusing one warm connection instead of rotating
         # through all of them and letting the server time each one out.
         slot = await pool.get()
@@ -171,7 +175,7 @@ class EmailChannel:
 
     def message_id_for(self, notification_id: str) -> str:
         """``<notification-id@domain>``: the same for every attempt at one notification."""
-        return f"<{_message_id_local_part(notification_id)}@{self._message_id_domain}>"
+        return email_mime.message_id(notification_id, self._message_id_domain)
 
     async def _deliver(
         self, slot: _Slot, mime: EmailMessage, recipient: str, notification_id: str
@@ -224,35 +228,6 @@ class EmailChannel:
         slot.client = client
         return client
 
-    def _compose(self, message: OutboundMessage, message_id: str) -> tuple[EmailMessage, str]:
-        if message.subject is None:
-            raise PermanentDeliveryError(
-                "an email needs a subject; none was rendered", code="no-subject"
-            )
-        addresses = getaddresses([message.to])
-        one_address = len(addresses) == 1 and "@" in addresses[0][1]
-        if not one_address or "\r" in message.to or "\n" in message.to:
-            raise PermanentDeliveryError(
-                "'to' is not exactly one email address", code="invalid-address"
-            )
-        mime = EmailMessage()
-        try:
-            mime["From"] = self._from_addr
-            mime["To"] = message.to
-            mime["Subject"] = message.subject
-            mime["Date"] = format_datetime(datetime.now(UTC))
-            mime["Message-ID"] = message_id
-        except ValueError as exc:
-            raise PermanentDeliveryError(
-                f"cannot build the email: {exc}", code="invalid-message"
-            ) from exc
-        mime.set_content(message.text, charset="utf-8")
-        if message.html is not None:
-            mime.add_alternative(message.html, subtype="html", charset="utf-8")
-        # After the bodies: set_content and add_alternative move or drop Content-* headers.
-        mime["Content-Language"] = message.locale.replace("_", "-")
-        return mime, addresses[0][1]
-
     def _validate(self) -> None:
         problems: list[str] = []
         if not self._host or any(c.isspace() for c in self._host):
@@ -267,6 +242,8 @@ class EmailChannel:
             problems.append("set both username and password, or neither")
         if "@" not in self._sender:
             problems.append("from_addr has no email address")
+        if email_mime.CONTROL.search(self._from_addr):
+            problems.append("from_addr holds a control character")
         if not re.fullmatch(r"[A-Za-z0-9.-]+", self._message_id_domain):
             problems.append(
                 f"Message-ID domain {self._message_id_domain!r} (message_id_domain or the "
@@ -311,14 +288,6 @@ class _Slot:
             await client.quit()
         except (aiosmtplib.SMTPException, OSError):
             client.close()
-
-
-def _message_id_local_part(notification_id: str) -> str:
-    """Keep ``[A-Za-z0-9_-]`` as is and write any other byte as ``=XX``: still one id per id."""
-    return "".join(
-        char if _MESSAGE_ID_SAFE.fullmatch(char) else "".join(f"={b:02X}" for b in char.encode())
-        for char in notification_id
-    )
 
 
 def _refused_what(exc: aiosmtplib.SMTPResponseException) -> str:

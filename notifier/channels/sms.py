@@ -1,10 +1,9 @@
 """SMS through Twilio's Messages API, with the official ``twilio`` client on aiohttp.
 
-The client has no setting for its API host, so it is given an HTTP client that
-rewrites ``https://api.twilio.com`` to ``twilio_api_base`` (the dev/test fake) and puts
-the timeout on every request: the async client ignores its constructor timeout, and a
-request without one never times out. The client builds its aiohttp session at
-construction, which needs a running loop, so it is made in :meth:`SmsChannel.start`.
+The client is given an HTTP client (``channels/twilio_http.py``) that sends to
+``twilio_api_base`` (the dev/test fake), with a timeout on every request, and notes
+each answer's ``Retry-After``. The client builds its aiohttp session at construction,
+which needs a running loop, so it is made in :meth:`SmsChannel.start`.
 
 How failures map (the caller never sees a twilio or aiohttp error):
 
@@ -20,10 +19,6 @@ Refused credentials stay transient: every message would fail the same way until 
 operator fixes the configuration, and the circuit breaker holds sends back meanwhile;
 failing them all permanently would lose every message sent in that time.
 
-``TwilioRestException`` does not keep the response headers, so the HTTP client notes
-``Retry-After`` in an :class:`_Exchange` that the calling ``send`` put in a context
-variable: concurrent sends run in separate tasks, each with its own context.
-
 Twilio has no idempotency key for sending: a send retried after a timeout may reach
 the customer twice. Twilio's error text quotes the phone number; it is masked before it
 goes into an error (errors are stored and logged).
@@ -32,14 +27,12 @@ goes into an error (errors are stored and logged).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import re
 from collections.abc import Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 
@@ -48,7 +41,6 @@ from twilio.base.exceptions import (  # type: ignore[import-untyped]
     TwilioRestException,
     TwilioServiceException,
 )
-from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
 from twilio.rest import Client  # type: ignore[import-untyped]
 
 from notifier.channels.base import (
@@ -60,6 +52,7 @@ from notifier.channels.base import (
     parse_retry_after,
 )
 from notifier.channels.gsm import count_segments, is_e164
+from notifier.channels.twilio_http import EXCHANGE, TWILIO_API_BASE, Exchange, RoutedHttpClient
 from notifier.config import Settings
 from notifier.contracts.channels import ChannelSpec, RenderCheck, TemplateParts
 from notifier.errors import (
@@ -73,8 +66,6 @@ log = logging.getLogger(__name__)
 
 #: the settings without which there is no SMS channel
 REQUIRED_SETTINGS = ("twilio_account_sid", "twilio_auth_token", "twilio_from")
-#: the host every URL the twilio client builds for the Messages API starts with
-TWILIO_API_BASE = "https://api.twilio.com"
 #: ``twilio_from`` in this form is a Messaging Service, which picks the sender itself
 MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 #: Twilio codes that mean "our credentials or account", not "this message"
@@ -132,68 +123,6 @@ def twilio_error(
     return TransientDeliveryError(what, code=f"twilio_{status}")
 
 
-@dataclass
-class _Exchange:
-    """What the HTTP client saw for one ``send``; the send reads it after a refusal."""
-
-    retry_after: str | None = None
-
-
-_EXCHANGE: ContextVar[_Exchange | None] = ContextVar("twilio_exchange", default=None)
-
-
-class _RoutedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
-    """twilio's aiohttp client, pointed at ``api_base``, with a timeout on every request."""
-
-    def __init__(self, api_base: str, timeout_s: float) -> None:
-        super().__init__(pool_connections=True, logger=log)
-        self._api_base = api_base.rstrip("/")
-        self._timeout_s = timeout_s
-
-    # The signature is twilio's HttpClient.request, which the library calls with keywords.
-    async def request(  # noqa: PLR0917
-        self,
-        method: str,
-        url: str,
-        params: dict[str, object] | None = None,
-        data: dict[str, object] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-        allow_redirects: bool = False,
-    ) -> Any:
-        """Send to ``api_base``, note ``Retry-After`` for the calling send."""
-        if not url.startswith(TWILIO_API_BASE + "/"):
-            # Only the Messages API is used; anything else would leave the configured host.
-            raise RuntimeError(f"refusing a Twilio request outside {TWILIO_API_BASE}: {url}")
-        headers = dict(headers or {})
-        if auth is not None:
-            # The library would pass aiohttp.BasicAuth, deprecated since aiohttp 3.14.
-            credentials = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            headers["Authorization"] = f"Basic {credentials}"
-        response = await super().request(
-            method,
-            self._api_base + url.removeprefix(TWILIO_API_BASE),
-            params=params,
-            data=data,
-            headers=headers,
-            timeout=timeout or self._timeout_s,
-            allow_redirects=allow_redirects,
-        )
-        exchange = _EXCHANGE.get()
-        if exchange is not None and response.headers is not None:
-            exchange.retry_after = response.headers.get("Retry-After")
-        return response
-
-    def log_request(self, kwargs: dict[str, Any]) -> None:
-        """One debug line with the path; the library's INFO lines are too many per send."""
-        log.debug("twilio request: %s %s", kwargs["method"], urlsplit(kwargs["url"]).path)
-
-    def log_response(self, status_code: int, response: Any) -> None:
-        """One debug line with the status (headers carry nothing we need in logs)."""
-        log.debug("twilio response: %s", status_code)
-
-
 class SmsChannel:
     """The ``sms`` channel: Twilio Messages API, one shared client and connection pool."""
 
@@ -223,7 +152,7 @@ class SmsChannel:
         self._timeout_s = timeout_s
         self._max_segments = max_segments
         self._client: Any = None
-        self._http: _RoutedHttpClient | None = None
+        self._http: RoutedHttpClient | None = None
         self._in_flight = 0
         self._idle = asyncio.Event()
 
@@ -249,7 +178,7 @@ class SmsChannel:
         """Make the client and its aiohttp session (this needs the running loop)."""
         if self._http is not None:
             raise RuntimeError("SmsChannel is already running")
-        self._http = _RoutedHttpClient(self._api_base, self._timeout_s)
+        self._http = RoutedHttpClient(self._api_base, self._timeout_s)
         client = Client(self._account_sid, self._auth_token, http_client=self._http)
         # The client also reads TWILIO_EDGE / TWILIO_REGION from the process environment
         # and would rewrite the host to api.<edge>.<region>.twilio.com, past api_base.
@@ -262,8 +191,8 @@ class SmsChannel:
         if self._http is None:
             raise RuntimeError("SmsChannel is not running: call start() first")
         self._check(message)
-        exchange = _Exchange()
-        context = _EXCHANGE.set(exchange)
+        exchange = Exchange()
+        context = EXCHANGE.set(exchange)
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -285,7 +214,7 @@ class SmsChannel:
                 f"Twilio's answer is not JSON: {exc}", code="bad_response"
             ) from exc
         finally:
-            _EXCHANGE.reset(context)
+            EXCHANGE.reset(context)
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()

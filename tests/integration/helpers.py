@@ -14,10 +14,11 @@ import nats
 import uvicorn
 from httpx import ASGITransport, AsyncClient
 
-from notifier.app import Service, build_service, create_app
+from notifier.app import build_service, create_app
 from notifier.config import Settings, load_settings
 from notifier.devtools.fcmfake import FcmFake
 from notifier.devtools.twiliofake import TwilioFake
+from notifier.service import Service
 from notifier.streams import StreamSettings, ensure_streams
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from httpx import ASGITransport, AsyncClient
 
-from notifier.app import Service, build_service, create_app
+from notifier.app import build_service, create_app
 from notifier.channels.base import (
     ChannelPlugin,
     OutboundMessage,
@@ -24,6 +24,7 @@ from notifier.channels.registry import registered
 from notifier.config import Settings, default_templates_dir
 from notifier.contracts.channels import ChannelSpec, RenderCheck, TemplateParts
 from notifier.devtools.natsserver import NatsServer
+from notifier.service import Service
 from tests.integration.helpers import event, order, publish, settings_for
 from tests.support import wait_until
 

@@ -20,8 +20,8 @@ from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 from sqlalchemy import select
 
-from notifier.app import Service
 from notifier.devtools.natsserver import NatsServer
+from notifier.service import Service
 from notifier.store.tables import dead_letters
 from notifier.streams import DEADLETTER_STREAM, ORDERS_STREAM, StreamSettings, ensure_streams
 from tests.integration.helpers import event, order, running, settings_for

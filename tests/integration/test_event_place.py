@@ -51,9 +51,8 @@ def _processor(engine: AsyncEngine, dead: list[DeadLetter]) -> BatchProcessor:
         dead.extend(letters)
         return len(letters)
 
-    return BatchProcessor(
-        engine, Pipeline(rules, renderer, frozenset({"email"}), specs(plugins)), sink, Metrics()
-    )
+    pipeline = Pipeline(rules, renderer, frozenset({"email"}), specs(plugins))
+    return BatchProcessor(engine, pipeline, sink, Metrics())
 
 
 def _at(body: dict[str, Any], seq: int) -> RawMessage:

@@ -453,6 +453,9 @@ async def test_reconnects_after_the_server_hangs_up(
         ({"to": "not an address"}, "invalid-address"),
         ({"to": "ada@example.org\r\nBcc: eve@example.org"}, "invalid-address"),
         ({"subject": "hi\r\nBcc: eve@example.org"}, "invalid-message"),
+        # control characters the contract would have stripped: refused before any send
+        ({"subject": "Your order\x00 has shipped"}, "invalid-message"),
+        ({"to": "ada@example.org\x00"}, "invalid-address"),
     ],
 )
 async def test_unusable_messages_are_permanent(overrides: dict[str, Any], code: str) -> None:
@@ -471,6 +474,7 @@ async def test_unusable_messages_are_permanent(overrides: dict[str, Any], code: 
         {"pool_size": 0},
         {"username": "user"},
         {"from_addr": "Shop"},
+        {"from_addr": "Shop\x1b <orders@shop.example>"},
         {"tls": SmtpTls.TLS, "ca_file": Path("/nonexistent/ca.pem")},
     ],
 )

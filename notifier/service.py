@@ -1,0 +1,186 @@
+"""The running service: what ``build_service`` assembled, started, watched and stopped.
+
+``notifier.app`` composes the parts from settings and plugins and builds nothing
+itself at import; this module is what happens after: connecting to NATS (bounded at
+start-up, then reconnecting for ever), declaring the streams, starting and stopping
+the parts in order, the readiness checks and gauges the API reads, and the hourly
+retention run. Kept apart so that wiring (what is built from what) and running (what
+happens in which order, and what health says) can each be read, and changed, alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.config import Settings
+from notifier.core.model import DeadLetter
+from notifier.delivery.alerts import DeliveryAlerter
+from notifier.delivery.dispatcher import Dispatcher
+from notifier.delivery.ledger import queue_depth
+from notifier.delivery.outbox import Outbox
+from notifier.errors import StartupError
+from notifier.ingest.consumer import IngestConsumer
+from notifier.ingest.deadletter_store import DeadLetterStore
+from notifier.ingest.health import IngestHealth
+from notifier.metrics import Metrics
+from notifier.store.maintenance import prune
+from notifier.store.migrate import upgrade
+from notifier.streams import StreamSettings, ensure_streams
+
+log = logging.getLogger("notifier")
+
+NATS_STARTUP_TIMEOUT_S = 15.0
+
+
+async def _nats_error(exc: Exception) -> None:
+    log.warning("NATS: %s: %s", type(exc).__name__, exc)
+
+
+async def _nats_reconnected() -> None:
+    log.info("NATS: reconnected")
+
+
+@dataclass
+class Service:
+    """Everything the process runs, started and stopped in order."""
+
+    settings: Settings
+    engine: AsyncEngine
+    consumer: IngestConsumer
+    dispatcher: Dispatcher
+    outbox: Outbox
+    alerter: DeliveryAlerter
+    metrics: Metrics
+    dead_letter_store: DeadLetterStore
+    ingest_health: IngestHealth
+    nc: NatsClient | None = None
+    #: one JetStream context for the connection's life (each one holds subscriptions)
+    _jetstream: JetStreamContext | None = None
+    _maintenance: asyncio.Task[None] | None = None
+    _closing: bool = False
+
+    async def _nats_disconnected(self) -> None:
+        if not self._closing:
+            log.warning("NATS: disconnected; reconnecting")
+
+    async def start(self) -> None:
+        """Migrate, declare streams, start sending, then start consuming."""
+        await upgrade(self.engine)
+        s = self.settings
+        try:
+            # Once connected, reconnect forever; at start-up, give up after a bound so
+            # a wrong URL is one clear line, not a silent hang.
+            self.nc = await asyncio.wait_for(
+                nats.connect(
+                    s.nats_url,
+                    name="notifier",
+                    connect_timeout=5,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    user_credentials=str(s.nats_creds_file) if s.nats_creds_file else None,
+                    error_cb=_nats_error,
+                    disconnected_cb=self._nats_disconnected,
+                    reconnected_cb=_nats_reconnected,
+                ),
+                NATS_STARTUP_TIMEOUT_S,
+            )
+        except TimeoutError:
+            raise StartupError(
+                f"NATS at {s.nats_url} unreachable for {NATS_STARTUP_TIMEOUT_S:.0f} s"
+            ) from None
+        js = self._js()
+        await ensure_streams(
+            js,
+            StreamSettings(
+                duplicate_window_s=s.nats_duplicate_window_s,
+                max_age_days=s.stream_max_age_days,
+                deadletter_max_age_days=s.deadletter_max_age_days,
+            ),
+        )
+        await self.dispatcher.start(self.nc)
+        self.outbox.start(js)
+        self.dead_letter_store.start(js)
+        await self.consumer.start(self.nc)
+        self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
+        self.alerter.start()
+        log.info("notifier started (channels: %s)", ", ".join(self.dispatcher.channels) or "none")
+
+    async def stop(self) -> None:
+        """Stop pulling first; the batch in hand finishes (or is redelivered); then sends drain."""
+        if self._maintenance:
+            self._maintenance.cancel()
+        await self.alerter.stop()
+        await self.consumer.stop()
+        await self.dispatcher.stop()
+        await self.outbox.stop()
+        self._closing = True
+        if self.nc is not None:
+            await self.nc.drain()
+        await self.engine.dispose()
+        log.info("notifier stopped")
+
+    def _js(self) -> JetStreamContext:
+        if self.nc is None:
+            raise RuntimeError("connect to NATS first: call Service.start()")
+        if self._jetstream is None:
+            self._jetstream = self.nc.jetstream()
+        return self._jetstream
+
+    async def dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        """Store dead letters (stream and index); raises ``DeadLetterError`` for any the
+        stream did not acknowledge."""
+        return await self.dead_letter_store.store(letters)
+
+    async def refresh_gauges(self) -> None:
+        """Queue depth per channel, read from the ledger when Prometheus scrapes."""
+        try:
+            depth = await queue_depth(self.engine)
+        except SQLAlchemyError as exc:
+            log.warning("queue depth unavailable: %s", type(exc).__name__)
+            return
+        for channel in {*self.dispatcher.channels, *depth}:
+            self.metrics.queue_depth.labels(channel).set(depth.get(channel, 0))
+        if self.nc is not None and self.nc.is_connected:
+            await self.ingest_health.check(self._js())
+
+    async def readiness(self) -> dict[str, str]:
+        """NATS, the database and the dead-letter store, each ``ok`` or why not; ingest
+        ``ok`` or ``degraded: …`` when events wait and it has not advanced for
+        ``NOTIFIER_INGEST_STALL_S``."""
+        checks: dict[str, str] = {}
+        checks["nats"] = "ok" if self.nc is not None and self.nc.is_connected else "not connected"
+        try:
+            async with self.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), 2.0)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        checks["dead_letters"] = self.dead_letter_store.health()
+        if checks["nats"] == "ok":
+            checks["ingest"] = await self.ingest_health.check(self._js())
+        return checks
+
+    async def _maintain(self) -> None:
+        while True:
+            try:
+                report = await prune(
+                    self.engine,
+                    dedup_days=self.settings.dedup_retention_days,
+                    notification_days=self.settings.notification_retention_days,
+                    deadletter_days=self.settings.deadletter_max_age_days,
+                )
+                if report.orders or report.notifications or report.dead_letters:
+                    log.info("retention removed %s", report)
+            except Exception:
+                log.exception("retention run failed; will try again")
+            await asyncio.sleep(3600)
