@@ -69,8 +69,11 @@ def _cancel_all_tasks_bounded(loop: asyncio.AbstractEventLoop) -> None:
     for task in done:
         if not task.cancelled() and task.exception() is not None:
             loop.call_exception_handler(
-                {"message": "unhandled exception during loop shutdown",
-                 "exception": task.exception(), "task": task}
+                {
+                    "message": "unhandled exception during loop shutdown",
+                    "exception": task.exception(),
+                    "task": task,
+                }
             )
 
 

@@ -95,9 +95,7 @@ def build_router(
         status = "unavailable" if down else "ok"
         if not down and any(v != "ok" for v in checks.values()):
             status = "degraded"
-        return JSONResponse(
-            {"status": status, "checks": checks}, status_code=503 if down else 200
-        )
+        return JSONResponse({"status": status, "checks": checks}, status_code=503 if down else 200)
 
     @router.get(
         "/metrics", tags=["operations"], response_class=PlainTextResponse, responses=PROMETHEUS_TEXT

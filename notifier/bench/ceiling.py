@@ -38,11 +38,17 @@ async def raw_consume(
 ) -> Rate:
     """Pull ``total`` messages (or until none comes for ``idle_timeout_s``) and ack each."""
     js = nc.jetstream()
-    await js.add_consumer(ORDERS_STREAM, ConsumerConfig(
-        durable_name=CEILING_DURABLE, ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL, filter_subject=EVENTS_FILTER,
-        max_ack_pending=batch * 4, ack_wait=60,
-    ))
+    await js.add_consumer(
+        ORDERS_STREAM,
+        ConsumerConfig(
+            durable_name=CEILING_DURABLE,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subject=EVENTS_FILTER,
+            max_ack_pending=batch * 4,
+            ack_wait=60,
+        ),
+    )
     sub = await js.pull_subscribe_bind(durable=CEILING_DURABLE, stream=ORDERS_STREAM)
     got = 0
     started = time.perf_counter()

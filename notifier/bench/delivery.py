@@ -83,7 +83,8 @@ class DeliveryBench:
             "NOTIFIER_TWILIO_FROM": TWILIO_FROM,
             "NOTIFIER_TWILIO_API_BASE": self.twilio.base_url,
             "NOTIFIER_FCM_CREDENTIALS_FILE": str(
-                self.fcm.write_credentials(self.work / "fcm.json")),
+                self.fcm.write_credentials(self.work / "fcm.json")
+            ),
             "NOTIFIER_FCM_API_BASE": self.fcm.base_url,
         }
         service = Service.configure(settings, self.cfg.out_dir / "service-delivery.log")
@@ -113,11 +114,15 @@ class DeliveryBench:
         self.fcm.clear()
 
     def _received(self) -> list[Received]:
-        out = [Received("email", m.message_id, timestamp(m.received_at))
-               for m in self.catcher.messages()]
+        out = [
+            Received("email", m.message_id, timestamp(m.received_at))
+            for m in self.catcher.messages()
+        ]
         out += [Received("sms", m.sid, timestamp(m.received_at)) for m in self.twilio.messages()]
-        out += [Received("push", p.data.get("notification_id", ""), timestamp(p.received_at))
-                for p in self.fcm.messages()]
+        out += [
+            Received("push", p.data.get("notification_id", ""), timestamp(p.received_at))
+            for p in self.fcm.messages()
+        ]
         return out
 
     async def _settle(self, timeout_s: float) -> bool:
@@ -129,8 +134,13 @@ class DeliveryBench:
 
         return await wait_until(done, timeout_s)
 
-    async def _publish(self, messages: Iterator[Outgoing], rate: float | None,
-                       sent_at: dict[str, list[float]], bar: Any) -> list[float]:
+    async def _publish(
+        self,
+        messages: Iterator[Outgoing],
+        rate: float | None,
+        sent_at: dict[str, list[float]],
+        bar: Any,
+    ) -> list[float]:
         """Publish at ``rate`` per second (None: as fast as acks come back); returns the
         publish times."""
         times: list[float] = []
@@ -141,8 +151,7 @@ class DeliveryBench:
                 if (wait := due - time.perf_counter()) > 0:
                     await asyncio.sleep(max(wait, TICK_S) if wait > TICK_S else 0)
             now = time.time()
-            await self.js.publish_async(out.subject, out.data,
-                                        headers={"Nats-Msg-Id": out.msg_id})
+            await self.js.publish_async(out.subject, out.data, headers={"Nats-Msg-Id": out.msg_id})
             times.append(now)
             if out.event_id is not None:
                 sent_at.setdefault(out.event_id, []).append(now)
@@ -164,8 +173,12 @@ class DeliveryBench:
         sends = {ch: sum(1 for r in received if r.channel == ch) for ch in ("email", "sms", "push")}
         seconds = (max((r.at for r in received), default=times[-1]) - times[0]) or float("nan")
         return {
-            "events": count, "seconds": seconds, "events_per_s": count / seconds,
-            "sends": sends, "sends_per_s": sum(sends.values()) / seconds, "settled": settled,
+            "events": count,
+            "seconds": seconds,
+            "events_per_s": count / seconds,
+            "sends": sends,
+            "sends_per_s": sum(sends.values()) / seconds,
+            "settled": settled,
         }
 
     async def _fixed_rate(self) -> dict[str, Any]:
@@ -179,28 +192,38 @@ class DeliveryBench:
             times = await self._publish(workload.take(count), cfg.rate_per_s, sent_at, bar)
             settled = await self._settle(cfg.settle_s)
         unsent = await self._unsent(since)
-        query = select(notifications.c.id, notifications.c.event_id, notifications.c.channel,
-                       notifications.c.provider_message_id).where(
-                           notifications.c.created_at >= since)
+        query = select(
+            notifications.c.id,
+            notifications.c.event_id,
+            notifications.c.channel,
+            notifications.c.provider_message_id,
+        ).where(notifications.c.created_at >= since)
         async with self.read.connect() as conn:
             rows = [LedgerRow(*r) for r in await conn.execute(query)]
         traced, untraced = latencies(self._received(), rows, sent_at)
         summary = report(traced, times, times[0], unsent)
         span = times[-1] - times[0]
         return {
-            "rate_per_s": cfg.rate_per_s, "duration_s": cfg.duration_s, "events": count,
+            "rate_per_s": cfg.rate_per_s,
+            "duration_s": cfg.duration_s,
+            "events": count,
             "achieved_rate_per_s": (count - 1) / span if span > 0 else None,
-            "untraced_sends": untraced, "settled": settled, "waited_s": cfg.settle_s,
-            "unsent": unsent, **summary,
+            "untraced_sends": untraced,
+            "settled": settled,
+            "waited_s": cfg.settle_s,
+            "unsent": unsent,
+            **summary,
         }
 
     async def _unsent(self, since: datetime) -> dict[str, int]:
         """Per channel, the phase's sends still queued or in flight; under ``"all"``, events
         not even ingested yet (each would have made at least one)."""
-        query = (select(notifications.c.channel, func.count())
-                 .where(notifications.c.created_at >= since)
-                 .where(notifications.c.status.in_(status_values(PENDING)))
-                 .group_by(notifications.c.channel))
+        query = (
+            select(notifications.c.channel, func.count())
+            .where(notifications.c.created_at >= since)
+            .where(notifications.c.status.in_(status_values(PENDING)))
+            .group_by(notifications.c.channel)
+        )
         async with self.read.connect() as conn:
             waiting = {channel: int(n) for channel, n in await conn.execute(query)}
         behind = await last_seq(self.js) - await acked_through(self.js)
@@ -220,15 +243,22 @@ class DeliveryBench:
             await self._settle(self.cfg.settle_s)
         got = self.catcher.messages()
         last = max((timestamp(m.received_at) for m in got), default=times[0])
-        ours = {"messages": len(got), "seconds": last - times[0],
-                "per_s": len(got) / (last - times[0]) if last > times[0] else None}
+        ours = {
+            "messages": len(got),
+            "seconds": last - times[0],
+            "per_s": len(got) / (last - times[0]) if last > times[0] else None,
+        }
         self._clear()
         theirs = await apprise_email_rate(expected, smtp_host="127.0.0.1", smtp_port=smtp_port)
         ratio = ours["per_s"] / theirs.per_s if ours["per_s"] and theirs.per_s else None
         return {
             "messages": expected,
             "notifier": ours,
-            "apprise": {"messages": theirs.messages, "seconds": theirs.seconds,
-                        "per_s": theirs.per_s, "errors": theirs.errors},
+            "apprise": {
+                "messages": theirs.messages,
+                "seconds": theirs.seconds,
+                "per_s": theirs.per_s,
+                "errors": theirs.errors,
+            },
             "ratio": ratio,
         }

@@ -96,7 +96,9 @@ def latencies(
 
 
 def report(
-    traced: Sequence[tuple[str, float, float]], published_at: Sequence[float], origin: float,
+    traced: Sequence[tuple[str, float, float]],
+    published_at: Sequence[float],
+    origin: float,
     unsent: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Per-channel summaries, all channels together, and a per-second timeline
@@ -111,8 +113,7 @@ def report(
         per_second[int(at - origin)].append(seconds * 1000)
     names = sorted(set(per_channel) | {c for c in unsent if c != "all"})
     channels = {name: summary(per_channel.get(name, []), unsent.get(name, 0)) for name in names}
-    channels["all"] = summary((seconds * 1000 for _, _, seconds in traced),
-                              sum(unsent.values()))
+    channels["all"] = summary((seconds * 1000 for _, _, seconds in traced), sum(unsent.values()))
     published_per_second: dict[int, int] = defaultdict(int)
     for t in published_at:
         published_per_second[int(t - origin)] += 1
@@ -120,11 +121,13 @@ def report(
     timeline = []
     for second in range(horizon):
         values = sorted(per_second.get(second, []))
-        timeline.append({
-            "t": float(second),
-            "published": published_per_second.get(second, 0),
-            "sent": len(values),
-            "p50_ms": percentile(values, 50) if values else None,
-            "p99_ms": percentile(values, 99) if values else None,
-        })
+        timeline.append(
+            {
+                "t": float(second),
+                "published": published_per_second.get(second, 0),
+                "sent": len(values),
+                "p50_ms": percentile(values, 50) if values else None,
+                "p99_ms": percentile(values, 99) if values else None,
+            }
+        )
     return {"channels": channels, "timeline": timeline}

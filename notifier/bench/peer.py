@@ -81,9 +81,7 @@ def order_email(index: int) -> tuple[str, str]:
     )
 
 
-def apprise_email_url(
-    *, smtp_host: str, smtp_port: int, to_addr: str, from_addr: str
-) -> str:
+def apprise_email_url(*, smtp_host: str, smtp_port: int, to_addr: str, from_addr: str) -> str:
     """The ``mailto://`` URL for a plain SMTP server (no TLS, no AUTH) on loopback.
 
     Raises ``ValueError`` unless ``smtp_host`` is an IPv4 loopback literal such as

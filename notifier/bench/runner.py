@@ -143,30 +143,50 @@ async def _ingest(
     finally:
         await read.dispose()
     final_rss, peak_rss = rss_mb(service.pid)
-    watch.samples.append({"t": time.perf_counter() - watch.begun, "events": total,
-                          "rss_mb": final_rss})
+    watch.samples.append(
+        {"t": time.perf_counter() - watch.begun, "events": total, "rss_mb": final_rss}
+    )
     await service.stop()
     store = await _store(work, database_url)
     ingest_s = watch.done_at - watch.begun
     rate = total / ingest_s if ingest_s > 0 else None
     c = workload.counts
     return {
-        "workload": {"orders": c.orders, "events": c.events, "duplicates": c.duplicates,
-                     "revisions": c.revisions, "poison": c.poison, "messages": c.messages},
-        "publish": {"messages": cfg.ingest_events, "seconds": publish_s,
-                    "per_s": cfg.ingest_events / publish_s},
-        "ceiling": {"events": ceiling.count, "seconds": ceiling.seconds,
-                    "events_per_s": ceiling.per_s},
+        "workload": {
+            "orders": c.orders,
+            "events": c.events,
+            "duplicates": c.duplicates,
+            "revisions": c.revisions,
+            "poison": c.poison,
+            "messages": c.messages,
+        },
+        "publish": {
+            "messages": cfg.ingest_events,
+            "seconds": publish_s,
+            "per_s": cfg.ingest_events / publish_s,
+        },
+        "ceiling": {
+            "events": ceiling.count,
+            "seconds": ceiling.seconds,
+            "events_per_s": ceiling.per_s,
+        },
         "ingest": {
-            "events": total, "seconds": ingest_s, "events_per_s": rate,
+            "events": total,
+            "seconds": ingest_s,
+            "events_per_s": rate,
             "ratio_to_ceiling": rate / ceiling.per_s if rate and ceiling.per_s else None,
-            "notifications": made, "notifications_unsent": waiting,
+            "notifications": made,
+            "notifications_unsent": waiting,
             "with_dispatch_seconds": dispatch_s,
             "dispatch_settled": settled,
         },
         "memory": {
-            "events": total, "peak_rss_mb": peak_rss, "final_rss_mb": final_rss,
-            "growth_mb_per_100k": _growth(watch.samples), "samples": watch.samples, **store,
+            "events": total,
+            "peak_rss_mb": peak_rss,
+            "final_rss_mb": final_rss,
+            "growth_mb_per_100k": _growth(watch.samples),
+            "samples": watch.samples,
+            **store,
         },
     }
 
@@ -197,8 +217,13 @@ async def _watch_ingest(cfg: BenchConfig, js: Any, service: Service, total: int)
                 starting.result()  # a service that failed to start ends the run here
                 if now - last_sample >= RSS_EVERY_S:
                     last_sample = now
-                    samples.append({"t": now - (begun or now), "events": progress,
-                                    "rss_mb": rss_mb(service.pid)[0]})
+                    samples.append(
+                        {
+                            "t": now - (begun or now),
+                            "events": progress,
+                            "rss_mb": rss_mb(service.pid)[0],
+                        }
+                    )
             if progress >= total:
                 break
             await asyncio.sleep(POLL_S)
@@ -232,12 +257,16 @@ async def _store(work: Path, database_url: str) -> dict[str, Any]:
     engine = create_engine(database_url)
     try:
         size = await store_bytes(engine, work)
-        rows = {"events": await _count(engine, events),
-                "notifications": await _count(engine, notifications)}
+        rows = {
+            "events": await _count(engine, events),
+            "notifications": await _count(engine, notifications),
+        }
         later = datetime.now(UTC) + timedelta(days=181)
         await prune(engine, dedup_days=30, notification_days=180, now=later)
-        after = {"events": await _count(engine, events),
-                 "notifications": await _count(engine, notifications)}
+        after = {
+            "events": await _count(engine, events),
+            "notifications": await _count(engine, notifications),
+        }
     finally:
         await engine.dispose()
     return {"store_bytes": size, "store_rows": rows, "store_rows_after_retention": after}

@@ -34,13 +34,22 @@ class BenchConfig:
         """The full run, or the quick one (about a minute)."""
         if not quick:
             return cls(out_dir=out_dir, command=command)
-        return cls(out_dir=out_dir, command=command, quick=True, ingest_events=10_000,
-                   e2e_events=1_000, rate_per_s=100.0, duration_s=10.0, peer_messages=200)
+        return cls(
+            out_dir=out_dir,
+            command=command,
+            quick=True,
+            ingest_events=10_000,
+            e2e_events=1_000,
+            rate_per_s=100.0,
+            duration_s=10.0,
+            peer_messages=200,
+        )
 
 
 def progress_bar(cfg: BenchConfig, total: float, desc: str, unit: str = "msg") -> tqdm[Any]:
-    return tqdm(total=total, desc=desc, unit=unit, disable=not cfg.progress, leave=False,
-                dynamic_ncols=True)
+    return tqdm(
+        total=total, desc=desc, unit=unit, disable=not cfg.progress, leave=False, dynamic_ncols=True
+    )
 
 
 def service_settings(nats_url: str, database_url: str) -> dict[str, str]:

@@ -82,8 +82,11 @@ class Service:
         """Start it and wait for ``/readyz``; a child that dies says why (its log's tail)."""
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-            [sys.executable, "-m", "notifier", "run"], env=dict(self.env), stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "notifier", "run"],
+            env=dict(self.env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout_s
@@ -149,13 +152,17 @@ async def acked_through(js: JetStreamContext, durable: str = INGEST_DURABLE) -> 
     return await consumer_progress(js, durable) or 0
 
 
-async def unsettled(
-    engine: AsyncEngine, statuses: Iterable[NotificationStatus] = UNSETTLED
-) -> int:
+async def unsettled(engine: AsyncEngine, statuses: Iterable[NotificationStatus] = UNSETTLED) -> int:
     """Ledger rows still on their way (queued, sending, standby, or not yet dispatched)."""
-    query = select(func.count()).select_from(notifications).where(
-        or_(notifications.c.status.in_(status_values(statuses)),
-            notifications.c.dispatch_pending)
+    query = (
+        select(func.count())
+        .select_from(notifications)
+        .where(
+            or_(
+                notifications.c.status.in_(status_values(statuses)),
+                notifications.c.dispatch_pending,
+            )
+        )
     )
     async with engine.connect() as conn:
         return int((await conn.execute(query)).scalar_one())

@@ -190,8 +190,10 @@ class Workload:
             "estimated_delivery": (at + timedelta(days=2)).isoformat(),
         }
         attributes = {
-            "items": [{"name": "Single-origin beans 1 kg", "quantity": 2, "price": "24.50"},
-                      {"name": "Pour-over kettle", "quantity": 1, "price": "39.00"}],
+            "items": [
+                {"name": "Single-origin beans 1 kg", "quantity": 2, "price": "24.50"},
+                {"name": "Pour-over kettle", "quantity": 1, "price": "39.00"},
+            ],
             "total": "88.00",
             "currency": "CAD" if french else "USD",
             "store_name": "Analytical Coffee Co.",

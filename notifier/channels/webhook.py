@@ -73,6 +73,7 @@ MAX_DRAINED_BYTES = 64 * 1024
 
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
+
 def sign(secret: bytes | str, timestamp: int, body: bytes) -> str:
     """Hex HMAC-SHA256 of ``b"<timestamp>." + body`` under ``secret``."""
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
@@ -196,9 +197,7 @@ class WebhookChannel:
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: signature_header(
-                endpoint.secret.get_secret_value(), timestamp, body
-            ),
+            SIGNATURE_HEADER: signature_header(endpoint.secret.get_secret_value(), timestamp, body),
             DELIVERY_HEADER: message.notification_id,
             TIMESTAMP_HEADER: str(timestamp),
         }
@@ -277,7 +276,6 @@ PLUGIN = ChannelPlugin(
     spec=ChannelSpec(name=WebhookChannel.name),
     requires=("webhooks_file",),
     build=WebhookChannel.from_settings,
-    limits=lambda s: SendLimits(concurrency=s.webhook_concurrency,
-                                rate_per_s=s.webhook_rate_per_s),
+    limits=lambda s: SendLimits(concurrency=s.webhook_concurrency, rate_per_s=s.webhook_rate_per_s),
     routes=_routes,
 )

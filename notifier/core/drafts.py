@@ -185,8 +185,14 @@ def materialize(
 
 
 def webhook_draft(
-    d: Drafting, order: OrderAggregate, event: OrderEvent, key: str, transition: Transition, *,
-    endpoint: str, correction: dict[str, Any] | None,
+    d: Drafting,
+    order: OrderAggregate,
+    event: OrderEvent,
+    key: str,
+    transition: Transition,
+    *,
+    endpoint: str,
+    correction: dict[str, Any] | None,
 ) -> NewNotification:
     """A partner delivery: a JSON body instead of a template, the endpoint's name as
     its recipient. Its digest covers the body, so a revision is a correction too."""
@@ -195,10 +201,19 @@ def webhook_draft(
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     enabled = WEBHOOK in d.enabled_channels
     return NewNotification(
-        id=nid, idempotency_key=key, event_id=event.event_id, order_id=order.order_id,
-        customer_id=event.customer.id, channel=WEBHOOK, template=WEBHOOK,
-        template_version=None, locale=None, recipient=endpoint if enabled else None,
-        subject=None, body_text=text if enabled else None, body_html=None,
+        id=nid,
+        idempotency_key=key,
+        event_id=event.event_id,
+        order_id=order.order_id,
+        customer_id=event.customer.id,
+        channel=WEBHOOK,
+        template=WEBHOOK,
+        template_version=None,
+        locale=None,
+        recipient=endpoint if enabled else None,
+        subject=None,
+        body_text=text if enabled else None,
+        body_html=None,
         status=NotificationStatus.QUEUED if enabled else NotificationStatus.SUPPRESSED,
         priority=int(Priority.NORMAL),
         event_seq=order.events[event.event_id].revised_seq,
@@ -218,8 +233,15 @@ def draft_intent(d: Drafting, order: OrderAggregate, intent: Intent, key: str) -
         )
     context = _context(d, event, intent)
     draft = materialize(
-        d, order, event=event, key=key, template=intent.template, channel=intent.channel,
-        priority=intent.priority, context=context, state=intent.transition.to_state.value,
+        d,
+        order,
+        event=event,
+        key=key,
+        template=intent.template,
+        channel=intent.channel,
+        priority=intent.priority,
+        context=context,
+        state=intent.transition.to_state.value,
     )
     context.sendable[intent.template, intent.channel] = draft.status is NotificationStatus.QUEUED
     if intent.fallback_group is not None:
@@ -245,8 +267,15 @@ def _sendable(
     known = context.sendable.get((intent.template, channel))
     if known is None:
         draft = materialize(
-            d, order, event=event, key=intent.key, template=intent.template, channel=channel,
-            priority=intent.priority, context=context, state=intent.transition.to_state.value,
+            d,
+            order,
+            event=event,
+            key=intent.key,
+            template=intent.template,
+            channel=channel,
+            priority=intent.priority,
+            context=context,
+            state=intent.transition.to_state.value,
         )
         known = draft.status is NotificationStatus.QUEUED
         context.sendable[intent.template, channel] = known

@@ -50,7 +50,11 @@ def _no_webhooks(_source: str, _state: str) -> Sequence[str]:
 
 
 def derive_intents(
-    view: OrderView, rules: RuleSet, order_id: str, *, source: str = "",
+    view: OrderView,
+    rules: RuleSet,
+    order_id: str,
+    *,
+    source: str = "",
     webhooks: WebhookRoutes = _no_webhooks,
 ) -> dict[str, Intent]:
     """Every notification the order's history calls for, keyed by idempotency key.
@@ -73,16 +77,29 @@ def derive_intents(
             for rank, channel in enumerate(chain):
                 key = f"{scope}:{rule.name}:{channel}"
                 intents[key] = Intent(
-                    key, transition.event_id, rule.name, rule.template, channel,
-                    rule.priority, transition, once=rule.once,
+                    key,
+                    transition.event_id,
+                    rule.name,
+                    rule.template,
+                    channel,
+                    rule.priority,
+                    transition,
+                    once=rule.once,
                     fallback_group=f"{scope}:{rule.name}" if rule.fallback else None,
-                    fallback_rank=rank if rule.fallback else None, chain=chain,
+                    fallback_rank=rank if rule.fallback else None,
+                    chain=chain,
                 )
         for endpoint in webhooks(source, transition.to_state.value):
             key = f"{transition.event_id}:{WEBHOOK}:{endpoint}"
             intents[key] = Intent(
-                key, transition.event_id, WEBHOOK, WEBHOOK, WEBHOOK, Priority.NORMAL,
-                transition, endpoint=endpoint,
+                key,
+                transition.event_id,
+                WEBHOOK,
+                WEBHOOK,
+                WEBHOOK,
+                Priority.NORMAL,
+                transition,
+                endpoint=endpoint,
             )
     return intents
 
@@ -133,7 +150,10 @@ def context_digest(context: dict[str, Any]) -> str:
 
 
 def webhook_body(
-    event: OrderEvent, transition: Transition, delivery_id: str, endpoint: str,
+    event: OrderEvent,
+    transition: Transition,
+    delivery_id: str,
+    endpoint: str,
     correction: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a partner endpoint receives: the event without the customer's contact
@@ -151,8 +171,11 @@ def webhook_body(
             "state": event.state.value,
             "occurred_at": event.occurred_at.isoformat(),
             "reason": event.reason,
-            "shipment": None if shipment is None else {
-                "id": shipment.id, "carrier": shipment.carrier,
+            "shipment": None
+            if shipment is None
+            else {
+                "id": shipment.id,
+                "carrier": shipment.carrier,
                 "tracking_number": shipment.tracking_number,
                 "tracking_url": shipment.tracking_url,
             },

@@ -56,20 +56,26 @@ class Alert:
 
 def channel_sink(adapter: ChannelAdapter, to: str) -> AlertSink:
     """Alerts to an ops address through a channel's own provider (email's SMTP relay)."""
+
     async def send(subject: str, text: str, details: dict[str, object]) -> None:
         key = f"ops-{details['key']}".replace(":", "-")
-        await adapter.send(OutboundMessage(notification_id=key, channel=adapter.name, to=to,
-                                           text=text, subject=subject))
+        await adapter.send(
+            OutboundMessage(
+                notification_id=key, channel=adapter.name, to=to, text=text, subject=subject
+            )
+        )
 
     return send
 
 
 def webhook_sink(url: str, timeout_s: float = 10.0) -> AlertSink:
     """Alerts as a JSON POST (chat or paging webhooks)."""
+
     async def send(subject: str, text: str, details: dict[str, object]) -> None:
         async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
             response = await client.post(
-                url, content=json.dumps({"subject": subject, "text": text, **details}),
+                url,
+                content=json.dumps({"subject": subject, "text": text, **details}),
                 headers={"Content-Type": "application/json"},
             )
             response.raise_for_status()
@@ -81,8 +87,13 @@ class DeliveryAlerter:
     """Watches delivery rates and raises alerts through the configured sinks."""
 
     def __init__(
-        self, engine: AsyncEngine, metrics: Metrics, settings: AlertSettings,
-        sinks: Sequence[AlertSink], *, providers: Mapping[str, str] | None = None,
+        self,
+        engine: AsyncEngine,
+        metrics: Metrics,
+        settings: AlertSettings,
+        sinks: Sequence[AlertSink],
+        *,
+        providers: Mapping[str, str] | None = None,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
@@ -125,14 +136,17 @@ class DeliveryAlerter:
             if counts.finished < s.min_samples or rate >= s.threshold:
                 continue
             alert = Alert(
-                channel=channel, rate=rate, finished=counts.finished,
-                subject=f"[notifier] {channel} delivery rate {rate:.2%} is below "
-                        f"{s.threshold:.2%}",
-                text=(f"Over the last {s.window_s / 60:.0f} minutes, {counts.finished} "
-                      f"{channel} notifications finished and {rate:.2%} got through "
-                      f"(threshold {s.threshold:.2%}). Counts: "
-                      f"{json.dumps(counts.by_status, sort_keys=True)}. "
-                      "See GET /v1/stats/delivery and `notifier dlq list`."),
+                channel=channel,
+                rate=rate,
+                finished=counts.finished,
+                subject=f"[notifier] {channel} delivery rate {rate:.2%} is below {s.threshold:.2%}",
+                text=(
+                    f"Over the last {s.window_s / 60:.0f} minutes, {counts.finished} "
+                    f"{channel} notifications finished and {rate:.2%} got through "
+                    f"(threshold {s.threshold:.2%}). Counts: "
+                    f"{json.dumps(counts.by_status, sort_keys=True)}. "
+                    "See GET /v1/stats/delivery and `notifier dlq list`."
+                ),
             )
             if await self._raise(alert, now):
                 raised.append(alert)
@@ -155,20 +169,26 @@ class DeliveryAlerter:
                 return False
             try:
                 async with conn.begin_nested():
-                    await conn.execute(insert(ops_alerts).values(
-                        key=key, subject=subject, detail=alert.text, created_at=now))
+                    await conn.execute(
+                        insert(ops_alerts).values(
+                            key=key, subject=subject, detail=alert.text, created_at=now
+                        )
+                    )
             except IntegrityError:
                 return False  # another replica raised it
-        details: dict[str, object] = {"key": key, "channel": alert.channel,
-                                      "delivery_rate": alert.rate, "finished": alert.finished}
+        details: dict[str, object] = {
+            "key": key,
+            "channel": alert.channel,
+            "delivery_rate": alert.rate,
+            "finished": alert.finished,
+        }
         delivered = 0
         for sink in self.sinks:
             try:
                 await sink(alert.subject, alert.text, details)
                 delivered += 1
             except (DeliveryError, httpx.HTTPError, OSError) as exc:
-                log.warning("ops alert for %s not delivered: %s", alert.channel,
-                            type(exc).__name__)
+                log.warning("ops alert for %s not delivered: %s", alert.channel, type(exc).__name__)
         log.warning("ALERT %s (%d sink(s) reached)", alert.subject, delivered)
         if self.sinks and delivered == 0:
             async with self.engine.begin() as conn:

@@ -45,7 +45,12 @@ MSG_DELETE_FAILED = 10057
 
 
 async def publish_failed(
-    js: JetStreamContext, item: Claimed, *, provider: str, reason: str, error: str,
+    js: JetStreamContext,
+    item: Claimed,
+    *,
+    provider: str,
+    reason: str,
+    error: str,
     generation: int,
 ) -> None:
     """Dead-letter one notification; one ``generation`` (the dispatch message given up on)
@@ -71,7 +76,8 @@ async def publish_failed(
         "Nats-Msg-Id": f"dead.{item.id}.{generation}",
     }
     await js.publish(
-        f"{NOTIFY_DEADLETTER_PREFIX}.{item.channel}", json.dumps(body).encode(),
+        f"{NOTIFY_DEADLETTER_PREFIX}.{item.channel}",
+        json.dumps(body).encode(),
         headers=headers,
     )
 
@@ -121,8 +127,10 @@ async def notification_dead_letters(
         try:
             body = json.loads(msg.data or b"{}")
             letter = NotificationDeadLetter(
-                seq=seq, notification_id=str(body["notification_id"]),
-                channel=str(body["channel"]), reason=str(body.get("reason", "")),
+                seq=seq,
+                notification_id=str(body["notification_id"]),
+                channel=str(body["channel"]),
+                reason=str(body.get("reason", "")),
                 error=str(body.get("error", "")),
             )
         except (ValueError, KeyError, TypeError):
@@ -161,14 +169,15 @@ async def replay(
                 # a fallback rule whose next channel got through has told the customer
                 .where(~got_through)
                 .values(
-                    attempts=0, next_attempt_at=now,
+                    attempts=0,
+                    next_attempt_at=now,
                     last_error=f"replayed from dead letter {letter.seq}",
-                    dispatch_pending=True, dispatch_gen=N.dispatch_gen + 1, updated_at=now,
+                    dispatch_pending=True,
+                    dispatch_gen=N.dispatch_gen + 1,
+                    updated_at=now,
                 )
             )
-        (report.replayed if result.rowcount == 1 else report.stale).append(
-            letter.notification_id
-        )
+        (report.replayed if result.rowcount == 1 else report.stale).append(letter.notification_id)
         await _delete(js, letter.seq)
     return report
 

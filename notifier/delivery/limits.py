@@ -12,7 +12,9 @@ class TokenBucket:
     """At most ``rate`` sends per second on average, bursts up to ``burst``; 0 = unlimited."""
 
     def __init__(
-        self, rate: float, burst: float | None = None,
+        self,
+        rate: float,
+        burst: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rate = rate

@@ -50,7 +50,11 @@ class Outbox:
     """Publishes pending dispatch messages, when woken and every ``poll_s`` regardless."""
 
     def __init__(
-        self, engine: AsyncEngine, *, batch_size: int = 1000, poll_s: float = 0.5,
+        self,
+        engine: AsyncEngine,
+        *,
+        batch_size: int = 1000,
+        poll_s: float = 0.5,
         ack_timeout_s: float = 5.0,
     ):
         self.engine = engine

@@ -44,7 +44,8 @@ class Parking:
             if timer is not None:
                 timer.cancel()
             self._timers[order_id] = asyncio.get_running_loop().call_at(
-                due, self.moved_on, order_id)
+                due, self.moved_on, order_id
+            )
         return True
 
     def moved_on(self, order_id: str) -> None:

@@ -71,8 +71,11 @@ class Counts:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: the counts, the total and the rate."""
-        return {"counts": dict(self.by_status), "total": sum(self.by_status.values()),
-                "delivery_rate": self.rate}
+        return {
+            "counts": dict(self.by_status),
+            "total": sum(self.by_status.values()),
+            "delivery_rate": self.rate,
+        }
 
 
 @dataclass(slots=True)
@@ -96,8 +99,7 @@ class DeliveryStats:
             "total": self.total.as_dict(),
             "channels": {name: c.as_dict() for name, c in sorted(self.channels.items())},
             "groups": [
-                {"channel": k[0], "provider": k[1], "template": k[2], "state": k[3],
-                 **c.as_dict()}
+                {"channel": k[0], "provider": k[1], "template": k[2], "state": k[3], **c.as_dict()}
                 for k, c in sorted(self.groups.items())
             ],
             "render_failures": {
@@ -111,8 +113,12 @@ class DeliveryStats:
 
 
 async def delivery_stats(
-    engine: AsyncEngine, window_s: float, *, channel: str | None = None,
-    providers: Mapping[str, str] | None = None, now: datetime | None = None,
+    engine: AsyncEngine,
+    window_s: float,
+    *,
+    channel: str | None = None,
+    providers: Mapping[str, str] | None = None,
+    now: datetime | None = None,
 ) -> DeliveryStats:
     """Count the ledger's notifications created in the last ``window_s`` seconds.
 
@@ -151,8 +157,12 @@ async def render_failures(
     were rendered: failed without a single attempt at sending."""
     stmt = (
         select(N.channel, N.template, func.count())
-        .where(N.created_at >= since, N.status == NotificationStatus.FAILED.value,
-               N.attempts == 0, N.last_error.startswith(RENDER_ERROR_PREFIX))
+        .where(
+            N.created_at >= since,
+            N.status == NotificationStatus.FAILED.value,
+            N.attempts == 0,
+            N.last_error.startswith(RENDER_ERROR_PREFIX),
+        )
         .group_by(N.channel, N.template)
     )
     if channel is not None:

@@ -89,9 +89,7 @@ def demo_events(
         raise ValueError("start must be timezone-aware")
     rng = random.Random(seed)
     run = run_id or secrets.token_hex(3)
-    begin = start or datetime.now(UTC).replace(microsecond=0) - timedelta(
-        hours=1, minutes=orders
-    )
+    begin = start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1, minutes=orders)
     events: list[dict[str, Any]] = []
     for n in range(orders):
         events += _order_events(n, run, begin + timedelta(minutes=n), rng)

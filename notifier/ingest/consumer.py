@@ -120,11 +120,15 @@ class IngestConsumer:
             log.error("max-deliveries advisory not usable: %s", exc)
             return
         message = RawMessage(
-            data=stored.data or b"", headers=dict(stored.headers or {}),
-            subject=stored.subject or "", seq=seq,
+            data=stored.data or b"",
+            headers=dict(stored.headers or {}),
+            subject=stored.subject or "",
+            seq=seq,
         )
-        detail = (f"given up after {body.get('deliveries')} deliveries; it may have been "
-                  "applied, and replaying it is harmless (duplicates are recognised)")
+        detail = (
+            f"given up after {body.get('deliveries')} deliveries; it may have been "
+            "applied, and replaying it is harmless (duplicates are recognised)"
+        )
         try:
             await self.processor.dead_letter_sink(
                 [DeadLetter(message, DeadLetterReason.MAX_DELIVERIES, detail)]
@@ -134,7 +138,9 @@ class IngestConsumer:
             log.error(
                 "event at ORDERS seq %d was given up after max deliveries and could NOT be "
                 "dead-lettered (%s); it stays in the ORDERS stream until its max age: "
-                "republish it from there once dead letters are stored again", seq, exc,
+                "republish it from there once dead letters are stored again",
+                seq,
+                exc,
             )
             return
         log.error("event at stream seq %d dead-lettered after max deliveries", seq)
@@ -200,19 +206,25 @@ class IngestConsumer:
                         await m.nak()
                     return
                 if isinstance(exc, TRANSIENT):
-                    log.warning("batch of %d not applied (%s); retrying in %.0fs",
-                                len(messages), exc, delay)
+                    log.warning(
+                        "batch of %d not applied (%s); retrying in %.0fs", len(messages), exc, delay
+                    )
                 else:
                     failures += 1
                     if failures >= self.settings.batch_attempts:
                         await self._give_back(messages, exc, failures)
                         return
                     if isinstance(exc, DeadLetterError):  # the store logged it
-                        log.warning("batch of %d not finished (%s); retrying in %.0fs",
-                                    len(messages), exc, delay)
+                        log.warning(
+                            "batch of %d not finished (%s); retrying in %.0fs",
+                            len(messages),
+                            exc,
+                            delay,
+                        )
                     else:
-                        log.exception("batch of %d not finished; retrying in %.0fs",
-                                      len(messages), delay)
+                        log.exception(
+                            "batch of %d not finished; retrying in %.0fs", len(messages), delay
+                        )
                 await self._hold(messages, delay)
                 delay = min(delay * 2, MAX_RETRY_DELAY_S)
         for m in messages:
@@ -241,8 +253,13 @@ class IngestConsumer:
             "batch of %d failed %d times (%s: %s): %d event(s) handed back to JetStream for "
             "redelivery in %.0fs (up to NOTIFIER_INGEST_MAX_DELIVER deliveries, then "
             "dead-lettered), %d acked; ingest goes on",
-            len(messages), attempts, type(exc).__name__, redact(str(exc)), back,
-            self.settings.give_back_delay_s, len(messages) - back,
+            len(messages),
+            attempts,
+            type(exc).__name__,
+            redact(str(exc)),
+            back,
+            self.settings.give_back_delay_s,
+            len(messages) - back,
         )
 
     async def _hold(self, messages: list[Msg], seconds: float) -> None:

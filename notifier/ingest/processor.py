@@ -64,8 +64,9 @@ class BatchProcessor:
         for message in messages:
             first = seen.get((message.subject, message.data))
             if first is not None:
-                incoming.append(IncomingEvent(first.event, message, first.payload,
-                                              first.content_hash))
+                incoming.append(
+                    IncomingEvent(first.event, message, first.payload, first.content_hash)
+                )
                 continue
             decoded = self._decode(message, now)
             if isinstance(decoded, DeadLetter):
@@ -100,10 +101,12 @@ class BatchProcessor:
         except Exception as exc:
             # the type only: an exception's message may quote the event (personal data);
             # the dead letter keeps the body to reproduce it
-            log.error("event at stream seq %d cannot be decoded: %s", message.seq,
-                      type(exc).__name__)
-            return DeadLetter(message, DeadLetterReason.PROCESSING_ERROR,
-                              f"{type(exc).__name__} while decoding")
+            log.error(
+                "event at stream seq %d cannot be decoded: %s", message.seq, type(exc).__name__
+            )
+            return DeadLetter(
+                message, DeadLetterReason.PROCESSING_ERROR, f"{type(exc).__name__} while decoding"
+            )
 
     async def _unless_database_down(self, exc: Exception) -> None:
         """Before blaming an event, make sure the database itself is fine: drivers report
@@ -138,8 +141,11 @@ class BatchProcessor:
                 await self._unless_database_down(exc)
                 log.exception("event %s cannot be processed", item.event.event_id)
                 total.dead_letters.append(
-                    DeadLetter(item.message, DeadLetterReason.PROCESSING_ERROR,
-                               f"{type(exc).__name__}: {exc}")
+                    DeadLetter(
+                        item.message,
+                        DeadLetterReason.PROCESSING_ERROR,
+                        f"{type(exc).__name__}: {exc}",
+                    )
                 )
                 continue
             total.dead_letters.extend(plan.dead_letters)
@@ -161,11 +167,17 @@ class BatchProcessor:
         for note in _unrendered(plan):
             m.render_failures.labels(note.channel, note.template).inc()
             # by id, never by recipient; the error names the template file and line
-            log.warning("notification %s (%s, %s) cannot be sent: %s", note.id, note.channel,
-                        note.template, note.last_error)
+            log.warning(
+                "notification %s (%s, %s) cannot be sent: %s",
+                note.id,
+                note.channel,
+                note.template,
+                note.last_error,
+            )
         if plan.dead_letters:
             log.info(
-                "dead-lettered %d event(s): %s", len(plan.dead_letters),
+                "dead-lettered %d event(s): %s",
+                len(plan.dead_letters),
                 ", ".join(f"seq {d.message.seq} {d.reason.value}" for d in plan.dead_letters),
             )
 

@@ -64,8 +64,17 @@ async def load_orders(
         )
     n = notifications.c
     rows = await conn.execute(
-        select(n.id, n.idempotency_key, n.event_id, n.channel, n.template, n.status, n.digest,
-               n.state, n.order_id).where(n.order_id.in_(ids))
+        select(
+            n.id,
+            n.idempotency_key,
+            n.event_id,
+            n.channel,
+            n.template,
+            n.status,
+            n.digest,
+            n.state,
+            n.order_id,
+        ).where(n.order_id.in_(ids))
     )
     for r in rows.mappings():
         aggregates[r["order_id"]].notifications[r["idempotency_key"]] = StoredNotification(
@@ -109,9 +118,7 @@ def _insert_sql(
     return compiled.string, processors
 
 
-async def _insert_many(
-    conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
-) -> None:
+async def _insert_many(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """One executemany of rows that all have the same keys.
 
     The values go through the same bind processors SQLAlchemy would apply, but column
@@ -201,8 +208,9 @@ async def write_plan(conn: AsyncConnection, plan: BatchPlan) -> None:
         stmt = (
             update(events)
             .where(events.c.event_id == bindparam("b_event_id"))
-            .values({k: bindparam(k) for k in changed_events[0] if k not in ("event_id",
-                                                                              "received_at")})
+            .values(
+                {k: bindparam(k) for k in changed_events[0] if k not in ("event_id", "received_at")}
+            )
         )
         for row in changed_events:
             row["b_event_id"] = row.pop("event_id")
@@ -253,8 +261,14 @@ async def write_plan(conn: AsyncConnection, plan: BatchPlan) -> None:
         else:
             how, to = Move.REVISE, u.replacement.status
             row = _notification_row(u.replacement, now)
-            for key in ("id", "idempotency_key", "created_at", "event_seq", "dispatch_gen",
-                        "status"):
+            for key in (
+                "id",
+                "idempotency_key",
+                "created_at",
+                "event_seq",
+                "dispatch_gen",
+                "status",
+            ):
                 row.pop(key)
             values.update(row)  # attempts and next attempt start afresh
             if u.from_status == NotificationStatus.QUEUED.value:
@@ -263,9 +277,7 @@ async def write_plan(conn: AsyncConnection, plan: BatchPlan) -> None:
             elif row["dispatch_pending"]:
                 values["dispatch_gen"] = notifications.c.dispatch_gen + 1
         result = await conn.execute(
-            move(how, to, only_from=u.from_status)
-            .where(notifications.c.id == u.id)
-            .values(values)
+            move(how, to, only_from=u.from_status).where(notifications.c.id == u.id).values(values)
         )
         if result.rowcount != 1:
             raise StoreError(f"notification {u.id} changed status while its order was locked")

@@ -37,8 +37,12 @@ class PruneReport:
 
 
 async def prune(
-    engine: AsyncEngine, *, dedup_days: int, notification_days: int,
-    deadletter_days: float = 30.0, now: datetime | None = None,
+    engine: AsyncEngine,
+    *,
+    dedup_days: int,
+    notification_days: int,
+    deadletter_days: float = 30.0,
+    now: datetime | None = None,
 ) -> PruneReport:
     """Forget orders idle longer than ``dedup_days`` (with their dedup records and history),
     settled notifications older than ``notification_days``, and the index rows of dead
@@ -60,7 +64,7 @@ async def prune(
         lock = text("pg_try_advisory_xact_lock(hashtextextended(orders.order_id, 0))")
         idle = case((orders.c.updated_at < cutoff, lock), else_=false()).is_(True)
     async with engine.begin() as conn:
-        gone = (await conn.execute(delete(orders).where(idle).returning(orders.c.order_id)))
+        gone = await conn.execute(delete(orders).where(idle).returning(orders.c.order_id))
         order_ids = [oid for (oid,) in gone]
         deleted_events = 0
         for start in range(0, len(order_ids), 500):
@@ -74,15 +78,18 @@ async def prune(
         )
         # dead push tokens are personal data too: kept as long as the ledger
         await conn.execute(
-            delete(dead_push_tokens)
-            .where(dead_push_tokens.c.created_at < now - timedelta(days=notification_days))
+            delete(dead_push_tokens).where(
+                dead_push_tokens.c.created_at < now - timedelta(days=notification_days)
+            )
         )
         await conn.execute(
             delete(ops_alerts).where(ops_alerts.c.created_at < now - timedelta(days=30))
         )
         dead = await prune_dead_letters(conn, now - timedelta(days=deadletter_days))
     return PruneReport(
-        orders=len(order_ids), events=deleted_events, notifications=nt.rowcount,
+        orders=len(order_ids),
+        events=deleted_events,
+        notifications=nt.rowcount,
         dead_letters=dead,
     )
 

@@ -49,6 +49,7 @@ class UtcDateTime(TypeDecorator[datetime]):
             return value
         return value.replace(tzinfo=UTC)
 
+
 orders = Table(
     "orders",
     metadata,

@@ -55,18 +55,30 @@ def event(
         },
         "attributes": {"store_name": "Tea & Co", "total": "42.00", "currency": "EUR"},
     }
-    if state in {"shipped", "in_transit", "out_for_delivery", "delivered", "delivery_failed",
-                 "returned"}:
+    if state in {
+        "shipped",
+        "in_transit",
+        "out_for_delivery",
+        "delivered",
+        "delivery_failed",
+        "returned",
+    }:
         body["shipment"] = shipment or {
-            "id": "p1", "carrier": "DHL", "tracking_number": "JD0001",
+            "id": "p1",
+            "carrier": "DHL",
+            "tracking_number": "JD0001",
             "tracking_url": "https://track.example.com/JD0001",
         }
     body.update(extra)
     return body
 
 
-async def publish(url: str, *bodies: dict[str, Any] | bytes, msg_ids: list[str] | None = None,
-                  subject: str = "orders.state.web") -> None:
+async def publish(
+    url: str,
+    *bodies: dict[str, Any] | bytes,
+    msg_ids: list[str] | None = None,
+    subject: str = "orders.state.web",
+) -> None:
     """Publish raw bodies in order, each with ``Nats-Msg-Id`` (the event id by default)."""
     nc = await nats.connect(url)
     try:
@@ -84,8 +96,9 @@ async def publish(url: str, *bodies: dict[str, Any] | bytes, msg_ids: list[str] 
         await nc.close()
 
 
-def settings_for(nats_url: str, database_url: str, smtp_port: int | None,
-                 **overrides: Any) -> Settings:
+def settings_for(
+    nats_url: str, database_url: str, smtp_port: int | None, **overrides: Any
+) -> Settings:
     """Settings as a test deployment would have them."""
     values: dict[str, Any] = {
         "environment": "test",
@@ -104,16 +117,26 @@ def settings_for(nats_url: str, database_url: str, smtp_port: int | None,
 
 
 def channel_settings(
-    nats_url: str, database_url: str, smtp_port: int | None, *,
-    twilio: TwilioFake | None = None, fcm: FcmFake | None = None,
-    credentials: Path | None = None, http_port: int | None = None, **overrides: Any,
+    nats_url: str,
+    database_url: str,
+    smtp_port: int | None,
+    *,
+    twilio: TwilioFake | None = None,
+    fcm: FcmFake | None = None,
+    credentials: Path | None = None,
+    http_port: int | None = None,
+    **overrides: Any,
 ) -> Settings:
     """Test settings with SMS (Twilio fake) and push (FCM fake) switched on; receipts
     reach the API on ``http_port`` (serve it with :func:`serving`)."""
     values: dict[str, Any] = {}
     if twilio is not None:
-        values.update(twilio_account_sid=twilio.account_sid, twilio_auth_token=twilio.auth_token,
-                      twilio_from="+15005550006", twilio_api_base=twilio.base_url)
+        values.update(
+            twilio_account_sid=twilio.account_sid,
+            twilio_auth_token=twilio.auth_token,
+            twilio_from="+15005550006",
+            twilio_api_base=twilio.base_url,
+        )
     if fcm is not None:
         if credentials is None:
             raise ValueError("give the path fcm.write_credentials wrote")
@@ -131,10 +154,16 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[Service, AsyncClien
     service = build_service(settings)
     await service.start()
     app = create_app(service)
-    server = uvicorn.Server(uvicorn.Config(
-        app, host="127.0.0.1", port=settings.http_port, log_level="warning", lifespan="off",
-        access_log=False,
-    ))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=settings.http_port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
+    )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     try:

@@ -45,11 +45,15 @@ async def _metrics(client: AsyncClient) -> dict[tuple[str, tuple[tuple[str, str]
     return samples
 
 
-def _sample(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
-            **labels: str) -> float | None:
+def _sample(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float | None:
     """The sum over every series of ``name`` whose labels include ``labels``."""
-    found = [value for (n, series), value in samples.items()
-             if n == name and set(labels.items()) <= set(series)]
+    found = [
+        value
+        for (n, series), value in samples.items()
+        if n == name and set(labels.items()) <= set(series)
+    ]
     return sum(found) if found else None
 
 
@@ -90,6 +94,7 @@ async def test_readyz_names_nats_while_it_is_down(
     async with running(settings_for(nats.url, database_url, mail.port)) as (_service, client):
         nats.stop()
         try:
+
             async def unready() -> bool:
                 return (await client.get("/readyz")).status_code == 503
 
@@ -118,27 +123,36 @@ async def test_metrics_count_events_and_sent_emails(
         await publish(nats.url, *[event("M-1", s, i) for i, s in enumerate(LIFECYCLE)])
         await mail.wait_for(4, timeout=15)
         view = await _settled(client, "M-1")
-        assert statuses(view) == {"order_confirmed": "sent", "shipped": "sent",
-                                  "out_for_delivery": "sent", "delivered": "sent"}
+        assert statuses(view) == {
+            "order_confirmed": "sent",
+            "shipped": "sent",
+            "out_for_delivery": "sent",
+            "delivered": "sent",
+        }
 
         async def all_sent_counted() -> bool:
             samples = await _metrics(client)
-            sent = _sample(samples, "notifier_notifications_total", channel="email",
-                           status="sent")
+            sent = _sample(samples, "notifier_notifications_total", channel="email", status="sent")
             return sent is not None and sent >= 4
 
         await wait_until(all_sent_counted, timeout=10)
         samples = await _metrics(client)
         assert _sample(samples, "notifier_events_total", outcome="new") == len(LIFECYCLE)
-        assert _sample(samples, "notifier_notifications_total", channel="email",
-                       status="sent") == len(mail.messages()) == 4
+        assert (
+            _sample(samples, "notifier_notifications_total", channel="email", status="sent")
+            == len(mail.messages())
+            == 4
+        )
         # every email was first queued by the pipeline; none failed or was retried
-        assert _sample(samples, "notifier_notifications_total", channel="email",
-                       status="queued") == 4
-        assert _sample(samples, "notifier_notifications_total", channel="email",
-                       status="failed") in (None, 0.0)
-        assert _sample(samples, "notifier_notifications_total", channel="email",
-                       status="retry") in (None, 0.0)
+        assert (
+            _sample(samples, "notifier_notifications_total", channel="email", status="queued") == 4
+        )
+        assert _sample(
+            samples, "notifier_notifications_total", channel="email", status="failed"
+        ) in (None, 0.0)
+        assert _sample(
+            samples, "notifier_notifications_total", channel="email", status="retry"
+        ) in (None, 0.0)
         assert _sample(samples, "notifier_events_total", outcome="duplicate") in (None, 0.0)
 
         # a duplicate (same id and content, past JetStream's own dedup) is counted as such
@@ -203,8 +217,13 @@ async def test_api_token_guards_v1_but_not_health(
             return (await client.get("/v1/orders/T-1", headers=good)).status_code == 200
 
         await wait_until(visible, timeout=15)
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"},
-                        {"Authorization": "Bearer s3cret2"}, {"Authorization": "Basic s3cret"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "s3cret"},
+            {"Authorization": "Bearer s3cret2"},
+            {"Authorization": "Basic s3cret"},
+        ):
             response = await client.get("/v1/orders/T-1", headers=headers)
             assert response.status_code == 401, headers
             assert response.headers.get("www-authenticate") == "Bearer"
@@ -225,8 +244,14 @@ async def test_erasing_a_customer_scrubs_payloads_and_ledger_and_suppresses_the_
 ) -> None:
     # SMTP on a closed port: every email stays queued; a long backoff keeps each one
     # sitting in `queued` (not mid-send) after its first failed attempt.
-    settings = settings_for(nats.url, database_url, free_port(), smtp_timeout_s=1.0,
-                            dispatch_backoff_base_s=120.0, dispatch_backoff_max_s=120.0)
+    settings = settings_for(
+        nats.url,
+        database_url,
+        free_port(),
+        smtp_timeout_s=1.0,
+        dispatch_backoff_base_s=120.0,
+        dispatch_backoff_max_s=120.0,
+    )
     async with running(settings) as (service, client):
         await publish(
             nats.url,
@@ -241,8 +266,11 @@ async def test_erasing_a_customer_scrubs_payloads_and_ledger_and_suppresses_the_
                 return False
             emails = [x for x in view["notifications"] if x["channel"] == "email"]
             # the first one was tried; later ones for the order wait behind it (FIFO)
-            return len(emails) == n and all(x["status"] == "queued" for x in emails) and (
-                emails[0]["attempts"] >= 1)
+            return (
+                len(emails) == n
+                and all(x["status"] == "queued" for x in emails)
+                and (emails[0]["attempts"] >= 1)
+            )
 
         await wait_until(lambda: attempted("E-1", 2), timeout=15)
         await wait_until(lambda: attempted("K-1", 1), timeout=15)
@@ -258,21 +286,43 @@ async def test_erasing_a_customer_scrubs_payloads_and_ledger_and_suppresses_the_
 
         assert statuses(view) == {"order_confirmed": "suppressed", "shipped": "suppressed"}
         assert {n["last_error"] for n in view["notifications"] if n["channel"] == "email"} == {
-            "customer erased"}
+            "customer erased"
+        }
         # the history still adds up
         assert view["state"] == "shipped"
         assert [e["outcome"] for e in view["events"]] == ["applied", "applied"]
 
         async with service.engine.connect() as conn:
-            erased = (await conn.execute(
-                select(events.c.payload).where(events.c.customer_id == "cust-E-1"))).scalars().all()
-            kept = (await conn.execute(
-                select(events.c.payload).where(events.c.customer_id == "cust-K-1"))).scalars().all()
-            ledger = (await conn.execute(
-                select(notifications.c.customer_id, notifications.c.recipient,
-                       notifications.c.subject, notifications.c.body_text,
-                       notifications.c.body_html, notifications.c.status)
-            )).all()
+            erased = (
+                (
+                    await conn.execute(
+                        select(events.c.payload).where(events.c.customer_id == "cust-E-1")
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            kept = (
+                (
+                    await conn.execute(
+                        select(events.c.payload).where(events.c.customer_id == "cust-K-1")
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            ledger = (
+                await conn.execute(
+                    select(
+                        notifications.c.customer_id,
+                        notifications.c.recipient,
+                        notifications.c.subject,
+                        notifications.c.body_text,
+                        notifications.c.body_html,
+                        notifications.c.status,
+                    )
+                )
+            ).all()
         assert len(erased) == 2
         for payload in erased:
             assert EMAIL not in payload
@@ -308,9 +358,12 @@ async def test_erasing_an_unknown_customer_touches_nothing(
     async with running(settings_for(nats.url, database_url, mail.port)) as (_service, client):
         response = await client.delete("/v1/customers/nobody/personal-data")
         assert response.status_code == 200
-        assert response.json() == {"customer_id": "nobody", "events": 0, "notifications": 0,
-                                   "dead_letters": 0}
-
+        assert response.json() == {
+            "customer_id": "nobody",
+            "events": 0,
+            "notifications": 0,
+            "dead_letters": 0,
+        }
 
 
 async def test_erasing_while_a_send_is_in_flight_still_suppresses_it(
@@ -349,14 +402,23 @@ async def test_metrics_show_the_queue_depth_per_channel(
     nats: NatsServer, database_url: str
 ) -> None:
     # SMTP on a closed port: the confirmation and what waits behind it stay in the queue
-    settings = settings_for(nats.url, database_url, free_port(), smtp_timeout_s=1.0,
-                            dispatch_backoff_base_s=120.0, dispatch_backoff_max_s=120.0)
+    settings = settings_for(
+        nats.url,
+        database_url,
+        free_port(),
+        smtp_timeout_s=1.0,
+        dispatch_backoff_base_s=120.0,
+        dispatch_backoff_max_s=120.0,
+    )
     async with running(settings) as (_service, client):
         await publish(nats.url, event("QD-1", "placed", 0), event("QD-1", "shipped", 1))
+
         async def both_in_ledger() -> bool:
             view = await order(client, "QD-1")
-            return view is not None and len(
-                [n for n in view["notifications"] if n["channel"] == "email"]) == 2
+            return (
+                view is not None
+                and len([n for n in view["notifications"] if n["channel"] == "email"]) == 2
+            )
 
         # the two events may arrive in separate batches: wait for both ledger rows
         await wait_until(both_in_ledger, timeout=15)

@@ -18,8 +18,22 @@ pytestmark = pytest.mark.slow
 def test_bench_runs_end_to_end_and_writes_its_outputs(tmp_path: Path) -> None:
     out = tmp_path / "results"
     command = [
-        sys.executable, "-m", "notifier", "bench", "--out", str(out), "--events", "400",
-        "--e2e-events", "60", "--rate", "20", "--duration", "2", "--peer", "20",
+        sys.executable,
+        "-m",
+        "notifier",
+        "bench",
+        "--out",
+        str(out),
+        "--events",
+        "400",
+        "--e2e-events",
+        "60",
+        "--rate",
+        "20",
+        "--duration",
+        "2",
+        "--peer",
+        "20",
         "--no-progress",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=280, check=False)

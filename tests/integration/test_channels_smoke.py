@@ -14,16 +14,26 @@ from tests.support import wait_until
 
 
 async def test_shipped_goes_out_on_email_push_and_sms_and_the_sms_receipt_lands(
-    nats: NatsServer, mail: MailCatcher, twilio: TwilioFake, fcm: FcmFake, tmp_path: Path,
+    nats: NatsServer,
+    mail: MailCatcher,
+    twilio: TwilioFake,
+    fcm: FcmFake,
+    tmp_path: Path,
     database_url: str,
 ) -> None:
     settings = channel_settings(
-        nats.url, database_url, mail.port, twilio=twilio, fcm=fcm,
-        credentials=tmp_path / "fcm-credentials.json", http_port=free_port(),
+        nats.url,
+        database_url,
+        mail.port,
+        twilio=twilio,
+        fcm=fcm,
+        credentials=tmp_path / "fcm-credentials.json",
+        http_port=free_port(),
     )
     async with serving(settings) as (_service, client):
-        await publish(nats.url, event("C-1", "shipped", 0, phone="+14155550100",
-                                      push_tokens=["tok-C-1"]))
+        await publish(
+            nats.url, event("C-1", "shipped", 0, phone="+14155550100", push_tokens=["tok-C-1"])
+        )
         await mail.wait_for(1, timeout=15)
         sms = await twilio.wait_for(1, timeout=15)
         push = await fcm.wait_for(1, timeout=15)
@@ -33,6 +43,7 @@ async def test_shipped_goes_out_on_email_push_and_sms_and_the_sms_receipt_lands(
         async def delivered() -> bool:
             view = await order(client, "C-1")
             return view is not None and any(
-                n["channel"] == "sms" and n["status"] == "delivered" for n in view["notifications"])
+                n["channel"] == "sms" and n["status"] == "delivered" for n in view["notifications"]
+            )
 
         await wait_until(delivered, timeout=15)

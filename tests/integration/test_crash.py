@@ -69,8 +69,14 @@ async def _publish_slowly(url: str) -> None:
 async def test_stopping_mid_stream_loses_nothing_and_sends_nothing_twice(
     nats: NatsServer, mail: MailCatcher, database_url: str, tmp_path: Path, sig: signal.Signals
 ) -> None:
-    env = _env(nats.url, database_url, mail.port, NOTIFIER_SMTP_POOL_SIZE=str(POOL),
-               NOTIFIER_INGEST_BATCH_SIZE="25", NOTIFIER_DISPATCH_BATCH_SIZE="10")
+    env = _env(
+        nats.url,
+        database_url,
+        mail.port,
+        NOTIFIER_SMTP_POOL_SIZE=str(POOL),
+        NOTIFIER_INGEST_BATCH_SIZE="25",
+        NOTIFIER_DISPATCH_BATCH_SIZE="10",
+    )
     log = tmp_path / "service.log"
     publisher = asyncio.create_task(_publish_slowly(nats.url))
     first = _start(env, log)
@@ -132,16 +138,19 @@ async def test_kill_during_ingest_still_sends_every_notification_once(
     the confirmation of an order whose `shipped` was applied first."""
     orders = 150
     steps = ["placed", "shipped", "delivered"]
-    await publish(nats.url, *[event(f"I-{i}", s, n) for n, s in enumerate(steps)
-                              for i in range(orders)])
+    await publish(
+        nats.url, *[event(f"I-{i}", s, n) for n, s in enumerate(steps) for i in range(orders)]
+    )
     env = _env(nats.url, database_url, mail.port, NOTIFIER_INGEST_BATCH_SIZE="10")
     log = tmp_path / "service.log"
     total_events = orders * len(steps)
     first = _start(env, log)
     try:
+
         async def mid_ingest() -> bool:
             delivered, floor = await _consumer_progress(nats.url)
             return delivered > total_events // 4 and floor < total_events
+
         await wait_until(mid_ingest, timeout=30, interval=0.005)
         first.send_signal(signal.SIGKILL)
         await asyncio.to_thread(first.wait, 10)

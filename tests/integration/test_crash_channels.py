@@ -31,19 +31,28 @@ def _phone(i: int) -> str:
 
 async def _publish_slowly(url: str) -> None:
     for start in range(0, ORDERS, 10):
-        await publish(url, *[
-            event(f"X-{i}", "shipped", 0, phone=_phone(i), push_tokens=[f"tok-{i}"])
-            for i in range(start, start + 10)
-        ])
+        await publish(
+            url,
+            *[
+                event(f"X-{i}", "shipped", 0, phone=_phone(i), push_tokens=[f"tok-{i}"])
+                for i in range(start, start + 10)
+            ],
+        )
         await asyncio.sleep(0.3)
 
 
 async def test_a_kill_while_sending_on_every_channel_loses_nothing(
-    nats: NatsServer, mail: MailCatcher, twilio: TwilioFake, fcm: FcmFake, database_url: str,
+    nats: NatsServer,
+    mail: MailCatcher,
+    twilio: TwilioFake,
+    fcm: FcmFake,
+    database_url: str,
     tmp_path: Path,
 ) -> None:
     env = _env(
-        nats.url, database_url, mail.port,
+        nats.url,
+        database_url,
+        mail.port,
         NOTIFIER_SMTP_POOL_SIZE=str(IN_FLIGHT),
         NOTIFIER_TWILIO_ACCOUNT_SID=twilio.account_sid,
         NOTIFIER_TWILIO_AUTH_TOKEN=twilio.auth_token,
@@ -62,8 +71,9 @@ async def test_a_kill_while_sending_on_every_channel_loses_nothing(
     publisher = asyncio.create_task(_publish_slowly(nats.url))
     first = _start(env, log)
     try:
-        await wait_until(lambda: len(twilio.messages()) >= 10 and len(fcm.messages()) >= 10,
-                         timeout=30)
+        await wait_until(
+            lambda: len(twilio.messages()) >= 10 and len(fcm.messages()) >= 10, timeout=30
+        )
         first.send_signal(signal.SIGKILL)
         await asyncio.to_thread(first.wait, 40)
         before = (len(mail.messages()), len(twilio.messages()), len(fcm.messages()))
@@ -71,8 +81,9 @@ async def test_a_kill_while_sending_on_every_channel_loses_nothing(
         try:
             await publisher
             await wait_until(
-                lambda: min(len(mail.messages()), len(twilio.messages()),
-                            len(fcm.messages())) >= ORDERS,
+                lambda: (
+                    min(len(mail.messages()), len(twilio.messages()), len(fcm.messages())) >= ORDERS
+                ),
                 timeout=90,
             )
             await asyncio.sleep(3)  # room for a late repeat to show up

@@ -86,10 +86,13 @@ async def _letters(url: str, **match: Any) -> list[NotificationDeadLetter]:
 async def _pending_for_outbox(engine: AsyncEngine) -> int:
     """Ledger rows still waiting to be published as dispatch messages."""
     async with engine.connect() as conn:
-        count: int = (await conn.execute(
-            select(func.count()).select_from(notifications)
-            .where(notifications.c.dispatch_pending.is_(True))
-        )).scalar_one()
+        count: int = (
+            await conn.execute(
+                select(func.count())
+                .select_from(notifications)
+                .where(notifications.c.dispatch_pending.is_(True))
+            )
+        ).scalar_one()
     return count
 
 
@@ -126,7 +129,11 @@ async def _dlq_replay(*args: str, nats_url: str, database_url: str, cwd: Path) -
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "notifier", "dlq", "replay", *args],
-            cwd=cwd, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
             check=False,
         )
 
@@ -190,8 +197,10 @@ async def test_permanent_refusals_are_not_retried_and_are_dead_lettered(
 ) -> None:
     # Twilio code → the dead letter's reason: 21211 (not a valid 'To') means the number
     # itself is dead; 21610 (the customer replied STOP) is a plain permanent refusal.
-    cases = {"PF-1": (_phone(1), 21211, deadletters.DEAD_RECIPIENT),
-             "PF-2": (_phone(2), 21610, deadletters.PERMANENT)}
+    cases = {
+        "PF-1": (_phone(1), 21211, deadletters.DEAD_RECIPIENT),
+        "PF-2": (_phone(2), 21610, deadletters.PERMANENT),
+    }
     twilio.invalid_numbers.add(_phone(1))
     twilio.unsubscribed_numbers.add(_phone(2))
     settings = channel_settings(nats.url, database_url, None, twilio=twilio)
@@ -224,12 +233,17 @@ async def test_exhausted_sms_is_dead_lettered_and_replayed_exactly_once(
     orders = {"EX-1": _phone(1), "EX-2": _phone(2)}
     twilio.down = True
     # the breaker never opens, so every attempt reaches the fake and is counted
-    settings = channel_settings(nats.url, database_url, None, twilio=twilio,
-                                dispatch_max_attempts=3, breaker_failures=10_000)
+    settings = channel_settings(
+        nats.url,
+        database_url,
+        None,
+        twilio=twilio,
+        dispatch_max_attempts=3,
+        breaker_failures=10_000,
+    )
 
     async def cli(*args: str) -> CliResult:
-        return await _dlq_replay(*args, nats_url=nats.url, database_url=database_url,
-                                 cwd=tmp_path)
+        return await _dlq_replay(*args, nats_url=nats.url, database_url=database_url, cwd=tmp_path)
 
     async with running(settings) as (service, client):
         await publish(nats.url, *(_sms_event(o, phone) for o, phone in orders.items()))
@@ -246,9 +260,11 @@ async def test_exhausted_sms_is_dead_lettered_and_replayed_exactly_once(
             assert dry.code == 0, dry
             assert dry.lines()[0] == (
                 "dry run, nothing changed: would replay 2 (sms 2); each goes back in the queue "
-                "only if its notification is still failed"), dry
+                "only if its notification is still failed"
+            ), dry
             assert sorted(dry.lines()[1:]) == sorted(
-                f"would replay {nid} (sms, {deadletters.EXHAUSTED})" for nid in ids.values())
+                f"would replay {nid} (sms, {deadletters.EXHAUSTED})" for nid in ids.values()
+            )
             # the provider's error text can quote a recipient: a dry run leaves it out
             assert "after 3 attempts" not in dry.stdout, dry
             assert not any(phone in dry.stdout for phone in orders.values()), dry
@@ -293,8 +309,14 @@ async def test_a_replay_that_fails_again_is_dead_lettered_again(
     nats: NatsServer, twilio: TwilioFake, database_url: str
 ) -> None:
     twilio.down = True
-    settings = channel_settings(nats.url, database_url, None, twilio=twilio,
-                                dispatch_max_attempts=2, breaker_failures=10_000)
+    settings = channel_settings(
+        nats.url,
+        database_url,
+        None,
+        twilio=twilio,
+        dispatch_max_attempts=2,
+        breaker_failures=10_000,
+    )
     async with running(settings) as (service, client):
         await publish(nats.url, _sms_event("RF-1", _phone(1)))
         nid = (await _wait_status(client, "RF-1", "sms", "failed"))["id"]
@@ -309,7 +331,8 @@ async def test_a_replay_that_fails_again_is_dead_lettered_again(
 
         second = await _letters(nats.url, ids=[nid])
         assert [x.reason for x in second] == [deadletters.EXHAUSTED], (
-            "a notification that failed again after a replay has no dead letter to replay")
+            "a notification that failed again after a replay has no dead letter to replay"
+        )
         twilio.down = False
         async with _jetstream(nats.url) as js:
             assert (await deadletters.replay(js, service.engine, second)).replayed == [nid]
@@ -328,8 +351,15 @@ async def test_the_breaker_holds_sends_back_while_the_provider_is_down(
 ) -> None:
     orders = {f"BR-{i}": _phone(i) for i in range(12)}
     twilio.down = True
-    settings = channel_settings(nats.url, database_url, None, twilio=twilio,
-                                breaker_failures=2, breaker_open_s=2.0, sms_concurrency=2)
+    settings = channel_settings(
+        nats.url,
+        database_url,
+        None,
+        twilio=twilio,
+        breaker_failures=2,
+        breaker_open_s=2.0,
+        sms_concurrency=2,
+    )
     async with running(settings) as (_service, client):
         await publish(nats.url, *(_sms_event(o, phone) for o, phone in orders.items()))
 
@@ -366,7 +396,8 @@ async def test_a_second_dispatch_message_for_a_sent_notification_sends_nothing(
 
         async with _jetstream(nats.url) as js:
             ack = await js.publish(
-                "notify.email", json.dumps({"id": row["id"]}).encode(),
+                "notify.email",
+                json.dumps({"id": row["id"]}).encode(),
                 headers={"Nats-Msg-Id": f"by-hand.{row['id']}"},
             )
 
@@ -374,7 +405,8 @@ async def test_a_second_dispatch_message_for_a_sent_notification_sends_nothing(
                 info = await js.consumer_info(NOTIFY_STREAM, "dispatch-email")
                 return bool(
                     info.ack_floor.stream_seq >= ack.seq
-                    and info.num_pending == 0 and info.num_ack_pending == 0
+                    and info.num_pending == 0
+                    and info.num_ack_pending == 0
                 )
 
             await wait_until(taken, timeout=15)
@@ -388,8 +420,7 @@ async def test_the_token_bucket_spreads_sms_at_its_rate(
 ) -> None:
     rate, count = 5.0, 10
     orders = {f"TB-{i}": _phone(i) for i in range(count)}
-    settings = channel_settings(nats.url, database_url, None, twilio=twilio,
-                                sms_rate_per_s=rate)
+    settings = channel_settings(nats.url, database_url, None, twilio=twilio, sms_rate_per_s=rate)
     async with running(settings) as (_service, client):
         await publish(nats.url, *(_sms_event(o, phone) for o, phone in orders.items()))
         sent = await twilio.wait_for(count, timeout=30)

@@ -15,9 +15,11 @@ from notifier.store.tables import metadata
 
 def _differences(conn: Connection) -> list[Any]:
     context = MigrationContext.configure(conn, opts={"compare_type": False})
-    return [d for d in compare_metadata(context, metadata)
-            if not (isinstance(d, tuple) and d[0] == "remove_table"
-                    and d[1].name == "alembic_version")]
+    return [
+        d
+        for d in compare_metadata(context, metadata)
+        if not (isinstance(d, tuple) and d[0] == "remove_table" and d[1].name == "alembic_version")
+    ]
 
 
 async def test_migrations_match_the_declared_schema(database_url: str) -> None:

@@ -35,8 +35,9 @@ async def test_database_outage_longer_than_the_redelivery_bound_loses_nothing(
     nats: NatsServer, mail: MailCatcher, database_url: str
 ) -> None:
     database = database_url.rsplit("/", 1)[1]
-    settings = settings_for(nats.url, database_url, mail.port, ingest_max_deliver=2,
-                            ingest_ack_wait_s=1)
+    settings = settings_for(
+        nats.url, database_url, mail.port, ingest_max_deliver=2, ingest_ack_wait_s=1
+    )
     async with running(settings) as (_service, client):
         await publish(nats.url, event("DB-0", "placed", 0))
         await mail.wait_for(1, timeout=15)
@@ -50,7 +51,8 @@ async def test_database_outage_longer_than_the_redelivery_bound_loses_nothing(
             await _block(database, False)
         got = await mail.wait_for(6, timeout=60)
         assert sorted(m.subject for m in got) == sorted(
-            f"Your order DB-{i} is confirmed" for i in range(6))
+            f"Your order DB-{i} is confirmed" for i in range(6)
+        )
         view = await order(client, "DB-5")
         assert view is not None and view["state"] == "placed"
 
@@ -65,8 +67,13 @@ async def test_an_event_jetstream_gave_up_on_is_dead_lettered(
         nc = await nats_client.connect(nats.url)
         try:
             # what nats-server publishes when a message ran out of deliveries
-            advisory = {"type": "io.nats.jetstream.advisory.v1.max_deliver", "stream": "ORDERS",
-                        "consumer": "notifier-ingest", "stream_seq": 1, "deliveries": 20}
+            advisory = {
+                "type": "io.nats.jetstream.advisory.v1.max_deliver",
+                "stream": "ORDERS",
+                "consumer": "notifier-ingest",
+                "stream_seq": 1,
+                "deliveries": 20,
+            }
             await nc.publish(
                 "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORDERS.notifier-ingest",
                 json.dumps(advisory).encode(),

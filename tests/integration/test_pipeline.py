@@ -40,12 +40,20 @@ async def test_full_lifecycle_sends_the_right_emails_once(
         assert view["shipments"] == {"p1": "delivered"}
         assert [e["outcome"] for e in view["events"]] == ["applied"] * 5
         assert statuses(view) == {
-            "order_confirmed": "sent", "shipped": "sent", "out_for_delivery": "sent",
+            "order_confirmed": "sent",
+            "shipped": "sent",
+            "out_for_delivery": "sent",
             "delivered": "sent",
         }
         # the confirmation fires once, for `placed`, not again for `confirmed`
-        assert sum(n["template"] == "order_confirmed" for n in view["notifications"]
-                   if n["channel"] == "email") == 1
+        assert (
+            sum(
+                n["template"] == "order_confirmed"
+                for n in view["notifications"]
+                if n["channel"] == "email"
+            )
+            == 1
+        )
 
 
 async def test_customer_language_with_fallback(
@@ -53,8 +61,11 @@ async def test_customer_language_with_fallback(
 ) -> None:
     settings = settings_for(nats.url, database_url, mail.port)
     async with running(settings):
-        await publish(nats.url, event("F-1", "placed", 0, locale="fr-CA"),
-                      event("D-1", "placed", 0, locale="de-DE"))
+        await publish(
+            nats.url,
+            event("F-1", "placed", 0, locale="fr-CA"),
+            event("D-1", "placed", 0, locale="de-DE"),
+        )
         got = await mail.wait_for(2, timeout=15)
         by_subject = sorted(m.subject for m in got)
         assert by_subject == ["Votre commande F-1 est confirmée", "Your order D-1 is confirmed"]
@@ -87,9 +98,15 @@ async def test_revision_that_changes_what_was_told_sends_a_correction(
         shipped = event("C-1", "shipped", 1)
         await publish(nats.url, event("C-1", "placed", 0), shipped)
         await mail.wait_for(2, timeout=15)
-        revised = dict(shipped, shipment={
-            "id": "p1", "carrier": "UPS", "tracking_number": "1Z999",
-            "tracking_url": "https://track.example.com/1Z999"})
+        revised = dict(
+            shipped,
+            shipment={
+                "id": "p1",
+                "carrier": "UPS",
+                "tracking_number": "1Z999",
+                "tracking_url": "https://track.example.com/1Z999",
+            },
+        )
         same_but_republished = dict(shipped)
         await publish(nats.url, same_but_republished, revised, msg_ids=["r0", "r1"])
         got = await mail.wait_for(3, timeout=15)
@@ -100,7 +117,10 @@ async def test_revision_that_changes_what_was_told_sends_a_correction(
         view = await order(client, "C-1")
         assert view is not None
         assert [n["template"] for n in view["notifications"] if n["channel"] == "email"] == [
-            "order_confirmed", "shipped", "correction"]
+            "order_confirmed",
+            "shipped",
+            "correction",
+        ]
         assert view["events"][1]["revised"] is True
 
 
@@ -112,8 +132,9 @@ async def test_revision_that_changes_nothing_told_sends_nothing(
         placed = event("C-2", "placed", 0)
         await publish(nats.url, placed, event("C-2", "processing", 1))
         await mail.wait_for(1, timeout=15)
-        revised = dict(event("C-2", "processing", 2), event_id=event("C-2", "processing", 1)[
-            "event_id"])
+        revised = dict(
+            event("C-2", "processing", 2), event_id=event("C-2", "processing", 1)["event_id"]
+        )
         await publish(nats.url, revised, msg_ids=["rev"])
         await wait_until(lambda: _revised(client, "C-2"), timeout=15)
         await _settled(client, "C-2")
@@ -142,8 +163,12 @@ async def test_out_of_order_event_is_recorded_and_never_notifies(
 ) -> None:
     settings = settings_for(nats.url, database_url, mail.port)
     async with running(settings) as (_service, client):
-        await publish(nats.url, event("O-1", "placed", 0), event("O-1", "delivered", 10),
-                      event("O-1", "shipped", 5))
+        await publish(
+            nats.url,
+            event("O-1", "placed", 0),
+            event("O-1", "delivered", 10),
+            event("O-1", "shipped", 5),
+        )
         await wait_until(lambda: _outcomes(client, "O-1", 3), timeout=15)
         await _settled(client, "O-1")
         view = await order(client, "O-1")
@@ -151,7 +176,9 @@ async def test_out_of_order_event_is_recorded_and_never_notifies(
         assert view["state"] == "delivered"
         assert [e["outcome"] for e in view["events"]] == ["applied", "applied", "stale"]
         assert [m.subject for m in mail.messages()] == [
-            "Your order O-1 is confirmed", "Your order O-1 has been delivered"]
+            "Your order O-1 is confirmed",
+            "Your order O-1 has been delivered",
+        ]
 
 
 async def test_bad_events_are_dead_lettered_with_reasons(
@@ -184,8 +211,13 @@ async def test_bad_events_are_dead_lettered_with_reasons(
         finally:
             await nc.close()
         reasons = [letter.reason for letter in letters]
-        assert reasons == ["invalid_json", "schema_violation", "unknown_state",
-                           "illegal_transition", "event_id_conflict"]
+        assert reasons == [
+            "invalid_json",
+            "schema_violation",
+            "unknown_state",
+            "illegal_transition",
+            "event_id_conflict",
+        ]
         assert letters[0].body == "{not json"
         assert "event_id" in letters[1].detail
         assert "teleported" in letters[2].detail
@@ -211,7 +243,8 @@ async def test_smtp_down_then_up_delivers_everything_once(
             for i in range(5):
                 await _settled(client, f"S-{i}")
             assert sorted(m.subject for m in got) == [
-                f"Your order S-{i} is confirmed" for i in range(5)]
+                f"Your order S-{i} is confirmed" for i in range(5)
+            ]
             assert len(catcher.messages()) == 5
             view = await order(client, "S-0")
             assert view is not None
@@ -243,15 +276,18 @@ async def _outcomes(client: object, order_id: str, n: int) -> bool:
 async def _attempted(client: object, order_id: str) -> bool:
     view = await order(client, order_id)  # type: ignore[arg-type]
     return view is not None and any(
-        n["attempts"] >= 1 and n["last_error"] for n in view["notifications"]
-        if n["channel"] == "email")
+        n["attempts"] >= 1 and n["last_error"]
+        for n in view["notifications"]
+        if n["channel"] == "email"
+    )
 
 
 async def _settled(client: object, order_id: str) -> None:
     async def done() -> bool:
         view = await order(client, order_id)  # type: ignore[arg-type]
         return view is not None and all(
-            n["status"] not in ("queued", "sending") for n in view["notifications"])
+            n["status"] not in ("queued", "sending") for n in view["notifications"]
+        )
 
     await wait_until(done, timeout=15)
 
@@ -261,12 +297,16 @@ async def test_retries_never_let_a_later_message_overtake_an_earlier_one(
 ) -> None:
     port = free_port()
     # the breaker stays closed, so every message is retried on its own backoff
-    settings = settings_for(nats.url, database_url, port, smtp_timeout_s=1.0,
-                            breaker_failures=10_000)
+    settings = settings_for(
+        nats.url, database_url, port, smtp_timeout_s=1.0, breaker_failures=10_000
+    )
     orders = [f"Q-{i}" for i in range(8)]
     async with running(settings) as (_service, client):
-        await publish(nats.url, *[event(o, "placed", 0) for o in orders],
-                      *[event(o, "shipped", 1) for o in orders])
+        await publish(
+            nats.url,
+            *[event(o, "placed", 0) for o in orders],
+            *[event(o, "shipped", 1) for o in orders],
+        )
         await wait_until(lambda: _attempted(client, orders[-1]), timeout=15)
         catcher = MailCatcher()
         await catcher.start(port=port)
@@ -276,4 +316,6 @@ async def test_retries_never_let_a_later_message_overtake_an_earlier_one(
             await catcher.stop()
     for o in orders:
         assert [m.subject for m in got if f" {o} " in m.subject] == [
-            f"Your order {o} is confirmed", f"Your order {o} has shipped"]
+            f"Your order {o} is confirmed",
+            f"Your order {o} has shipped",
+        ]

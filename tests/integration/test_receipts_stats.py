@@ -84,17 +84,27 @@ async def _rows(client: AsyncClient, order_id: str) -> list[dict[str, Any]]:
     return [] if view is None else list(view["notifications"])
 
 
-async def _row(client: AsyncClient, order_id: str, channel: str,
-               template: str | None = None) -> dict[str, Any] | None:
+async def _row(
+    client: AsyncClient, order_id: str, channel: str, template: str | None = None
+) -> dict[str, Any] | None:
     """The order's one notification on ``channel`` (for ``template``, if given)."""
-    found = [r for r in await _rows(client, order_id)
-             if r["channel"] == channel and template in (None, r["template"])]
+    found = [
+        r
+        for r in await _rows(client, order_id)
+        if r["channel"] == channel and template in (None, r["template"])
+    ]
     assert len(found) <= 1, found
     return found[0] if found else None
 
 
-async def _wait_status(client: AsyncClient, order_id: str, channel: str, status: str,
-                       template: str | None = None, timeout: float = 15) -> dict[str, Any]:  # noqa: ASYNC109
+async def _wait_status(
+    client: AsyncClient,
+    order_id: str,
+    channel: str,
+    status: str,
+    template: str | None = None,
+    timeout: float = 15,  # noqa: ASYNC109
+) -> dict[str, Any]:
     async def reached() -> bool:
         row = await _row(client, order_id, channel, template)
         return row is not None and row["status"] == status
@@ -105,10 +115,16 @@ async def _wait_status(client: AsyncClient, order_id: str, channel: str, status:
     return row
 
 
-async def _wait_settled(client: AsyncClient, order_ids: Iterable[str], *, rows: int,
-                        timeout: float = 20) -> None:  # noqa: ASYNC109
+async def _wait_settled(
+    client: AsyncClient,
+    order_ids: Iterable[str],
+    *,
+    rows: int,
+    timeout: float = 20,  # noqa: ASYNC109
+) -> None:
     """Every order has ``rows`` notifications and none of them can still change (a
     receipt may land before the send itself is recorded: that is waited for too)."""
+
     async def settled() -> bool:
         for order_id in order_ids:
             found = await _rows(client, order_id)
@@ -158,21 +174,31 @@ async def _metrics(client: AsyncClient) -> str:
 
 
 async def test_forged_twilio_receipts_are_refused_and_genuine_ones_land_once(
-    nats: NatsServer, twilio: TwilioFake, tmp_path: Path, database_url: str,
+    nats: NatsServer,
+    twilio: TwilioFake,
+    tmp_path: Path,
+    database_url: str,
 ) -> None:
     # Twilio is given a public base URL that no one listens on (as behind a proxy): its
     # callbacks are captured by the fake, and the test replays them, byte for byte, to
     # the service after trying forgeries while the SMS is still only ``sent``.
     http_port, public = free_port(), f"http://127.0.0.1:{free_port()}"
     settings = channel_settings(
-        nats.url, database_url, None, twilio=twilio, http_port=http_port,
-        public_base_url=public, rules_file=_rules(tmp_path, SIMPLE_RULES),
+        nats.url,
+        database_url,
+        None,
+        twilio=twilio,
+        http_port=http_port,
+        public_base_url=public,
+        rules_file=_rules(tmp_path, SIMPLE_RULES),
     )
     twilio.undelivered_numbers.add("+14155550199")
     async with serving(settings) as (_service, client):
-        await publish(nats.url,
-                      event("R-1", "shipped", 0, email=None, phone="+14155550100"),
-                      event("R-2", "shipped", 0, email=None, phone="+14155550199"))
+        await publish(
+            nats.url,
+            event("R-1", "shipped", 0, email=None, phone="+14155550100"),
+            event("R-2", "shipped", 0, email=None, phone="+14155550199"),
+        )
         sms = await _wait_status(client, "R-1", "sms", "sent")
         await _wait_status(client, "R-2", "sms", "sent")
         callbacks = await twilio.wait_for_callbacks(4, timeout=10)
@@ -185,20 +211,32 @@ async def test_forged_twilio_receipts_are_refused_and_genuine_ones_land_once(
         delivered = genuine["delivered"]
         assert delivered.url == f"{public}{RECEIPTS}?n={sms['id']}"
         path = delivered.url.removeprefix(public)
-        lie = {**delivered.params, "MessageStatus": "undelivered", "SmsStatus": "undelivered",
-               "ErrorCode": "30003"}
+        lie = {
+            **delivered.params,
+            "MessageStatus": "undelivered",
+            "SmsStatus": "undelivered",
+            "ErrorCode": "30003",
+        }
         validator = RequestValidator(TWILIO_TOKEN)
         forgeries: dict[str, dict[str, str]] = {
             "no signature": {},
             "empty signature": {"X-Twilio-Signature": ""},
-            "another key": {"X-Twilio-Signature": RequestValidator(
-                "not-the-auth-token-0123456789ab").compute_signature(public + path, lie)},
+            "another key": {
+                "X-Twilio-Signature": RequestValidator(
+                    "not-the-auth-token-0123456789ab"
+                ).compute_signature(public + path, lie)
+            },
             "params tampered": {"X-Twilio-Signature": delivered.signature},
-            "another notification's URL": {"X-Twilio-Signature": validator.compute_signature(
-                f"{public}{RECEIPTS}?n=someone-else", lie)},
+            "another notification's URL": {
+                "X-Twilio-Signature": validator.compute_signature(
+                    f"{public}{RECEIPTS}?n=someone-else", lie
+                )
+            },
             "the URL as called, not the public one": {
                 "X-Twilio-Signature": validator.compute_signature(
-                    f"http://127.0.0.1:{http_port}{path}", lie)},
+                    f"http://127.0.0.1:{http_port}{path}", lie
+                )
+            },
         }
         for why, headers in forgeries.items():
             response = await client.post(path, data=lie, headers=headers)
@@ -209,31 +247,39 @@ async def test_forged_twilio_receipts_are_refused_and_genuine_ones_land_once(
         assert _metric(text, "notifier_receipts_total", status="undelivered") == 0
 
         for attempt in (genuine["sent"], delivered):
-            response = await client.post(path, data=attempt.params,
-                                         headers={"X-Twilio-Signature": attempt.signature})
+            response = await client.post(
+                path, data=attempt.params, headers={"X-Twilio-Signature": attempt.signature}
+            )
             assert response.status_code == 204
         landed = await _row(client, "R-1", "sms")
         assert landed is not None and landed["status"] == "delivered"
 
         # a repeated receipt, and a later (genuinely signed) undelivered one, change nothing
-        response = await client.post(path, data=delivered.params,
-                                     headers={"X-Twilio-Signature": delivered.signature})
+        response = await client.post(
+            path, data=delivered.params, headers={"X-Twilio-Signature": delivered.signature}
+        )
         assert response.status_code == 204
-        response = await client.post(path, data=lie, headers={
-            "X-Twilio-Signature": validator.compute_signature(public + path, lie)})
+        response = await client.post(
+            path,
+            data=lie,
+            headers={"X-Twilio-Signature": validator.compute_signature(public + path, lie)},
+        )
         assert response.status_code == 204
         assert await _row(client, "R-1", "sms") == landed
         text = await _metrics(client)
-        assert _metric(text, "notifier_notifications_total", channel="sms",
-                       status="delivered") == 1
-        assert _metric(text, "notifier_notifications_total", channel="sms",
-                       status="undelivered") == 0
+        assert _metric(text, "notifier_notifications_total", channel="sms", status="delivered") == 1
+        assert (
+            _metric(text, "notifier_notifications_total", channel="sms", status="undelivered") == 0
+        )
 
         other = await _row(client, "R-2", "sms")
         assert other is not None
         for attempt in attempts(other["provider_message_id"]).values():
-            response = await client.post(attempt.url.removeprefix(public), data=attempt.params,
-                                         headers={"X-Twilio-Signature": attempt.signature})
+            response = await client.post(
+                attempt.url.removeprefix(public),
+                data=attempt.params,
+                headers={"X-Twilio-Signature": attempt.signature},
+            )
             assert response.status_code == 204
         other = await _row(client, "R-2", "sms")
         assert other is not None and other["status"] == "undelivered"
@@ -241,14 +287,22 @@ async def test_forged_twilio_receipts_are_refused_and_genuine_ones_land_once(
 
 
 async def test_a_receipt_that_overtakes_the_send_record_keeps_its_word(
-    nats: NatsServer, twilio: TwilioFake, tmp_path: Path, database_url: str,
+    nats: NatsServer,
+    twilio: TwilioFake,
+    tmp_path: Path,
+    database_url: str,
 ) -> None:
     # Twilio may call back before its own answer to the send is recorded: the receipt
     # then lands on a ``sending`` row, and recording the send must not wipe it out.
     public = f"http://127.0.0.1:{free_port()}"  # the fake's own callbacks go nowhere
     settings = channel_settings(
-        nats.url, database_url, None, twilio=twilio, http_port=free_port(),
-        public_base_url=public, rules_file=_rules(tmp_path, SIMPLE_RULES),
+        nats.url,
+        database_url,
+        None,
+        twilio=twilio,
+        http_port=free_port(),
+        public_base_url=public,
+        rules_file=_rules(tmp_path, SIMPLE_RULES),
     )
     twilio.latency_s = 1.5  # each send stays in flight this long
     validator = RequestValidator(TWILIO_TOKEN)
@@ -257,16 +311,29 @@ async def test_a_receipt_that_overtakes_the_send_record_keeps_its_word(
         "O-2": ("+14155550121", "failed", "30008"),
     }
     async with running(settings) as (_service, client):
-        await publish(nats.url, *(event(o, "shipped", 0, email=None, phone=phone)
-                                  for o, (phone, _, _) in cases.items()))
+        await publish(
+            nats.url,
+            *(
+                event(o, "shipped", 0, email=None, phone=phone)
+                for o, (phone, _, _) in cases.items()
+            ),
+        )
         for order_id, (phone, status, code) in cases.items():
             row = await _wait_status(client, order_id, "sms", "sending")
             path = f"{RECEIPTS}?n={row['id']}"
             # Twilio's callback would carry the message's real sid, not known here yet
-            params = {"AccountSid": twilio.account_sid, "MessageSid": "SM" + "0" * 32,
-                      "MessageStatus": status, "ErrorCode": code, "To": phone}
-            response = await client.post(path, data=params, headers={
-                "X-Twilio-Signature": validator.compute_signature(public + path, params)})
+            params = {
+                "AccountSid": twilio.account_sid,
+                "MessageSid": "SM" + "0" * 32,
+                "MessageStatus": status,
+                "ErrorCode": code,
+                "To": phone,
+            }
+            response = await client.post(
+                path,
+                data=params,
+                headers={"X-Twilio-Signature": validator.compute_signature(public + path, params)},
+            )
             assert response.status_code == 204
         sids = {m.to: m.sid for m in await twilio.wait_for(2, timeout=10)}
 
@@ -286,12 +353,19 @@ async def test_a_receipt_that_overtakes_the_send_record_keeps_its_word(
 
 
 async def test_a_dead_push_token_is_never_used_again_and_erasure_forgets_it(
-    nats: NatsServer, fcm: FcmFake, tmp_path: Path, database_url: str,
+    nats: NatsServer,
+    fcm: FcmFake,
+    tmp_path: Path,
+    database_url: str,
 ) -> None:
     token = "dead-token:APA91b-0123456789"
     fcm.dead_tokens.add(token)
     settings = channel_settings(
-        nats.url, database_url, None, fcm=fcm, credentials=tmp_path / "fcm-credentials.json",
+        nats.url,
+        database_url,
+        None,
+        fcm=fcm,
+        credentials=tmp_path / "fcm-credentials.json",
         rules_file=_rules(tmp_path, SIMPLE_RULES),
     )
     async with running(settings) as (_service, client):
@@ -304,15 +378,15 @@ async def test_a_dead_push_token_is_never_used_again_and_erasure_forgets_it(
             letters = await notification_dead_letters(nc.jetstream(), channel="push")
         finally:
             await nc.close()
-        assert [(d.notification_id, d.reason) for d in letters] == [
-            (first["id"], "dead_recipient")]
+        assert [(d.notification_id, d.reason) for d in letters] == [(first["id"], "dead_recipient")]
 
         response = await client.get("/v1/customers/cust-D-1/dead-push-tokens")
         assert response.status_code == 200
         assert token not in response.text
         listed = response.json()["dead_push_tokens"]
         assert [(d["token_sha256_prefix"], d["reason"]) for d in listed] == [
-            (token_hash(token)[:12], "unregistered")]
+            (token_hash(token)[:12], "unregistered")
+        ]
         assert datetime.fromisoformat(listed[0]["marked_at"]).utcoffset() == timedelta(0)
 
         await publish(nats.url, event("D-1", "delivered", 5, email=None, push_tokens=[token]))
@@ -330,15 +404,24 @@ async def test_a_dead_push_token_is_never_used_again_and_erasure_forgets_it(
 
 
 async def test_a_fallback_rule_moves_on_only_when_a_channel_fails(
-    nats: NatsServer, mail: MailCatcher, twilio: TwilioFake, fcm: FcmFake, tmp_path: Path,
+    nats: NatsServer,
+    mail: MailCatcher,
+    twilio: TwilioFake,
+    fcm: FcmFake,
+    tmp_path: Path,
     database_url: str,
 ) -> None:
     fcm.invalid_tokens.add("tok-invalid")
     fcm.dead_tokens.add("tok-dead")
     twilio.undelivered_numbers.add("+14155550302")
     settings = channel_settings(
-        nats.url, database_url, mail.port, twilio=twilio, fcm=fcm,
-        credentials=tmp_path / "fcm-credentials.json", http_port=free_port(),
+        nats.url,
+        database_url,
+        mail.port,
+        twilio=twilio,
+        fcm=fcm,
+        credentials=tmp_path / "fcm-credentials.json",
+        http_port=free_port(),
         rules_file=_rules(tmp_path, FALLBACK_RULES),
     )
     customers = {  # order: (push token, phone)
@@ -351,17 +434,24 @@ async def test_a_fallback_rule_moves_on_only_when_a_channel_fails(
 
     def ofd(order_id: str, minute: int = 0, shipment: str = "p1") -> dict[str, Any]:
         token, phone = customers[order_id]
-        return event(order_id, "out_for_delivery", minute, email=f"{order_id}@example.com",
-                     phone=phone, push_tokens=[token] if token else None,
-                     shipment={"id": shipment, "carrier": "DHL"})
+        return event(
+            order_id,
+            "out_for_delivery",
+            minute,
+            email=f"{order_id}@example.com",
+            phone=phone,
+            push_tokens=[token] if token else None,
+            shipment={"id": shipment, "carrier": "DHL"},
+        )
 
     async with serving(settings) as (_service, client):
         await publish(nats.url, *(ofd(o) for o in customers))
         await _wait_settled(client, customers, rows=3)
 
         async def fates(order_id: str) -> dict[str, tuple[str, str | None]]:
-            return {r["channel"]: (r["status"], r["last_error"])
-                    for r in await _rows(client, order_id)}
+            return {
+                r["channel"]: (r["status"], r["last_error"]) for r in await _rows(client, order_id)
+            }
 
         a, b, c, d, e = [await fates(o) for o in customers]
         assert a["push"][0] == "failed" and a["push"][1].startswith("invalid_argument")
@@ -382,15 +472,23 @@ async def test_a_fallback_rule_moves_on_only_when_a_channel_fails(
         requests = fcm.send_requests
         await publish(nats.url, ofd("F-e", 5, shipment="p2"))
         await _wait_settled(client, ["F-e"], rows=6)
-        second = {r["channel"]: r for r in await _rows(client, "F-e")
-                  if r["event_id"] == "F-e-out_for_delivery-5"}
+        second = {
+            r["channel"]: r
+            for r in await _rows(client, "F-e")
+            if r["event_id"] == "F-e-out_for_delivery-5"
+        }
         assert second["push"]["status"] == "suppressed"
         assert "unregistered" in second["push"]["last_error"]
         assert second["sms"]["status"] == "delivered"
         assert fcm.send_requests == requests
 
         assert sorted(m.to for m in twilio.messages()) == [
-            "+14155550301", "+14155550302", "+14155550304", "+14155550305", "+14155550305"]
+            "+14155550301",
+            "+14155550302",
+            "+14155550304",
+            "+14155550305",
+            "+14155550305",
+        ]
         assert [p.token for p in fcm.messages()] == ["tok-good"]
         assert [m.rcpt_tos for m in mail.messages()] == [["F-b@example.com"]]
 
@@ -404,21 +502,41 @@ async def test_a_fallback_rule_moves_on_only_when_a_channel_fails(
 
 
 async def test_a_fallback_channel_that_cannot_be_rendered_hands_over_at_once(
-    nats: NatsServer, mail: MailCatcher, twilio: TwilioFake, tmp_path: Path,
+    nats: NatsServer,
+    mail: MailCatcher,
+    twilio: TwilioFake,
+    tmp_path: Path,
     database_url: str,
 ) -> None:
     # One SMS segment is allowed and the tracking link makes the text longer: the SMS
     # fails when it is rendered, before any send, so no receipt or send failure will
     # ever hand over to the email; the plan must queue it at once.
     settings = channel_settings(
-        nats.url, database_url, mail.port, twilio=twilio, http_port=free_port(),
-        rules_file=_rules(tmp_path, FALLBACK_RULES), sms_max_segments=1,
+        nats.url,
+        database_url,
+        mail.port,
+        twilio=twilio,
+        http_port=free_port(),
+        rules_file=_rules(tmp_path, FALLBACK_RULES),
+        sms_max_segments=1,
     )
-    shipment = {"id": "p1", "carrier": "DHL",
-                "tracking_url": "https://track.example.com/" + "x" * 160}
+    shipment = {
+        "id": "p1",
+        "carrier": "DHL",
+        "tracking_url": "https://track.example.com/" + "x" * 160,
+    }
     async with serving(settings) as (_service, client):
-        await publish(nats.url, event("F-f", "out_for_delivery", 0, email="F-f@example.com",
-                                      phone="+14155550306", shipment=shipment))
+        await publish(
+            nats.url,
+            event(
+                "F-f",
+                "out_for_delivery",
+                0,
+                email="F-f@example.com",
+                phone="+14155550306",
+                shipment=shipment,
+            ),
+        )
         sms = await _wait_status(client, "F-f", "sms", "failed")
         assert "SMS segments" in sms["last_error"]
         await _wait_status(client, "F-f", "email", "sent")
@@ -430,7 +548,10 @@ async def test_a_fallback_channel_that_cannot_be_rendered_hands_over_at_once(
 
 
 async def test_webhook_deliveries_are_signed_once_per_wanted_transition_without_contacts(
-    nats: NatsServer, receiver: WebhookReceiver, tmp_path: Path, database_url: str,
+    nats: NatsServer,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
+    database_url: str,
 ) -> None:
     hooks = tmp_path / "webhooks.yaml"
     hooks.write_text(
@@ -440,17 +561,26 @@ async def test_webhook_deliveries_are_signed_once_per_wanted_transition_without_
         encoding="utf-8",
     )
     settings = channel_settings(
-        nats.url, database_url, None, webhooks_file=hooks,
+        nats.url,
+        database_url,
+        None,
+        webhooks_file=hooks,
         rules_file=_rules(tmp_path, SIMPLE_RULES),
     )
-    contacts = {"email": "ada.private@example.com", "phone": "+14155550400",
-                "push_tokens": ["tok-private-0123456789"]}
+    contacts = {
+        "email": "ada.private@example.com",
+        "phone": "+14155550400",
+        "push_tokens": ["tok-private-0123456789"],
+    }
     receiver.respond(500)  # the first delivery is refused once
     async with running(settings) as (_service, client):
-        await publish(nats.url, *(
-            event("W-1", state, minute, **contacts)
-            for minute, state in enumerate(["placed", "shipped", "in_transit", "delivered"])
-        ))
+        await publish(
+            nats.url,
+            *(
+                event("W-1", state, minute, **contacts)
+                for minute, state in enumerate(["placed", "shipped", "in_transit", "delivered"])
+            ),
+        )
 
         async def both_sent() -> bool:
             rows = [r for r in await _rows(client, "W-1") if r["channel"] == "webhook"]
@@ -478,8 +608,12 @@ async def test_webhook_deliveries_are_signed_once_per_wanted_transition_without_
         assert body["event"]["customer_id"] == "cust-W-1"
         assert body["transition"]["to"] == state
         raw = delivery.body.decode() + json.dumps(delivery.headers)
-        for secret in (contacts["email"], contacts["phone"], *contacts["push_tokens"],
-                       "Ada Lovelace"):
+        for secret in (
+            contacts["email"],
+            contacts["phone"],
+            *contacts["push_tokens"],
+            "Ada Lovelace",
+        ):
             assert secret not in raw
     assert accepted[rows["shipped"]["id"]].json["transition"]["from"] is None
     assert accepted[rows["delivered"]["id"]].json["transition"]["from"] == "in_transit"
@@ -489,7 +623,11 @@ async def test_webhook_deliveries_are_signed_once_per_wanted_transition_without_
 
 
 async def test_delivery_stats_and_metrics_add_up_to_what_the_providers_saw(
-    nats: NatsServer, mail: MailCatcher, twilio: TwilioFake, fcm: FcmFake, tmp_path: Path,
+    nats: NatsServer,
+    mail: MailCatcher,
+    twilio: TwilioFake,
+    fcm: FcmFake,
+    tmp_path: Path,
     database_url: str,
 ) -> None:
     twilio.invalid_numbers |= {"+14155550502", "+14155550504"}
@@ -505,16 +643,30 @@ async def test_delivery_stats_and_metrics_add_up_to_what_the_providers_saw(
         "S-6": ("+14155550506", "tok-S-6"),
     }
     settings = channel_settings(
-        nats.url, database_url, mail.port, twilio=twilio, fcm=fcm,
-        credentials=tmp_path / "fcm-credentials.json", http_port=free_port(),
+        nats.url,
+        database_url,
+        mail.port,
+        twilio=twilio,
+        fcm=fcm,
+        credentials=tmp_path / "fcm-credentials.json",
+        http_port=free_port(),
         rules_file=_rules(tmp_path, SIMPLE_RULES),
     )
     async with serving(settings) as (service, client):
-        await publish(nats.url, *(
-            event(o, "shipped", 0, email=f"{o}@example.com", phone=phone,
-                  push_tokens=[token] if token else None)
-            for o, (phone, token) in customers.items()
-        ))
+        await publish(
+            nats.url,
+            *(
+                event(
+                    o,
+                    "shipped",
+                    0,
+                    email=f"{o}@example.com",
+                    phone=phone,
+                    push_tokens=[token] if token else None,
+                )
+                for o, (phone, token) in customers.items()
+            ),
+        )
         await _wait_settled(client, customers, rows=3)
         response = await client.get("/v1/stats/delivery", params={"window": "1h"})
         assert response.status_code == 200
@@ -523,8 +675,7 @@ async def test_delivery_stats_and_metrics_add_up_to_what_the_providers_saw(
 
         async def counted() -> bool:  # a sender counts just after the ledger says sent
             text = await _metrics(client)
-            return _metric(text, "notifier_notifications_total",
-                           status="sent") == accepted_anywhere
+            return _metric(text, "notifier_notifications_total", status="sent") == accepted_anywhere
 
         await wait_until(counted)
         text = await _metrics(client)
@@ -532,10 +683,16 @@ async def test_delivery_stats_and_metrics_add_up_to_what_the_providers_saw(
         texts = Counter(m.status for m in twilio.messages())
         refused_sms = twilio.request_count - len(twilio.messages())
         seen = {  # what the providers accepted and refused, in the ledger's terms
-            "sms": {"sent+delivered": texts["delivered"], "undelivered": texts["undelivered"],
-                    "failed": refused_sms + texts["failed"]},
-            "push": {"sent+delivered": len(fcm.messages()),
-                     "failed": fcm.send_requests - len(fcm.messages()), "undelivered": 0},
+            "sms": {
+                "sent+delivered": texts["delivered"],
+                "undelivered": texts["undelivered"],
+                "failed": refused_sms + texts["failed"],
+            },
+            "push": {
+                "sent+delivered": len(fcm.messages()),
+                "failed": fcm.send_requests - len(fcm.messages()),
+                "undelivered": 0,
+            },
             "email": {"sent+delivered": len(mail.messages()), "failed": 0, "undelivered": 0},
         }
         assert seen == {
@@ -547,27 +704,38 @@ async def test_delivery_stats_and_metrics_add_up_to_what_the_providers_saw(
         assert set(stats["channels"]) == {"sms", "push", "email"}
         for channel, counts in stats["channels"].items():
             c = counts["counts"]
-            got = {"sent+delivered": c["sent"] + c["delivered"], "failed": c["failed"],
-                   "undelivered": c["undelivered"]}
+            got = {
+                "sent+delivered": c["sent"] + c["delivered"],
+                "failed": c["failed"],
+                "undelivered": c["undelivered"],
+            }
             assert got == seen[channel], channel
             assert c["suppressed"] == suppressed[channel], channel
             assert counts["total"] == len(customers), channel
             done = got["sent+delivered"] + got["failed"] + got["undelivered"]
             assert counts["delivery_rate"] == got["sent+delivered"] / done
             # Prometheus counts every acceptance as "sent", whatever a receipt said later
-            accepted = got["sent+delivered"] + got["undelivered"] + (
-                texts["failed"] if channel == "sms" else 0)
-            assert _metric(text, "notifier_notifications_total", channel=channel,
-                           status="sent") == accepted, channel
-            assert _metric(text, "notifier_notifications_total", channel=channel,
-                           status="failed") == c["failed"], channel
+            accepted = (
+                got["sent+delivered"]
+                + got["undelivered"]
+                + (texts["failed"] if channel == "sms" else 0)
+            )
+            assert (
+                _metric(text, "notifier_notifications_total", channel=channel, status="sent")
+                == accepted
+            ), channel
+            assert (
+                _metric(text, "notifier_notifications_total", channel=channel, status="failed")
+                == c["failed"]
+            ), channel
         assert stats["total"]["total"] == 3 * len(customers)
 
         providers = service.metrics.providers
         for channel, counts in stats["channels"].items():
             groups = [g for g in stats["groups"] if g["channel"] == channel]
             assert {(g["provider"], g["template"], g["state"]) for g in groups} == {
-                (providers[channel], "shipped", "shipped")}
+                (providers[channel], "shipped", "shipped")
+            }
             summed = Counter[str]()
             for g in groups:
                 summed.update(g["counts"])
@@ -591,7 +759,10 @@ async def test_delivery_stats_and_metrics_add_up_to_what_the_providers_saw(
 
 
 async def test_a_falling_sms_delivery_rate_raises_one_ops_alert_per_window(
-    nats: NatsServer, mail: MailCatcher, twilio: TwilioFake, tmp_path: Path,
+    nats: NatsServer,
+    mail: MailCatcher,
+    twilio: TwilioFake,
+    tmp_path: Path,
     database_url: str,
 ) -> None:
     ops = WebhookReceiver()  # ops alerts are plain JSON posts, not signed
@@ -599,17 +770,24 @@ async def test_a_falling_sms_delivery_rate_raises_one_ops_alert_per_window(
     numbers = ["+14155550601", "+14155550602", "+14155550603"]
     twilio.invalid_numbers.update(numbers)
     settings = channel_settings(
-        nats.url, database_url, mail.port, twilio=twilio,
-        rules_file=_rules(tmp_path, SIMPLE_RULES), alert_min_samples=3,
-        alert_delivery_rate=0.999, alert_webhook_url=ops.url("/ops"),
+        nats.url,
+        database_url,
+        mail.port,
+        twilio=twilio,
+        rules_file=_rules(tmp_path, SIMPLE_RULES),
+        alert_min_samples=3,
+        alert_delivery_rate=0.999,
+        alert_webhook_url=ops.url("/ops"),
         alert_email="ops@tea.example.com",
     )
     try:
         async with running(settings) as (service, client):
             await service.alerter.stop()  # only this test's calls check
             orders = [f"A-{i}" for i in range(len(numbers))]
-            events = [event(o, "shipped", 0, email=None, phone=n)
-                      for o, n in zip(orders, numbers, strict=True)]
+            events = [
+                event(o, "shipped", 0, email=None, phone=n)
+                for o, n in zip(orders, numbers, strict=True)
+            ]
             await publish(nats.url, *events[:2])
             for o in orders[:2]:
                 await _wait_status(client, o, "sms", "failed")

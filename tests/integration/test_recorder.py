@@ -35,13 +35,30 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 def _row(nid: str, order: str, seq: int, **extra: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {
-        "id": nid, "idempotency_key": f"k-{nid}", "event_id": f"e-{nid}", "order_id": order,
-        "customer_id": "c-1", "channel": "email", "template": "t", "state": "shipped",
-        "recipient": "a@example.com", "subject": "s", "body_text": "b",
-        "status": Q.QUEUED.value, "priority": 1, "event_seq": seq, "digest": "d",
-        "attempts": 0, "next_attempt_at": now, "created_at": now + timedelta(microseconds=seq),
-        "updated_at": now, "dispatch_pending": False, "dispatch_gen": 0,
-        "fallback_group": None, "fallback_rank": None, **extra,
+        "id": nid,
+        "idempotency_key": f"k-{nid}",
+        "event_id": f"e-{nid}",
+        "order_id": order,
+        "customer_id": "c-1",
+        "channel": "email",
+        "template": "t",
+        "state": "shipped",
+        "recipient": "a@example.com",
+        "subject": "s",
+        "body_text": "b",
+        "status": Q.QUEUED.value,
+        "priority": 1,
+        "event_seq": seq,
+        "digest": "d",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now + timedelta(microseconds=seq),
+        "updated_at": now,
+        "dispatch_pending": False,
+        "dispatch_gen": 0,
+        "fallback_group": None,
+        "fallback_rank": None,
+        **extra,
     }
 
 
@@ -56,11 +73,25 @@ async def test_many_claims_and_outcomes_at_once(engine: AsyncEngine) -> None:
     rows += [
         _row("later", "o0", 2),  # behind n0 of the same order
         _row("g1", "og", 1, fallback_group="grp", fallback_rank=0),
-        _row("g2", "og", 1, channel="sms", status=Q.STANDBY.value,
-             fallback_group="grp", fallback_rank=1),
+        _row(
+            "g2",
+            "og",
+            1,
+            channel="sms",
+            status=Q.STANDBY.value,
+            fallback_group="grp",
+            fallback_rank=1,
+        ),
         _row("h1", "oh", 1, fallback_group="grh", fallback_rank=0),
-        _row("h2", "oh", 1, channel="sms", status=Q.STANDBY.value,
-             fallback_group="grh", fallback_rank=1),
+        _row(
+            "h2",
+            "oh",
+            1,
+            channel="sms",
+            status=Q.STANDBY.value,
+            fallback_group="grh",
+            fallback_rank=1,
+        ),
     ]
     async with engine.begin() as conn:
         await conn.execute(insert(notifications), rows)
@@ -83,8 +114,10 @@ async def test_many_claims_and_outcomes_at_once(engine: AsyncEngine) -> None:
     assert not third.held["n0"].done  # already claimed by the first: in flight
     items = {c.id: c for claim_ in claims for c in claim_.claimed}
 
-    outcomes = [Outcome(items[f"n{i}"], Fate.SENT, provider="smtp",
-                        provider_message_id=f"m{i}") for i in range(8)]
+    outcomes = [
+        Outcome(items[f"n{i}"], Fate.SENT, provider="smtp", provider_message_id=f"m{i}")
+        for i in range(8)
+    ]
     outcomes += [
         Outcome(items["n8"], Fate.RETRY, delay_s=30.0, error="busy"),
         Outcome(items["n9"], Fate.RELEASED, delay_s=0.0),
@@ -120,12 +153,15 @@ async def test_a_receipt_that_overtook_the_record_is_kept(engine: AsyncEngine) -
     found: Claim = await recorder.run(functools.partial(claim, ids=["a", "b"], lease_s=60.0))
     items = {c.id: c for c in found.claimed}
     async with engine.begin() as conn:
-        await conn.execute(notifications.update().where(N.id == "a")
-                           .values(status=Q.DELIVERED.value))
-    await asyncio.gather(*(
-        recorder.write(Outcome(items[i], Fate.SENT, provider="twilio", provider_message_id=i))
-        for i in ("a", "b")
-    ))
+        await conn.execute(
+            notifications.update().where(N.id == "a").values(status=Q.DELIVERED.value)
+        )
+    await asyncio.gather(
+        *(
+            recorder.write(Outcome(items[i], Fate.SENT, provider="twilio", provider_message_id=i))
+            for i in ("a", "b")
+        )
+    )
     got = await _statuses(engine)
     assert got["a"][0] == Q.DELIVERED.value
     assert got["b"][0] == Q.SENT.value

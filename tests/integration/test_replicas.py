@@ -20,14 +20,16 @@ STEPS = ["placed", "confirmed", "shipped", "out_for_delivery", "delivered"]
 async def test_two_replicas_share_the_work_without_corrupting_an_order(
     nats: NatsServer, mail: MailCatcher, database_url: str
 ) -> None:
-    settings = settings_for(nats.url, database_url, mail.port, ingest_batch_size=7,
-                            dispatch_batch_size=5)
+    settings = settings_for(
+        nats.url, database_url, mail.port, ingest_batch_size=7, dispatch_batch_size=5
+    )
     async with contextlib.AsyncExitStack() as stack:
         first, client = await stack.enter_async_context(running(settings))
         second, _ = await stack.enter_async_context(running(settings))
         # every step of every order, so both replicas get batches touching the same orders
-        await publish(nats.url, *[event(f"R-{i}", s, n) for n, s in enumerate(STEPS)
-                                  for i in range(ORDERS)])
+        await publish(
+            nats.url, *[event(f"R-{i}", s, n) for n, s in enumerate(STEPS) for i in range(ORDERS)]
+        )
         await wait_until(lambda: len(mail.messages()) >= ORDERS * 4, timeout=60)
         both_ingested = [
             s.metrics.registry.get_sample_value("notifier_events_total", {"outcome": "new"}) or 0

@@ -31,30 +31,35 @@ async def _no_dead_letters(seq: int) -> None:
     raise AssertionError(f"nothing to delete from the dead-letter stream, asked for {seq}")
 
 
-async def _email_status(client: AsyncClient, order_id: str, wanted: str,
-                        *, min_attempts: int = 0) -> bool:
+async def _email_status(
+    client: AsyncClient, order_id: str, wanted: str, *, min_attempts: int = 0
+) -> bool:
     view = await order(client, order_id)
-    emails = [] if view is None else [
-        n for n in view["notifications"] if n["channel"] == "email"]
+    emails = [] if view is None else [n for n in view["notifications"] if n["channel"] == "email"]
     return bool(emails) and all(
-        n["status"] == wanted and n["attempts"] >= min_attempts for n in emails)
+        n["status"] == wanted and n["attempts"] >= min_attempts for n in emails
+    )
 
 
 async def _backdate_orders(engine: AsyncEngine, order_ids: Sequence[str], days: float) -> None:
     when = datetime.now(UTC) - timedelta(days=days)
     async with engine.begin() as conn:
         result = await conn.execute(
-            update(orders).where(orders.c.order_id.in_(order_ids)).values(updated_at=when))
+            update(orders).where(orders.c.order_id.in_(order_ids)).values(updated_at=when)
+        )
         assert result.rowcount == len(order_ids)
 
 
-async def _backdate_notifications(engine: AsyncEngine, order_ids: Sequence[str],
-                                  days: float) -> None:
+async def _backdate_notifications(
+    engine: AsyncEngine, order_ids: Sequence[str], days: float
+) -> None:
     when = datetime.now(UTC) - timedelta(days=days)
     async with engine.begin() as conn:
         result = await conn.execute(
-            update(notifications).where(notifications.c.order_id.in_(order_ids))
-            .values(created_at=when, updated_at=when))
+            update(notifications)
+            .where(notifications.c.order_id.in_(order_ids))
+            .values(created_at=when, updated_at=when)
+        )
         assert result.rowcount >= len(order_ids)
 
 
@@ -62,9 +67,16 @@ async def _rows(engine: AsyncEngine) -> dict[str, Any]:
     async with engine.connect() as conn:
         order_ids = set((await conn.execute(select(orders.c.order_id))).scalars())
         event_rows = (await conn.execute(select(events.c.order_id, events.c.event_id))).all()
-        ledger = (await conn.execute(
-            select(notifications.c.id, notifications.c.order_id, notifications.c.channel,
-                   notifications.c.status))).all()
+        ledger = (
+            await conn.execute(
+                select(
+                    notifications.c.id,
+                    notifications.c.order_id,
+                    notifications.c.channel,
+                    notifications.c.status,
+                )
+            )
+        ).all()
     return {
         "orders": order_ids,
         "events": {(r.order_id, r.event_id) for r in event_rows},
@@ -77,8 +89,13 @@ async def test_prune_forgets_idle_orders_and_settled_old_notifications(
 ) -> None:
     # 1. sent (email) and suppressed (push: no push token) notifications
     async with running(settings_for(nats.url, database_url, mail.port)) as (_svc, client):
-        await publish(nats.url, event("OLD-1", "placed", 0), event("OLD-1", "confirmed", 1),
-                      event("OLD-2", "placed", 0), event("NEW-1", "placed", 0))
+        await publish(
+            nats.url,
+            event("OLD-1", "placed", 0),
+            event("OLD-1", "confirmed", 1),
+            event("OLD-2", "placed", 0),
+            event("NEW-1", "placed", 0),
+        )
         await mail.wait_for(3, timeout=15)
         for order_id in ("OLD-1", "OLD-2", "NEW-1"):
             await wait_until(lambda o=order_id: _email_status(client, o, "sent"), timeout=15)
@@ -89,12 +106,16 @@ async def test_prune_forgets_idle_orders_and_settled_old_notifications(
         await publish(nats.url, event("F-1", "placed", 0))
         await wait_until(lambda: _email_status(client, "F-1", "failed"), timeout=15)
     # 3. queued: SMTP on a closed port, retried much later than this test lasts
-    queueing = settings_for(nats.url, database_url, closed, dispatch_backoff_base_s=3600.0,
-                            dispatch_backoff_max_s=3600.0)
+    queueing = settings_for(
+        nats.url,
+        database_url,
+        closed,
+        dispatch_backoff_base_s=3600.0,
+        dispatch_backoff_max_s=3600.0,
+    )
     async with running(queueing) as (_svc, client):
         await publish(nats.url, event("Q-1", "placed", 0))
-        await wait_until(lambda: _email_status(client, "Q-1", "queued", min_attempts=1),
-                         timeout=15)
+        await wait_until(lambda: _email_status(client, "Q-1", "queued", min_attempts=1), timeout=15)
 
     engine = create_engine(database_url)
     try:
@@ -118,12 +139,12 @@ async def test_prune_forgets_idle_orders_and_settled_old_notifications(
         assert after["orders"] == {"NEW-1"}
         assert after["events"] == {("NEW-1", "NEW-1-placed-0")}
         expected_kept = {
-            n for n in before["notifications"]
-            if n[1] in ("NEW-1", "OLD-2") or n[3] == "queued"
+            n for n in before["notifications"] if n[1] in ("NEW-1", "OLD-2") or n[3] == "queued"
         }
         assert after["notifications"] == expected_kept
-        assert {(o, c, s) for _i, o, c, s in after["notifications"]
-                if o == "Q-1"} == {("Q-1", "email", "queued")}
+        assert {(o, c, s) for _i, o, c, s in after["notifications"] if o == "Q-1"} == {
+            ("Q-1", "email", "queued")
+        }
         assert report.orders == 4
         assert report.events == len(before["events"]) - 1 == 5
         assert report.notifications == len(before["notifications"]) - len(expected_kept)
@@ -180,7 +201,8 @@ async def test_an_event_republished_after_its_order_was_forgotten_is_new(
             assert view is not None
             assert view["state"] == "placed"
             assert [(e["event_id"], e["outcome"]) for e in view["events"]] == [
-                (event_id, "applied")]
+                (event_id, "applied")
+            ]
         # P-1's ledger was forgotten as well: the confirmation goes out again, as for any
         # new order
         got = await mail.wait_for(1, timeout=15)
@@ -209,9 +231,12 @@ async def test_erase_customer_keeps_ids_and_fates_and_other_customers(
     nats: NatsServer, mail: MailCatcher, database_url: str
 ) -> None:
     async with running(settings_for(nats.url, database_url, mail.port)) as (_svc, client):
-        await publish(nats.url, event("Z-1", "placed", 0, email="zed@example.com"),
-                      event("Z-1", "shipped", 1, email="zed@example.com"),
-                      event("Y-9", "placed", 0, email="why@example.com"))
+        await publish(
+            nats.url,
+            event("Z-1", "placed", 0, email="zed@example.com"),
+            event("Z-1", "shipped", 1, email="zed@example.com"),
+            event("Y-9", "placed", 0, email="why@example.com"),
+        )
         await mail.wait_for(3, timeout=15)
         for order_id in ("Z-1", "Y-9"):
             await wait_until(lambda o=order_id: _email_status(client, o, "sent"), timeout=15)
@@ -220,16 +245,28 @@ async def test_erase_customer_keeps_ids_and_fates_and_other_customers(
     try:
         report = await erase_customer(engine, "cust-Z-1", delete_dead_letter=_no_dead_letters)
         async with engine.connect() as conn:
-            ledger_count = (await conn.execute(
-                select(func.count()).select_from(notifications)
-                .where(notifications.c.customer_id == "cust-Z-1"))).scalar_one()
-            payloads = dict((await conn.execute(
-                select(events.c.event_id, events.c.payload))).all())
-            ledger = (await conn.execute(
-                select(notifications.c.customer_id, notifications.c.channel,
-                       notifications.c.status, notifications.c.recipient,
-                       notifications.c.body_text, notifications.c.body_html,
-                       notifications.c.subject, notifications.c.provider_message_id))).all()
+            ledger_count = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(notifications)
+                    .where(notifications.c.customer_id == "cust-Z-1")
+                )
+            ).scalar_one()
+            payloads = dict((await conn.execute(select(events.c.event_id, events.c.payload))).all())
+            ledger = (
+                await conn.execute(
+                    select(
+                        notifications.c.customer_id,
+                        notifications.c.channel,
+                        notifications.c.status,
+                        notifications.c.recipient,
+                        notifications.c.body_text,
+                        notifications.c.body_html,
+                        notifications.c.subject,
+                        notifications.c.provider_message_id,
+                    )
+                )
+            ).all()
         assert report.events == 2
         assert report.notifications == ledger_count > 0
         for event_id in ("Z-1-placed-0", "Z-1-shipped-1"):
@@ -245,7 +282,11 @@ async def test_erase_customer_keeps_ids_and_fates_and_other_customers(
         for row in ledger:
             if row.customer_id == "cust-Z-1":
                 assert (row.recipient, row.subject, row.body_text, row.body_html) == (
-                    None, None, None, None)
+                    None,
+                    None,
+                    None,
+                    None,
+                )
                 if row.channel == "email":
                     # what happened stays: sent, with the provider's id
                     assert row.status == "sent"
@@ -260,8 +301,9 @@ async def test_erase_customer_keeps_ids_and_fates_and_other_customers(
     # moves on (nothing more can be sent to an erased address)
     mail.clear()
     async with running(settings_for(nats.url, database_url, mail.port)) as (_svc, client):
-        await publish(nats.url, event("Z-1", "placed", 0, email="zed@example.com"),
-                      msg_ids=["again-z"])
+        await publish(
+            nats.url, event("Z-1", "placed", 0, email="zed@example.com"), msg_ids=["again-z"]
+        )
         await wait_until(lambda: _duplicates(client, 1), timeout=15)
         view = await order(client, "Z-1")
         assert view is not None
@@ -301,10 +343,8 @@ async def test_prune_leaves_an_order_a_batch_is_working_on(
         await _backdate_orders(engine, ["LK-1", "LK-2"], DEDUP_DAYS + 1)
         async with engine.connect() as holder:
             # what the ingest transaction holds while it works on LK-1
-            await holder.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended('LK-1', 0))"))
-            report = await prune(engine, dedup_days=DEDUP_DAYS,
-                                 notification_days=NOTIFICATION_DAYS)
+            await holder.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('LK-1', 0))"))
+            report = await prune(engine, dedup_days=DEDUP_DAYS, notification_days=NOTIFICATION_DAYS)
             assert report.orders == 1
             assert (await _rows(engine))["orders"] == {"LK-1"}
             await holder.rollback()

@@ -42,8 +42,11 @@ async def test_a_publish_lost_in_a_nats_crash_does_not_stall_the_outbox(
         try:
             # what `notifier dlq replay` does to a ledger row: queued, to be published again
             async with service.engine.begin() as conn:
-                await conn.execute(update(notifications).where(N.channel == "email").values(
-                    status="queued", dispatch_pending=True, dispatch_gen=N.dispatch_gen + 1))
+                await conn.execute(
+                    update(notifications)
+                    .where(N.channel == "email")
+                    .values(status="queued", dispatch_pending=True, dispatch_gen=N.dispatch_gen + 1)
+                )
             service.outbox.wake()
             await asyncio.sleep(1.5)  # the relay wrote the publish to a server that is not reading
         finally:
@@ -52,8 +55,11 @@ async def test_a_publish_lost_in_a_nats_crash_does_not_stall_the_outbox(
 
         async def published() -> bool:
             async with service.engine.connect() as conn:
-                pending = (await conn.execute(
-                    select(N.dispatch_pending).where(N.channel == "email"))).scalars().all()
+                pending = (
+                    (await conn.execute(select(N.dispatch_pending).where(N.channel == "email")))
+                    .scalars()
+                    .all()
+                )
             return pending == [False]
 
         try:
@@ -93,13 +99,19 @@ async def test_a_send_interrupted_by_a_crash_after_erasure_is_suppressed_not_fai
         await wait_until(sent, timeout=15)
         past = datetime.now(UTC) - timedelta(minutes=5)
         async with service.engine.begin() as conn:  # claimed by a sender that then died
-            await conn.execute(update(notifications).where(N.channel == "email").values(
-                status="sending", lease_until=past))
+            await conn.execute(
+                update(notifications)
+                .where(N.channel == "email")
+                .values(status="sending", lease_until=past)
+            )
         response = await client.delete("/v1/customers/cust-ER-1/personal-data")
         assert response.status_code == 200, response.text
         async with service.engine.begin() as conn:  # its dispatch message comes back
-            await conn.execute(update(notifications).where(N.channel == "email").values(
-                dispatch_pending=True, dispatch_gen=N.dispatch_gen + 1))
+            await conn.execute(
+                update(notifications)
+                .where(N.channel == "email")
+                .values(dispatch_pending=True, dispatch_gen=N.dispatch_gen + 1)
+            )
         service.outbox.wake()
 
         await wait_until(settled, timeout=15)

@@ -50,11 +50,13 @@ def _free_port() -> int:
 @pytest.fixture
 async def channel(receiver: WebhookReceiver) -> AsyncIterator[WebhookChannel]:
     channel = WebhookChannel(
-        WebhookEndpoints([
-            _endpoint("acme", receiver.url("/hooks/acme?token=tok-in-query")),
-            _endpoint("slow", receiver.url("/hooks/slow"), timeout_s=0.2),
-            _endpoint("nowhere", f"http://127.0.0.1:{_free_port()}/hooks"),
-        ]),
+        WebhookEndpoints(
+            [
+                _endpoint("acme", receiver.url("/hooks/acme?token=tok-in-query")),
+                _endpoint("slow", receiver.url("/hooks/slow"), timeout_s=0.2),
+                _endpoint("nowhere", f"http://127.0.0.1:{_free_port()}/hooks"),
+            ]
+        ),
         default_timeout_s=2.0,
     )
     await channel.start()
@@ -63,8 +65,14 @@ async def channel(receiver: WebhookReceiver) -> AsyncIterator[WebhookChannel]:
 
 
 def _message(to: str = "acme", notification_id: str = "n-1") -> OutboundMessage:
-    return OutboundMessage(notification_id=notification_id, channel="webhook", to=to, text=BODY,
-                           order_id="o-1", state="shipped")
+    return OutboundMessage(
+        notification_id=notification_id,
+        channel="webhook",
+        to=to,
+        text=BODY,
+        order_id="o-1",
+        state="shipped",
+    )
 
 
 async def test_delivery_is_signed_and_carries_its_id(
@@ -176,8 +184,9 @@ async def test_unknown_endpoint_is_permanent(channel: WebhookChannel) -> None:
 
 
 async def test_close_waits_for_sends_in_flight(receiver: WebhookReceiver) -> None:
-    channel = WebhookChannel(WebhookEndpoints([_endpoint("acme", receiver.url())]),
-                             default_timeout_s=2.0)
+    channel = WebhookChannel(
+        WebhookEndpoints([_endpoint("acme", receiver.url())]), default_timeout_s=2.0
+    )
     await channel.start()
     receiver.latency_s = 0.2
     sending = asyncio.create_task(channel.send(_message()))

@@ -24,35 +24,77 @@ def _channel(p50: float, p99: float, count: int) -> dict[str, float]:
 def full_run() -> dict[str, Any]:
     """A run at the budget's scale that meets every line."""
     return {
-        "meta": {"started_at": "2026-11-22T15:00:00+00:00", "command": "notifier bench",
-                 "quick": False, "database": "sqlite",
-                 "machine": {"cpus": 2, "python": "3.11.7", "platform": "Linux-6.1-x86_64",
-                             "cpu_model": "Example CPU @ 2.0GHz"}},
-        "workload": {"orders": 1000, "events": 5000, "duplicates": 1000, "revisions": 50,
-                     "poison": 10},
+        "meta": {
+            "started_at": "2026-11-22T15:00:00+00:00",
+            "command": "notifier bench",
+            "quick": False,
+            "database": "sqlite",
+            "machine": {
+                "cpus": 2,
+                "python": "3.11.7",
+                "platform": "Linux-6.1-x86_64",
+                "cpu_model": "Example CPU @ 2.0GHz",
+            },
+        },
+        "workload": {
+            "orders": 1000,
+            "events": 5000,
+            "duplicates": 1000,
+            "revisions": 50,
+            "poison": 10,
+        },
         "ceiling": {"events": 200_000, "seconds": 8.0, "events_per_s": 25_000.0},
-        "ingest": {"events": 200_000, "seconds": 14.0, "events_per_s": 14_285.7,
-                   "ratio_to_ceiling": 0.5714},
-        "end_to_end": {"events": 2000, "seconds": 4.0, "events_per_s": 500.0,
-                       "sends": {"email": 900, "sms": 300, "push": 800}, "sends_per_s": 500.0},
-        "latency": {"rate_per_s": 1000.0, "duration_s": 60.0, "events": 60_000,
-                    "achieved_rate_per_s": 998.0,
-                    "channels": {"email": _channel(18.0, 44.0, 27_000),
-                                 "sms": _channel(15.0, 47.5, 9_000),
-                                 "push": _channel(12.0, 30.0, 24_000),
-                                 "all": _channel(15.0, 41.0, 60_000)},
-                    "timeline": [{"t": float(t), "published": 1000, "sent": 990 + t % 3,
-                                  "p50_ms": 15.0 + t % 5, "p99_ms": 38.0 + t % 7}
-                                 for t in range(60)]},
-        "memory": {"events": 1_000_000, "peak_rss_mb": 150.0, "final_rss_mb": 140.0,
-                   "growth_mb_per_100k": 0.8,
-                   "samples": [{"t": i * 0.5, "events": i * 50_000, "rss_mb": 100 + i}
-                               for i in range(21)],
-                   "store_bytes": 12_345_678,
-                   "store_rows": {"events": 1_000_000, "notifications": 1_500_000},
-                   "store_rows_after_retention": {"events": 0, "notifications": 0}},
-        "peer": {"messages": 500, "notifier": {"seconds": 1.0, "per_s": 512.0},
-                 "apprise": {"seconds": 20.0, "per_s": 25.0}, "ratio": 20.48},
+        "ingest": {
+            "events": 200_000,
+            "seconds": 14.0,
+            "events_per_s": 14_285.7,
+            "ratio_to_ceiling": 0.5714,
+        },
+        "end_to_end": {
+            "events": 2000,
+            "seconds": 4.0,
+            "events_per_s": 500.0,
+            "sends": {"email": 900, "sms": 300, "push": 800},
+            "sends_per_s": 500.0,
+        },
+        "latency": {
+            "rate_per_s": 1000.0,
+            "duration_s": 60.0,
+            "events": 60_000,
+            "achieved_rate_per_s": 998.0,
+            "channels": {
+                "email": _channel(18.0, 44.0, 27_000),
+                "sms": _channel(15.0, 47.5, 9_000),
+                "push": _channel(12.0, 30.0, 24_000),
+                "all": _channel(15.0, 41.0, 60_000),
+            },
+            "timeline": [
+                {
+                    "t": float(t),
+                    "published": 1000,
+                    "sent": 990 + t % 3,
+                    "p50_ms": 15.0 + t % 5,
+                    "p99_ms": 38.0 + t % 7,
+                }
+                for t in range(60)
+            ],
+        },
+        "memory": {
+            "events": 1_000_000,
+            "peak_rss_mb": 150.0,
+            "final_rss_mb": 140.0,
+            "growth_mb_per_100k": 0.8,
+            "samples": [{"t": i * 0.5, "events": i * 50_000, "rss_mb": 100 + i} for i in range(21)],
+            "store_bytes": 12_345_678,
+            "store_rows": {"events": 1_000_000, "notifications": 1_500_000},
+            "store_rows_after_retention": {"events": 0, "notifications": 0},
+        },
+        "peer": {
+            "messages": 500,
+            "notifier": {"seconds": 1.0, "per_s": 512.0},
+            "apprise": {"seconds": 20.0, "per_s": 25.0},
+            "ratio": 20.48,
+        },
     }
 
 
@@ -123,8 +165,13 @@ def test_skipped_phases_are_not_measured_and_render_a_dash() -> None:
     budget = evaluate_budget(run)
     assert {b.met for b in budget} == {None}
     text = to_markdown(run, budget)
-    for skipped in ["Raw NATS ceiling", "End-to-end throughput", "RSS (peak / final)",
-                    "Latency (p50 / p95 / p99 / max)", "Email: notifier vs Apprise"]:
+    for skipped in [
+        "Raw NATS ceiling",
+        "End-to-end throughput",
+        "RSS (peak / final)",
+        "Latency (p50 / p95 / p99 / max)",
+        "Email: notifier vs Apprise",
+    ]:
         assert f"| {skipped} | {DASH} |" in text
     assert f"| Ingest (sends excluded) | {DASH} ev/s, {DASH} the ceiling |" in text
     assert text.count("not measured") == len(budget)
@@ -134,7 +181,8 @@ def test_markdown_shows_the_numbers() -> None:
     run = quick_run()
     text = to_markdown(run, evaluate_budget(run))
     for expected in [
-        "## Results", "## Budget",
+        "## Results",
+        "## Budget",
         "| Raw NATS ceiling | 25,000 ev/s (200,000 events) |",
         "14,286 ev/s, 0.57\u00d7 the ceiling",
         "500 ev/s, 500 sends/s (email 900, sms 300, push 800)",

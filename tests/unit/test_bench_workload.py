@@ -28,8 +28,9 @@ def test_workload_mix_is_realistic_and_valid() -> None:
         if m.kind == "event":
             per_order.setdefault(event.order_id, []).append(event.event_id)
     # each order's events come in lifecycle order, interleaved with other orders'
-    assert all(ids == sorted(ids, key=lambda i: int(i.rsplit("-", 1)[1]))
-               for ids in per_order.values())
+    assert all(
+        ids == sorted(ids, key=lambda i: int(i.rsplit("-", 1)[1])) for ids in per_order.values()
+    )
     assert messages[0].data != messages[1].data
 
 
@@ -74,7 +75,9 @@ def test_latency_joins_sends_to_the_publish_that_caused_them() -> None:
     traced, untraced = latencies(received, ledger, published)
     assert untraced == 1
     assert [(c, round(s, 3)) for c, _, s in traced] == [
-        ("email", 0.05), ("push", 0.2), ("sms", 0.01)
+        ("email", 0.05),
+        ("push", 0.2),
+        ("sms", 0.01),
     ]
     summary = report(traced, [10.0, 11.0, 12.0], origin=10.0)
     assert summary["channels"]["all"]["count"] == 3
@@ -92,7 +95,6 @@ def test_sends_still_waiting_count_as_late_not_as_missing() -> None:
     assert email["p99_ms"] is None  # among the unsent: later than the run waited
     assert summary["channels"]["sms"]["p50_ms"] is None
     assert summary["channels"]["all"]["unsent"] == 3
-
 
 
 def test_no_event_lies_in_the_future_however_long_the_run() -> None:

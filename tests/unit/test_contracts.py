@@ -15,10 +15,17 @@ from notifier.ingest.decode import decode
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 GOOD = {
-    "event_id": "e1", "order_id": "o1", "state": "placed",
+    "event_id": "e1",
+    "order_id": "o1",
+    "state": "placed",
     "occurred_at": "2026-11-20T10:00:00+01:00",
-    "customer": {"id": "c1", "email": "a@example.com", "phone": "+33612345678",
-                 "locale": "fr-CA", "timezone": "America/Montreal"},
+    "customer": {
+        "id": "c1",
+        "email": "a@example.com",
+        "phone": "+33612345678",
+        "locale": "fr-CA",
+        "timezone": "America/Montreal",
+    },
 }
 
 
@@ -54,8 +61,11 @@ def test_source_defaults_to_the_subject_token() -> None:
         ({**GOOD, "occurred_at": "2026-11-20T10:00:00"}, "schema_violation", "occurred_at"),
         ({**GOOD, "ocurred_at": "x"}, "schema_violation", "ocurred_at"),
         ({**GOOD, "customer": {**GOOD["customer"], "phone": "0612"}}, "schema_violation", "E.164"),
-        ({**GOOD, "customer": {**GOOD["customer"], "timezone": "Mars/Base"}}, "schema_violation",
-         "time zone"),
+        (
+            {**GOOD, "customer": {**GOOD["customer"], "timezone": "Mars/Base"}},
+            "schema_violation",
+            "time zone",
+        ),
         ({k: v for k, v in GOOD.items() if k != "event_id"}, "schema_violation", "event_id"),
     ],
 )

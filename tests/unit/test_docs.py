@@ -8,8 +8,11 @@ from pathlib import Path
 from notifier.config import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-TEST_ONLY = {"NOTIFIER_TEST_POSTGRES_URL", "NOTIFIER_REQUIRE_POSTGRES",
-             "NOTIFIER_TEST_SHOW_LEFTOVERS"}
+TEST_ONLY = {
+    "NOTIFIER_TEST_POSTGRES_URL",
+    "NOTIFIER_REQUIRE_POSTGRES",
+    "NOTIFIER_TEST_SHOW_LEFTOVERS",
+}
 
 
 def _table_rows() -> set[str]:

@@ -15,7 +15,7 @@ from notifier.core.intents import context_digest
     [
         ({"order": {"id": "A-1", "attributes": {"total": "49.90"}}}, "ada@example.com"),
         ({"customer": {"name": "Émile Nelligan"}, "z": [1, 2.5, None, True]}, "+14155550100"),
-        ({"b": {"y": 1, "x": 2}, "a": "quote \" and \\ and \u2028"}, "token/with\"quote"),
+        ({"b": {"y": 1, "x": 2}, "a": 'quote " and \\ and \u2028'}, 'token/with"quote'),
     ],
 )
 def test_digest_to_equals_the_context_digest(values: dict[str, Any], recipient: str) -> None:

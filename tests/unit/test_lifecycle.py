@@ -17,20 +17,47 @@ def history(*steps: tuple[S, int] | tuple[S, int, str | None]) -> list[HistoryEn
     out = []
     for seq, step in enumerate(steps, start=1):
         state, minutes = step[0], step[1]
-        shipment = step[2] if len(step) > 2 else ("p1" if state in {
-            S.SHIPPED, S.IN_TRANSIT, S.OUT_FOR_DELIVERY, S.DELIVERED, S.DELIVERY_FAILED,
-            S.RETURNED} else None)
+        shipment = (
+            step[2]
+            if len(step) > 2
+            else (
+                "p1"
+                if state
+                in {
+                    S.SHIPPED,
+                    S.IN_TRANSIT,
+                    S.OUT_FOR_DELIVERY,
+                    S.DELIVERED,
+                    S.DELIVERY_FAILED,
+                    S.RETURNED,
+                }
+                else None
+            )
+        )
         out.append(HistoryEntry(f"e{seq}", seq, T0 + timedelta(minutes=minutes), state, shipment))
     return out
 
 
 LEGAL = [
-    [(S.PLACED, 0), (S.CONFIRMED, 1), (S.PROCESSING, 2), (S.SHIPPED, 3), (S.IN_TRANSIT, 4),
-     (S.OUT_FOR_DELIVERY, 5), (S.DELIVERED, 6)],
+    [
+        (S.PLACED, 0),
+        (S.CONFIRMED, 1),
+        (S.PROCESSING, 2),
+        (S.SHIPPED, 3),
+        (S.IN_TRANSIT, 4),
+        (S.OUT_FOR_DELIVERY, 5),
+        (S.DELIVERED, 6),
+    ],
     [(S.PLACED, 0), (S.DELIVERED, 1)],
     [(S.PLACED, 0), (S.ON_HOLD, 1), (S.PROCESSING, 2), (S.CANCELLED, 3), (S.REFUNDED, 4)],
-    [(S.SHIPPED, 0), (S.DELIVERY_FAILED, 1), (S.OUT_FOR_DELIVERY, 2), (S.DELIVERED, 3),
-     (S.RETURNED, 4), (S.REFUNDED, 5)],
+    [
+        (S.SHIPPED, 0),
+        (S.DELIVERY_FAILED, 1),
+        (S.OUT_FOR_DELIVERY, 2),
+        (S.DELIVERED, 3),
+        (S.RETURNED, 4),
+        (S.REFUNDED, 5),
+    ],
     [(S.PLACED, 0), (S.SHIPPED, 1), (S.CANCELLED, 2)],
 ]
 
@@ -90,8 +117,7 @@ def test_replay_is_in_stream_order_whatever_the_arrival_order() -> None:
 
 
 def test_order_is_delivered_only_when_every_shipment_is() -> None:
-    steps = history((S.PLACED, 0), (S.SHIPPED, 1, "a"), (S.SHIPPED, 2, "b"),
-                    (S.DELIVERED, 3, "a"))
+    steps = history((S.PLACED, 0), (S.SHIPPED, 1, "a"), (S.SHIPPED, 2, "b"), (S.DELIVERED, 3, "a"))
     view = replay(steps)
     assert view.derived_state == "partially_delivered"
     assert view.transitions[-1].order_state_after == "partially_delivered"

@@ -71,9 +71,17 @@ async def test_a_zero_rate_is_unlimited() -> None:
         await bucket.take()
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("90s", 90), ("15m", 900), ("1h", 3600), ("7d", 604800), ("3600", 3600), ("1.5h", 5400),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("15m", 900),
+        ("1h", 3600),
+        ("7d", 604800),
+        ("3600", 3600),
+        ("1.5h", 5400),
+    ],
+)
 def test_windows(text: str, seconds: float) -> None:
     assert parse_window(text) == seconds
 
@@ -87,8 +95,15 @@ def test_bad_windows_say_what_is_accepted(text: str) -> None:
 def test_delivery_rate_counts_only_finished_notifications() -> None:
     counts = Counts()
     assert counts.rate is None
-    for status, n in {"sent": 5, "delivered": 3, "failed": 1, "undelivered": 1,
-                      "queued": 7, "suppressed": 4, "standby": 2}.items():
+    for status, n in {
+        "sent": 5,
+        "delivered": 3,
+        "failed": 1,
+        "undelivered": 1,
+        "queued": 7,
+        "suppressed": 4,
+        "standby": 2,
+    }.items():
         counts.add(status, n)
     assert counts.finished == 10
     assert counts.rate == pytest.approx(0.8)

@@ -25,8 +25,14 @@ def test_defaults_cover_the_lifecycle() -> None:
     }
     assert fired[OrderState.PLACED] == ["order_confirmed"]
     assert fired[OrderState.CONFIRMED] == ["order_confirmed"]
-    for state in ("shipped", "out_for_delivery", "delivered", "delivery_failed", "cancelled",
-                  "refunded"):
+    for state in (
+        "shipped",
+        "out_for_delivery",
+        "delivered",
+        "delivery_failed",
+        "cancelled",
+        "refunded",
+    ):
         assert fired[OrderState(state)] == [state]
     assert fired[OrderState.IN_TRANSIT] == []
 
@@ -36,17 +42,32 @@ def test_defaults_cover_the_lifecycle() -> None:
     [
         ("version: 1\nrules: [", "not valid YAML"),
         ("version: 2\nrules: []", "version"),
-        ("version: 1\nrules:\n  - name: a\n    when: {state: [shiped]}\n    template: t\n"
-         "    channels: [email]\n", "rule 1 (a): when.state.0"),
-        ("version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n    template: t\n"
-         "    channels: [fax]\n", "rule 1 (a): channels.0"),
-        ("version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n    template: t\n"
-         "    channels: [email, email]\n", "listed twice"),
-        ("version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n    template: t\n"
-         "    channels: [email]\n    priorty: high\n", "rule 1 (a): priorty"),
-        ("version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n    template: t\n"
-         "    channels: [email]\n  - name: a\n    when: {state: [placed]}\n    template: t\n"
-         "    channels: [email]\n", "rule 2 (a): name is used twice"),
+        (
+            "version: 1\nrules:\n  - name: a\n    when: {state: [shiped]}\n    template: t\n"
+            "    channels: [email]\n",
+            "rule 1 (a): when.state.0",
+        ),
+        (
+            "version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n    template: t\n"
+            "    channels: [fax]\n",
+            "rule 1 (a): channels.0",
+        ),
+        (
+            "version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n    template: t\n"
+            "    channels: [email, email]\n",
+            "listed twice",
+        ),
+        (
+            "version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n    template: t\n"
+            "    channels: [email]\n    priorty: high\n",
+            "rule 1 (a): priorty",
+        ),
+        (
+            "version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n    template: t\n"
+            "    channels: [email]\n  - name: a\n    when: {state: [placed]}\n    template: t\n"
+            "    channels: [email]\n",
+            "rule 2 (a): name is used twice",
+        ),
     ],
 )
 def test_mistakes_are_reported_by_rule_and_field(tmp_path: Path, text: str, message: str) -> None:
@@ -61,8 +82,10 @@ def test_mistakes_are_reported_by_rule_and_field(tmp_path: Path, text: str, mess
 
 def test_a_rule_needs_its_template_for_every_channel(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
-    path.write_text("version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n"
-                    "    template: shipped\n    channels: [email, sms]\n")
+    path.write_text(
+        "version: 1\nrules:\n  - name: a\n    when: {state: [shipped]}\n"
+        "    template: shipped\n    channels: [email, sms]\n"
+    )
     with pytest.raises(RulesError, match=r"rule 1 \(a\): template 'shipped' has no sms part"):
         load_rules(path, template_exists=lambda _t, channel: channel == "email")
 
@@ -74,8 +97,10 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_from_states_restrict_a_rule(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
-    path.write_text("version: 1\nrules:\n  - name: back\n    when: {state: [out_for_delivery],"
-                    " from: [delivery_failed]}\n    template: t\n    channels: [sms]\n")
+    path.write_text(
+        "version: 1\nrules:\n  - name: back\n    when: {state: [out_for_delivery],"
+        " from: [delivery_failed]}\n    template: t\n    channels: [sms]\n"
+    )
     rules = load_rules(path, template_exists=always)
     first = Transition("e", "p", OrderState.SHIPPED, OrderState.OUT_FOR_DELIVERY, "x")
     retry = Transition("e", "p", OrderState.DELIVERY_FAILED, OrderState.OUT_FOR_DELIVERY, "x")

@@ -102,16 +102,24 @@ def test_matching_filters_on_source_and_state(
         (_one(sources="[]"), "endpoint 1 (acme): sources: List should have at least 1 item"),
         (_one(timeout_s="0"), "endpoint 1 (acme): timeout_s: Input should be greater than 0"),
         (_one(colour="blue"), "endpoint 1 (acme): colour: Extra inputs are not permitted"),
-        (_one(secret_env="MISSING_SECRET"),
-         "endpoint 1 (acme): secret_env: environment variable MISSING_SECRET is not set"),
-        (_one(secret_env="SHORT_SECRET"),
-         "endpoint 1 (acme): secret_env: SHORT_SECRET holds fewer than 16 characters"),
-        (_one(secret_env="<omit>", secret="tooshort"),
-         "endpoint 1 (acme): secret: must be at least 16 characters"),
+        (
+            _one(secret_env="MISSING_SECRET"),
+            "endpoint 1 (acme): secret_env: environment variable MISSING_SECRET is not set",
+        ),
+        (
+            _one(secret_env="SHORT_SECRET"),
+            "endpoint 1 (acme): secret_env: SHORT_SECRET holds fewer than 16 characters",
+        ),
+        (
+            _one(secret_env="<omit>", secret="tooshort"),
+            "endpoint 1 (acme): secret: must be at least 16 characters",
+        ),
         (_one(secret_env="<omit>"), "endpoint 1 (acme): secret_env: required"),
         (_one(secret="inline-secret-of-20c"), "endpoint 1 (acme): secret: set secret_env or"),
-        (_one() + "  - name: acme\n    url: https://b.example/\n    secret_env: ACME_SECRET\n",
-         "endpoint 2 (acme): name: used by an earlier endpoint"),
+        (
+            _one() + "  - name: acme\n    url: https://b.example/\n    secret_env: ACME_SECRET\n",
+            "endpoint 2 (acme): name: used by an earlier endpoint",
+        ),
     ],
     ids=lambda v: v if len(v) < 40 else None,
 )
@@ -129,8 +137,10 @@ def test_config_errors_name_file_endpoint_and_field(
 
 
 def test_config_errors_do_not_echo_urls_or_secrets(tmp_path: Path) -> None:
-    for text in (_one(url="ftp://a.example/h?token=leaky"),
-                 _one(secret_env="<omit>", secret="leaky-short")):
+    for text in (
+        _one(url="ftp://a.example/h?token=leaky"),
+        _one(secret_env="<omit>", secret="leaky-short"),
+    ):
         with pytest.raises(ConfigError) as caught:
             load_webhooks(_write(tmp_path, text), ENV)
         chain = f"{caught.value} {caught.value.__cause__}"
@@ -174,9 +184,22 @@ NOW = 1_700_000_000
         (f"t={NOW},v1=ünïcode", BODY, NOW, False),
         ("", BODY, NOW, False),
     ],
-    ids=["round-trip", "at-tolerance", "tampered-body", "wrong-secret", "stale", "future",
-         "rotation", "unknown-keys-and-spaces", "timestamp-swapped", "no-timestamp",
-         "no-signature", "bad-timestamp", "non-ascii", "empty"],
+    ids=[
+        "round-trip",
+        "at-tolerance",
+        "tampered-body",
+        "wrong-secret",
+        "stale",
+        "future",
+        "rotation",
+        "unknown-keys-and-spaces",
+        "timestamp-swapped",
+        "no-timestamp",
+        "no-signature",
+        "bad-timestamp",
+        "non-ascii",
+        "empty",
+    ],
 )
 def test_verify(header: str, body: bytes, now: int, ok: bool) -> None:
     assert verify(SECRET, header, body, now=now) is ok
@@ -262,7 +285,8 @@ def test_from_settings_reads_secrets_from_the_environment(
 def test_endpoint_wants() -> None:
     from pydantic import SecretStr
 
-    endpoint = WebhookEndpoint("e", "https://e.example/", SecretStr(SECRET), states=frozenset(
-        {"shipped"}))
+    endpoint = WebhookEndpoint(
+        "e", "https://e.example/", SecretStr(SECRET), states=frozenset({"shipped"})
+    )
 
     assert endpoint.wants("any", "shipped") and not endpoint.wants("any", "placed")

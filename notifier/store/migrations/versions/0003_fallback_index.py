@@ -11,18 +11,19 @@ got through: 2.6 ms per send with 12,000 rows on standby, growing with the ledge
 from alembic import op
 
 
-revision = '0003'
-down_revision = '0002'
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.drop_index('ix_notifications_fallback', table_name='notifications')
-    op.create_index('ix_notifications_fallback', 'notifications',
-                    ['fallback_group', 'status', 'fallback_rank'])
+    op.drop_index("ix_notifications_fallback", table_name="notifications")
+    op.create_index(
+        "ix_notifications_fallback", "notifications", ["fallback_group", "status", "fallback_rank"]
+    )
 
 
 def downgrade() -> None:
-    op.drop_index('ix_notifications_fallback', table_name='notifications')
-    op.create_index('ix_notifications_fallback', 'notifications', ['fallback_group'])
+    op.drop_index("ix_notifications_fallback", table_name="notifications")
+    op.create_index("ix_notifications_fallback", "notifications", ["fallback_group"])
