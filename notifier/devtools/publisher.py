@@ -191,7 +191,10 @@ def load_events(path: Path) -> list[dict[str, Any]]:
         raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     suffix = path.suffix.lower()
     if suffix in _JSONL_SUFFIXES:
-        return [_jsonl_line(path, number, line) for number, line in _numbered_lines(text)]
+        found = [_jsonl_line(path, number, line) for number, line in _numbered_lines(text)]
+        if not found:
+            raise ValueError(f"{path}: no events in the file")
+        return found
     if suffix != ".json":
         raise ValueError(f"{path}: unsupported file type {suffix!r}; use .json or .jsonl")
     try:
@@ -201,6 +204,8 @@ def load_events(path: Path) -> list[dict[str, Any]]:
     except RecursionError:
         raise ValueError(f"{path}: nested too deeply to read") from None
     items = data if isinstance(data, list) else [data]
+    if not items:
+        raise ValueError(f"{path}: no events in the file")
     for position, item in enumerate(items, start=1):
         if not isinstance(item, dict):
             raise ValueError(

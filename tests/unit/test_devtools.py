@@ -116,6 +116,8 @@ class TestLoadEvents:
             ("bad.json", '[\n  {"a": 1},\n  {"a": }\n]', "bad.json:3: invalid JSON"),
             ("bad.json", '[{"a": 1}, "b"]', "bad.json: item 2: expected a JSON object"),
             ("bad.csv", "a,b", "unsupported file type '.csv'"),
+            ("empty.jsonl", "\n\n", "empty.jsonl: no events in the file"),
+            ("empty.json", "[]", "empty.json: no events in the file"),
             ("deep.json", "[" * 100_000 + "]" * 100_000, "deep.json: nested too deeply"),
             ("deep.jsonl", "{}\n" + "[" * 100_000 + "]" * 100_000, "deep.jsonl:2: nested too"),
         ],
