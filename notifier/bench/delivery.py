@@ -54,7 +54,7 @@ class DeliveryBench:
         self.layout = layout or CoreLayout.plan()
         self.fakes = FakesHost(
             work / "fakes",
-            cfg.out_dir / "bench-fakes.log",
+            cfg.out_dir,
             self.layout,
             account_sid=TWILIO_SID,
             auth_token=secrets.token_hex(16),

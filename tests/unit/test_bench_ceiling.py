@@ -11,7 +11,7 @@ import pytest
 
 from notifier.bench.clients import compare, send_all
 from notifier.bench.cores import CoreLayout
-from notifier.bench.fakes import outbound_email, outbound_push, outbound_sms
+from notifier.bench.fakehost import RawMailSink, outbound_email, outbound_push, outbound_sms
 from notifier.channels import email_mime
 from notifier.channels.base import ChannelAdapter, OutboundMessage
 from notifier.channels.email import EmailChannel
@@ -94,23 +94,49 @@ def test_an_accepted_sms_and_push_replay_with_their_notification_ids() -> None:
     )
 
 
+def _email(port: int, pool_size: int = 2) -> EmailChannel:
+    return EmailChannel(
+        host="127.0.0.1",
+        port=port,
+        tls=SmtpTls.NONE,
+        username=None,
+        password=None,
+        ca_file=None,
+        from_addr="orders@bench.example.com",
+        timeout_s=2.0,
+        pool_size=pool_size,
+    )
+
+
+async def test_the_bench_mail_sink_gives_back_what_the_email_channel_sent() -> None:
+    sink = RawMailSink()
+    email = _email(await sink.start())
+    await email.start()
+    sent = [
+        OutboundMessage(
+            f"n-{n}", "email", f"c{n}@bench.example.com", "text\n", subject="s", locale="en-US"
+        )
+        for n in range(3)
+    ]
+    try:
+        receipts = [await email.send(message) for message in sent]
+    finally:
+        await email.close()
+        await sink.stop()
+    keys = [r.provider_message_id for r in receipts]
+    assert [(c, key) for c, key, _ in sink.received()] == [("email", k) for k in keys]
+    assert sink.outbound() == sent
+    sink.clear()
+    assert sink.received() == []
+
+
 def _message(n: int, channel: str, subject: str | None = "s") -> OutboundMessage:
     return OutboundMessage(f"n-{n}", channel, f"c{n}@bench.example.com", "text", subject=subject)
 
 
 async def test_every_message_is_sent_once_and_failures_are_counted_by_code() -> None:
     # the email channel refuses a message without a subject before any connection
-    email = EmailChannel(
-        host="127.0.0.1",
-        port=9,
-        tls=SmtpTls.NONE,
-        username=None,
-        password=None,
-        ca_file=None,
-        from_addr="orders@bench.example.com",
-        timeout_s=1.0,
-        pool_size=2,
-    )
+    email = _email(port=9)
     await email.start()
     adapters: dict[str, ChannelAdapter] = {"email": email, "push": null_channel("push")}
     messages = {
