@@ -68,7 +68,8 @@ def _cores(meta: Mapping[str, Any]) -> str:
     cores = at(meta, "cores")
     if not isinstance(cores, Mapping):
         return ""
-    return f"Cores: {cores.get('note', DASH)}."
+    load = fmt(cores.get("load_average_at_start"), ".1f")
+    return f"Cores: {cores.get('note', DASH)}; load average {load} when the run began."
 
 
 def _results_rows(results: Mapping[str, Any]) -> list[list[str]]:

@@ -81,7 +81,7 @@ def _meta(cfg: BenchConfig, layout: CoreLayout) -> dict[str, Any]:
             "platform": platform.platform(),
             "cpu_model": _cpu_model(),
         },
-        "cores": layout.describe(),
+        "cores": layout.describe() | {"load_average_at_start": os.getloadavg()[0]},
     }
 
 
