@@ -1,12 +1,14 @@
 """The delivery phases: the service sending to local provider fakes over the real
 protocols (SMTP to aiosmtpd, the twilio client to the Twilio fake, firebase-admin to
-the FCM fake, Twilio's signed status callbacks back to the service)."""
+the FCM fake, Twilio's signed status callbacks back to the service).
+
+The fakes (``fakes.py``) and the publisher (``loadgen.py``) run in processes of their
+own, on the load side's cores where there are enough to split (``cores.py``); the
+client ceiling (``clients.py``) replays the burst's sends without the service."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +18,12 @@ from nats.js import JetStreamContext
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from notifier.bench.clients import ceiling_phase
+from notifier.bench.cores import CoreLayout
 from notifier.bench.database import phase_database
-from notifier.bench.latency import LedgerRow, Received, latencies, report, timestamp
+from notifier.bench.fakes import FakesHost
+from notifier.bench.latency import LedgerRow, Received, latencies, report
+from notifier.bench.loadgen import publish_elsewhere
 from notifier.bench.peer import apprise_email_rate
 from notifier.bench.settings import BenchConfig, progress_bar, service_settings
 from notifier.bench.stack import (
@@ -30,64 +36,60 @@ from notifier.bench.stack import (
 )
 from notifier.bench.workload import Outgoing, Workload
 from notifier.core.notification_status import PENDING
-from notifier.devtools.fcmfake import FcmFake
-from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer
 from notifier.devtools.publisher import ensure_stream
-from notifier.devtools.twiliofake import TwilioFake
 from notifier.store.moves import status_values
 from notifier.store.tables import notifications
 
 TWILIO_SID = "AC" + "b" * 32
 TWILIO_FROM = "+15005550006"
-#: the fakes keep every message of a run
-KEEP = 10_000_000
-#: the fixed-rate publisher wakes this often and sends whatever is due
-TICK_S = 0.002
 
 
 class DeliveryBench:
     """nats-server, the three fakes and one service, for the delivery phases."""
 
-    def __init__(self, cfg: BenchConfig, work: Path) -> None:
+    def __init__(self, cfg: BenchConfig, work: Path, layout: CoreLayout | None = None) -> None:
         self.cfg = cfg
         self.work = work
-        self.catcher = MailCatcher(max_messages=KEEP)
-        self.twilio = TwilioFake(TWILIO_SID, secrets.token_hex(16))
-        self.fcm = FcmFake(max_messages=KEEP)
+        self.layout = layout or CoreLayout.plan()
+        self.fakes = FakesHost(
+            work / "fakes",
+            cfg.out_dir,
+            self.layout,
+            account_sid=TWILIO_SID,
+            auth_token=secrets.token_hex(16),
+        )
         self.run_id = secrets.token_hex(3)
 
     async def run(self) -> dict[str, Any]:
-        """Burst, the Apprise comparison, then the fixed rate."""
+        """Burst, the client ceiling, the Apprise comparison, then the fixed rate."""
         nats = NatsServer(store_dir=self.work / "nats")
         nats.start()
-        smtp_port = await self.catcher.start(port=0)
-        await self.twilio.start()
-        await self.fcm.start()
-        async with phase_database(self.cfg.postgres_url, self.work) as database_url:
-            try:
-                return await self._run(nats, smtp_port, database_url)
-            finally:
-                await self.fcm.stop()
-                await self.twilio.stop()
-                await self.catcher.stop()
-                nats.stop()
+        try:
+            await self.fakes.start()
+            async with phase_database(self.cfg.postgres_url, self.work) as database_url:
+                return await self._run(nats, database_url)
+        finally:
+            await self.fakes.stop()
+            nats.stop()
 
-    async def _run(self, nats: NatsServer, smtp_port: int, database_url: str) -> dict[str, Any]:
+    async def _run(self, nats: NatsServer, database_url: str) -> dict[str, Any]:
+        fakes = self.fakes
         settings = service_settings(nats.url, database_url) | {
             "NOTIFIER_SMTP_HOST": "127.0.0.1",
-            "NOTIFIER_SMTP_PORT": str(smtp_port),
+            "NOTIFIER_SMTP_PORT": str(fakes.smtp_port),
             "NOTIFIER_SMTP_FROM": "Orders <orders@bench.example.com>",
             "NOTIFIER_TWILIO_ACCOUNT_SID": TWILIO_SID,
-            "NOTIFIER_TWILIO_AUTH_TOKEN": self.twilio.auth_token,
+            "NOTIFIER_TWILIO_AUTH_TOKEN": fakes.auth_token,
             "NOTIFIER_TWILIO_FROM": TWILIO_FROM,
-            "NOTIFIER_TWILIO_API_BASE": self.twilio.base_url,
-            "NOTIFIER_FCM_CREDENTIALS_FILE": str(
-                self.fcm.write_credentials(self.work / "fcm.json")
-            ),
-            "NOTIFIER_FCM_API_BASE": self.fcm.base_url,
+            "NOTIFIER_TWILIO_API_BASE": fakes.twilio_base_url,
+            "NOTIFIER_FCM_CREDENTIALS_FILE": str(fakes.credentials_file),
+            "NOTIFIER_FCM_API_BASE": fakes.fcm_base_url,
         }
-        service = Service.configure(settings, self.cfg.out_dir / "service-delivery.log")
+        service = Service.configure(
+            settings, self.cfg.out_dir / "service-delivery.log", place=self.layout.pin_service
+        )
+        self.nats_url = nats.url
         nc = await nats_connect(nats.url)
         read = create_async_engine(database_url)
         try:
@@ -96,10 +98,13 @@ class DeliveryBench:
             await service.start()
             self.js, self.read = js, read
             burst = await self._burst()
-            peer = await self._peer(smtp_port)
+            ceiling = await ceiling_phase(
+                fakes, settings, burst, work=self.work, out_dir=self.cfg.out_dir
+            )
+            peer = await self._peer(fakes.smtp_port)
             # last: at a rate the service cannot sustain it leaves a backlog behind
             fixed = await self._fixed_rate()
-            return {"end_to_end": burst, "latency": fixed, "peer": peer}
+            return {"end_to_end": burst, "client_ceiling": ceiling, "latency": fixed, "peer": peer}
         finally:
             await read.dispose()
             await service.stop()
@@ -107,23 +112,13 @@ class DeliveryBench:
 
     js: JetStreamContext
     read: AsyncEngine
+    nats_url: str
 
-    def _clear(self) -> None:
-        self.catcher.clear()
-        self.twilio.clear()
-        self.fcm.clear()
+    async def _clear(self) -> None:
+        await self.fakes.clear()
 
-    def _received(self) -> list[Received]:
-        out = [
-            Received("email", m.message_id, timestamp(m.received_at))
-            for m in self.catcher.messages()
-        ]
-        out += [Received("sms", m.sid, timestamp(m.received_at)) for m in self.twilio.messages()]
-        out += [
-            Received("push", p.data.get("notification_id", ""), timestamp(p.received_at))
-            for p in self.fcm.messages()
-        ]
-        return out
+    async def _received(self) -> list[Received]:
+        return await self.fakes.received()
 
     async def _settle(self, timeout_s: float) -> bool:
         """Wait until the service has taken every message and finished every send."""
@@ -141,35 +136,32 @@ class DeliveryBench:
         sent_at: dict[str, list[float]],
         bar: Any,
     ) -> list[float]:
-        """Publish at ``rate`` per second (None: as fast as acks come back); returns the
-        publish times."""
-        times: list[float] = []
-        started = time.perf_counter()
-        for n, out in enumerate(messages, start=1):
-            if rate is not None:
-                due = started + (n - 1) / rate
-                if (wait := due - time.perf_counter()) > 0:
-                    await asyncio.sleep(max(wait, TICK_S) if wait > TICK_S else 0)
-            now = time.time()
-            await self.js.publish_async(out.subject, out.data, headers={"Nats-Msg-Id": out.msg_id})
-            times.append(now)
+        """Publish at ``rate`` per second (None: as fast as acks come back), from a
+        process of its own; returns the publish times."""
+        outgoing = list(messages)
+        times = await publish_elsewhere(
+            self.nats_url,
+            outgoing,
+            rate,
+            work=self.work / "publish",
+            log_path=self.cfg.out_dir / "bench-publisher.log",
+            layout=self.layout,
+            bar=bar,
+        )
+        for out, at in zip(outgoing, times, strict=True):
             if out.event_id is not None:
-                sent_at.setdefault(out.event_id, []).append(now)
-            bar.update()
-            if n % 500 == 0:
-                await self.js.publish_async_completed()
-        await self.js.publish_async_completed()
+                sent_at.setdefault(out.event_id, []).append(at)
         return times
 
     async def _burst(self) -> dict[str, Any]:
         count = self.cfg.e2e_events
-        self._clear()
+        await self._clear()
         workload = Workload(run_id=f"{self.run_id}b", seed=self.cfg.seed + 1)
         sent_at: dict[str, list[float]] = {}
         with progress_bar(self.cfg, count, "end-to-end burst") as bar:
             times = await self._publish(workload.take(count), None, sent_at, bar)
             settled = await self._settle(max(self.cfg.settle_s, count / 20))
-        received = self._received()
+        received = await self._received()
         sends = {ch: sum(1 for r in received if r.channel == ch) for ch in ("email", "sms", "push")}
         seconds = (max((r.at for r in received), default=times[-1]) - times[0]) or float("nan")
         return {
@@ -184,7 +176,7 @@ class DeliveryBench:
     async def _fixed_rate(self) -> dict[str, Any]:
         cfg = self.cfg
         count = int(cfg.rate_per_s * cfg.duration_s)
-        self._clear()
+        await self._clear()
         since = datetime.now(UTC) - timedelta(seconds=1)
         workload = Workload(run_id=f"{self.run_id}r", seed=cfg.seed + 2)
         sent_at: dict[str, list[float]] = {}
@@ -200,7 +192,7 @@ class DeliveryBench:
         ).where(notifications.c.created_at >= since)
         async with self.read.connect() as conn:
             rows = [LedgerRow(*r) for r in await conn.execute(query)]
-        traced, untraced = latencies(self._received(), rows, sent_at)
+        traced, untraced = latencies(await self._received(), rows, sent_at)
         summary = report(traced, times, times[0], unsent)
         span = times[-1] - times[0]
         return {
@@ -234,21 +226,21 @@ class DeliveryBench:
     async def _peer(self, smtp_port: int) -> dict[str, Any]:
         """notifier's whole path (publish → ingest → render → queue → SMTP) for email-only
         orders, against Apprise sending as many ready-made emails to the same server."""
-        self._clear()
+        await self._clear()
         workload = Workload(run_id=f"{self.run_id}p", seed=self.cfg.seed + 3, email_only=True)
         messages = list(workload.take(self.cfg.peer_messages))
         expected = workload.counts.events
         with progress_bar(self.cfg, len(messages), "notifier email") as bar:
             times = await self._publish(iter(messages), None, {}, bar)
             await self._settle(self.cfg.settle_s)
-        got = self.catcher.messages()
-        last = max((timestamp(m.received_at) for m in got), default=times[0])
+        got = [r for r in await self._received() if r.channel == "email"]
+        last = max((r.at for r in got), default=times[0])
         ours = {
             "messages": len(got),
             "seconds": last - times[0],
             "per_s": len(got) / (last - times[0]) if last > times[0] else None,
         }
-        self._clear()
+        await self._clear()
         theirs = await apprise_email_rate(expected, smtp_host="127.0.0.1", smtp_port=smtp_port)
         ratio = ours["per_s"] / theirs.per_s if ours["per_s"] and theirs.per_s else None
         return {

@@ -46,6 +46,32 @@ def _null_sends(r: Mapping[str, Any]) -> str:
     )
 
 
+def _client_ceiling(r: Mapping[str, Any]) -> str:
+    channels = at(r, "client_ceiling", "channels") or {}
+    rates = ", ".join(f"{c} {count(at(channels, c, 'sends_per_s'))}" for c in channels)
+    failed = num(at(r, "client_ceiling", "errors")) or 0
+    return (
+        f"{count(at(r, 'client_ceiling', 'sends_per_s'))} sends/s ({rates}), "
+        f"{count(at(r, 'client_ceiling', 'events_per_s'))} ev/s; "
+        f"{count(at(r, 'client_ceiling', 'sends'))} sends"
+        + (f", {count(failed)} failed" if failed else "")
+    )
+
+
+def _client_shares(r: Mapping[str, Any]) -> str:
+    channels = at(r, "client_ceiling", "channels") or {}
+    shares = ", ".join(f"{c} {ratio(at(channels, c, 'ratio'))}" for c in channels)
+    return f"{ratio(at(r, 'client_ceiling', 'ratio'))} in sends/s ({shares})"
+
+
+def _cores(meta: Mapping[str, Any]) -> str:
+    cores = at(meta, "cores")
+    if not isinstance(cores, Mapping):
+        return ""
+    load = fmt(cores.get("load_average_at_start"), ".1f")
+    return f"Cores: {cores.get('note', DASH)}; load average {load} when the run began."
+
+
 def _results_rows(results: Mapping[str, Any]) -> list[list[str]]:
     r = results
     rows = [
@@ -68,6 +94,8 @@ def _results_rows(results: Mapping[str, Any]) -> list[list[str]]:
             f"{count(at(r, 'end_to_end', 'sends_per_s'))} sends/s "
             f"({per_name(at(r, 'end_to_end', 'sends'))})",
         ],
+        ["Client ceiling (our clients alone)", "client_ceiling", _client_ceiling(r)],
+        ["End to end vs client ceiling", "client_ceiling", _client_shares(r)],
     ]
     rate = f"{count(at(r, 'latency', 'rate_per_s'))} ev/s"
     channels = at(r, "latency", "channels")
@@ -126,6 +154,7 @@ def to_markdown(results: Mapping[str, Any], budget: Sequence[BudgetLine]) -> str
         f"{machine.get('cpus', DASH)} CPUs ({machine.get('cpu_model', DASH)}), "
         f"Python {machine.get('python', DASH)}, database {meta.get('database', DASH)}",
         "",
+        *([_cores(meta), ""] if _cores(meta) else []),
         "## Results",
         "",
         *_table(["Measure", "Result"], _results_rows(results)),

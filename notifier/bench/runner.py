@@ -5,8 +5,12 @@
    the same messages; RSS is sampled throughout; then the store's size, and what a
    retention pass leaves of it once the data has aged.
 2. Delivery, against the provider fakes (aiosmtpd, the Twilio and FCM fakes):
-   end-to-end throughput of a burst, email against Apprise, then latency at a fixed
-   rate (last, as a rate the service cannot sustain leaves a backlog).
+   end-to-end throughput of a burst, the client ceiling (the burst's sends through our
+   channel clients alone, ``clients.py``), email against Apprise, then latency at a
+   fixed rate (last, as a rate the service cannot sustain leaves a backlog).
+
+Where the machine has cores enough, the service side and the load side are pinned
+apart (``cores.py``); the report says how many each had.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from notifier.bench.ceiling import raw_consume
+from notifier.bench.cores import CoreLayout, pin
 from notifier.bench.database import phase_database, store_bytes
 from notifier.bench.delivery import DeliveryBench
 from notifier.bench.settings import BenchConfig, progress_bar, service_settings
@@ -63,7 +68,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _meta(cfg: BenchConfig) -> dict[str, Any]:
+def _meta(cfg: BenchConfig, layout: CoreLayout) -> dict[str, Any]:
     return {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": cfg.command,
@@ -76,6 +81,7 @@ def _meta(cfg: BenchConfig) -> dict[str, Any]:
             "platform": platform.platform(),
             "cpu_model": _cpu_model(),
         },
+        "cores": layout.describe() | {"load_average_at_start": os.getloadavg()[0]},
     }
 
 
@@ -93,23 +99,28 @@ async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Every phase; the results as one JSON-able dict."""
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="notifier-bench-"))
-    results: dict[str, Any] = {"meta": _meta(cfg)}
+    layout = CoreLayout.plan()
+    results: dict[str, Any] = {"meta": _meta(cfg, layout)}
+    # this process, and nats-server started from it, are the load side
+    layout.pin_load(os.getpid())
     try:
-        results |= await _ingest_phase(cfg, work / "ingest")
-        results |= await DeliveryBench(cfg, work / "delivery").run()
+        results |= await _ingest_phase(cfg, work / "ingest", layout)
+        results |= await DeliveryBench(cfg, work / "delivery", layout).run()
     finally:
+        if layout.pinned:
+            pin(os.getpid(), layout.service | layout.load)
         shutil.rmtree(work, ignore_errors=True)
     return results
 
 
-async def _ingest_phase(cfg: BenchConfig, work: Path) -> dict[str, Any]:
+async def _ingest_phase(cfg: BenchConfig, work: Path, layout: CoreLayout) -> dict[str, Any]:
     nats = NatsServer(store_dir=work / "nats")
     nats.start()
     try:
         nc = await nats_connect(nats.url)
         try:
             async with phase_database(cfg.postgres_url, work) as database_url:
-                return await _ingest(cfg, work, nats.url, nc, database_url)
+                return await _ingest(cfg, work, nats.url, nc, database_url, layout=layout)
         finally:
             await nc.close()
     finally:
@@ -117,7 +128,13 @@ async def _ingest_phase(cfg: BenchConfig, work: Path) -> dict[str, Any]:
 
 
 async def _ingest(
-    cfg: BenchConfig, work: Path, nats_url: str, nc: Any, database_url: str
+    cfg: BenchConfig,
+    work: Path,
+    nats_url: str,
+    nc: Any,
+    database_url: str,
+    *,
+    layout: CoreLayout,
 ) -> dict[str, Any]:
     js = nc.jetstream()
     await ensure_stream(js)
@@ -127,12 +144,14 @@ async def _ingest(
         await publish(js, _ticking(workload.take(cfg.ingest_events), bar))
         publish_s = time.perf_counter() - started
     total = await last_seq(js)
-    with progress_bar(cfg, total, "raw nats-py ceiling"):
+    with progress_bar(cfg, total, "raw nats-py ceiling"), layout.service_side():
         ceiling = await raw_consume(nc, total)
 
     settings = service_settings(nats_url, database_url)
     settings["NOTIFIER_NULL_CHANNELS"] = "email,sms,push"
-    service = Service.configure(settings, cfg.out_dir / "service-ingest.log")
+    service = Service.configure(
+        settings, cfg.out_dir / "service-ingest.log", place=layout.pin_service
+    )
     watch = await _watch_ingest(cfg, js, service, total)
     read = create_async_engine(database_url)
     try:

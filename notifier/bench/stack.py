@@ -52,19 +52,28 @@ class Service:
     env: Mapping[str, str]
     log_path: Path
     http_port: int
+    #: called with the child's PID as soon as it exists (to pin it to cores)
+    place: Callable[[int], None] | None = None
     _process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def configure(cls, settings: Mapping[str, str], log_path: Path) -> Service:
+    def configure(
+        cls,
+        settings: Mapping[str, str],
+        log_path: Path,
+        *,
+        place: Callable[[int], None] | None = None,
+    ) -> Service:
         """The service with ``settings`` (``NOTIFIER_*`` names) on a free HTTP port; any
-        ``NOTIFIER_*`` variable of the caller's own is left out, so only these apply."""
+        ``NOTIFIER_*`` variable of the caller's own is left out, so only these apply;
+        ``place(pid)`` runs right after it starts."""
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
         env |= dict(settings) | {"NOTIFIER_HTTP_PORT": str(port)}
         env["NOTIFIER_PUBLIC_BASE_URL"] = env.get("NOTIFIER_PUBLIC_BASE_URL") or (
             f"http://127.0.0.1:{port}"
         )
-        return cls(env, log_path, port)
+        return cls(env, log_path, port, place)
 
     @property
     def base_url(self) -> str:
@@ -89,6 +98,8 @@ class Service:
             start_new_session=True,
         )
         log.close()
+        if self.place is not None:
+            self.place(self._process.pid)
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=2.0) as client:
             while time.monotonic() < deadline:

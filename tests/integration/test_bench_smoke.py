@@ -56,6 +56,17 @@ def test_bench_runs_end_to_end_and_writes_its_outputs(tmp_path: Path) -> None:
     assert burst["settled"] is True
     assert burst["sends"]["email"] > 0 and burst["sends"]["push"] > 0
 
+    # the client ceiling replayed exactly the burst's sends, and the fakes got every one
+    ceiling = results["client_ceiling"]
+    assert ceiling["replayed"] == burst["sends"]
+    assert ceiling["received"] == burst["sends"]
+    assert ceiling["errors"] == 0
+    assert ceiling["sends"] == sum(burst["sends"].values())
+    sent = {channel: n for channel, n in burst["sends"].items() if n}
+    assert {c: ch["sends"] for c, ch in ceiling["channels"].items()} == sent
+    cores = results["meta"]["cores"]
+    assert cores["service_cores"] > 0 and cores["load_cores"] > 0
+
     latency = results["latency"]
     assert latency["settled"] is True
     assert latency["untraced_sends"] == 0
@@ -67,10 +78,11 @@ def test_bench_runs_end_to_end_and_writes_its_outputs(tmp_path: Path) -> None:
     assert peer["apprise"]["errors"] == 0
 
     budget = {line["name"]: line for line in results["budget"]}
-    assert len(budget) == 6
+    assert len(budget) == 10
+    assert budget["End to end vs client ceiling"]["met"] is not None
     assert (out / "results.md").read_text().count("|") > 20
     assert (out / "results.png").read_bytes().startswith(b"\x89PNG")
     # the service's log holds no customer contact
-    for log in out.glob("service-*.log"):
+    for log in [*out.glob("service-*.log"), *out.glob("bench-*.log")]:
         text = log.read_text()
         assert "@bench.example.com" not in text and "+1415555" not in text
