@@ -5,6 +5,7 @@ the FCM fake, Twilio's signed status callbacks back to the service)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from notifier.bench.stack import (
     unsettled,
     wait_until,
 )
+from notifier.bench.sweep import run_sweep
 from notifier.bench.workload import Outgoing, Workload
 from notifier.core.notification_status import PENDING
 from notifier.devtools.fcmfake import FcmFake
@@ -44,10 +46,17 @@ TWILIO_FROM = "+15005550006"
 KEEP = 10_000_000
 #: the fixed-rate publisher wakes this often and sends whatever is due
 TICK_S = 0.002
+#: events through a fresh stack before a phase is timed on it
+WARM_UP_EVENTS = 50
 
 
 class DeliveryBench:
-    """nats-server, the three fakes and one service, for the delivery phases."""
+    """nats-server, the three fakes and the service, for the delivery phases.
+
+    The fakes live for the whole run; nats-server, the store and the service make a
+    *stack* that a phase can replace with a fresh one, so that what one phase left
+    behind is never the next one's backlog.
+    """
 
     def __init__(self, cfg: BenchConfig, work: Path) -> None:
         self.cfg = cfg
@@ -56,57 +65,119 @@ class DeliveryBench:
         self.twilio = TwilioFake(TWILIO_SID, secrets.token_hex(16))
         self.fcm = FcmFake(max_messages=KEEP)
         self.run_id = secrets.token_hex(3)
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._stacks = 0
+        self._backlog = False
+        self._phases = 0
 
     async def run(self) -> dict[str, Any]:
-        """Burst, the Apprise comparison, then the fixed rate."""
-        nats = NatsServer(store_dir=self.work / "nats")
-        nats.start()
-        smtp_port = await self.catcher.start(port=0)
+        """Burst, the Apprise comparison, the rate sweep; with ``--replicas N`` the burst
+        again on a fresh stack with one service and with N."""
+        self.smtp_port = await self.catcher.start(port=0)
         await self.twilio.start()
         await self.fcm.start()
-        async with phase_database(self.cfg.postgres_url, self.work) as database_url:
+        try:
+            await self._open()
             try:
-                return await self._run(nats, smtp_port, database_url)
+                burst = await self._burst()
+                peer = await self._peer(self.smtp_port)
+                # last: a rate the service cannot sustain leaves a backlog behind
+                sweep, half = await run_sweep(self.cfg.rates, self._rate_phase)
             finally:
-                await self.fcm.stop()
-                await self.twilio.stop()
-                await self.catcher.stop()
-                nats.stop()
+                await self._close()
+            results: dict[str, Any] = {"end_to_end": burst, "peer": peer, "sweep": sweep}
+            if half is not None:
+                results["latency"] = dict(half)
+            if self.cfg.replicas:
+                results["replica_bursts"] = await self._replica_bursts(self.cfg.replicas)
+            return results
+        finally:
+            await self.fcm.stop()
+            await self.twilio.stop()
+            await self.catcher.stop()
 
-    async def _run(self, nats: NatsServer, smtp_port: int, database_url: str) -> dict[str, Any]:
-        settings = service_settings(nats.url, database_url) | {
+    async def _open(self, replicas: int = 1) -> None:
+        """A fresh stack: nats-server, a store, and ``replicas`` services on them."""
+        self._stacks += 1
+        work = self.work / f"stack-{self._stacks}"
+        # nats-server makes the folder; a SQLite store and the FCM credentials go in it
+        stack = contextlib.AsyncExitStack()
+        try:
+            nats = NatsServer(store_dir=work / "nats")
+            nats.start()
+            stack.callback(nats.stop)
+            database_url = await stack.enter_async_context(
+                phase_database(self.cfg.postgres_url, work)
+            )
+            nc = await nats_connect(nats.url)
+            stack.push_async_callback(nc.close)
+            self.js = nc.jetstream()
+            await ensure_stream(self.js)
+            self.read = create_async_engine(database_url)
+            stack.push_async_callback(self.read.dispose)
+            settings = self._settings(nats.url, database_url, work)
+            for index in range(replicas):
+                name = "delivery" if replicas == 1 else f"replicas-{replicas}-{index + 1}"
+                log = self.cfg.out_dir / f"service-{name}.log"
+                service = Service.configure(settings, log)
+                stack.push_async_callback(service.stop)
+                await service.start()
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack, self._backlog = stack, False
+
+    async def _close(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    def _settings(self, nats_url: str, database_url: str, work: Path) -> dict[str, str]:
+        return service_settings(nats_url, database_url) | {
             "NOTIFIER_SMTP_HOST": "127.0.0.1",
-            "NOTIFIER_SMTP_PORT": str(smtp_port),
+            "NOTIFIER_SMTP_PORT": str(self.smtp_port),
             "NOTIFIER_SMTP_FROM": "Orders <orders@bench.example.com>",
             "NOTIFIER_TWILIO_ACCOUNT_SID": TWILIO_SID,
             "NOTIFIER_TWILIO_AUTH_TOKEN": self.twilio.auth_token,
             "NOTIFIER_TWILIO_FROM": TWILIO_FROM,
             "NOTIFIER_TWILIO_API_BASE": self.twilio.base_url,
-            "NOTIFIER_FCM_CREDENTIALS_FILE": str(
-                self.fcm.write_credentials(self.work / "fcm.json")
-            ),
+            "NOTIFIER_FCM_CREDENTIALS_FILE": str(self.fcm.write_credentials(work / "fcm.json")),
             "NOTIFIER_FCM_API_BASE": self.fcm.base_url,
         }
-        service = Service.configure(settings, self.cfg.out_dir / "service-delivery.log")
-        nc = await nats_connect(nats.url)
-        read = create_async_engine(database_url)
-        try:
-            js = nc.jetstream()
-            await ensure_stream(js)
-            await service.start()
-            self.js, self.read = js, read
-            burst = await self._burst()
-            peer = await self._peer(smtp_port)
-            # last: at a rate the service cannot sustain it leaves a backlog behind
-            fixed = await self._fixed_rate()
-            return {"end_to_end": burst, "latency": fixed, "peer": peer}
-        finally:
-            await read.dispose()
-            await service.stop()
-            await nc.close()
+
+    async def _rate_phase(self, rate: float) -> dict[str, Any]:
+        """One rate of the sweep, on a drained stack: after a phase that could not
+        finish its sends in time, a fresh one (warmed up, as the first was by the burst)."""
+        if self._backlog:
+            await self._close()
+            await self._open()
+            await self._warm_up()
+        result = await self._fixed_rate(rate)
+        self._backlog = not result["settled"]
+        return result
+
+    async def _warm_up(self) -> None:
+        """A few events through a fresh service, so that the phase after it does not time
+        connection set-up and first token fetches."""
+        workload = Workload(run_id=f"{self.run_id}w{self._stacks}", seed=self.cfg.seed + 4)
+        with progress_bar(self.cfg, WARM_UP_EVENTS, "warm-up (fresh stack)") as bar:
+            await self._publish(workload.take(WARM_UP_EVENTS), None, {}, bar)
+            await self._settle(self.cfg.settle_s)
+
+    async def _replica_bursts(self, replicas: int) -> dict[int, dict[str, Any]]:
+        """The burst with one service and with ``replicas``, each on a fresh stack."""
+        out = {}
+        for n in (1, replicas):
+            await self._open(n)
+            try:
+                out[n] = await self._burst(f"end-to-end burst, {n} service(s)")
+            finally:
+                await self._close()
+        return out
 
     js: JetStreamContext
     read: AsyncEngine
+    smtp_port: int
 
     def _clear(self) -> None:
         self.catcher.clear()
@@ -161,12 +232,12 @@ class DeliveryBench:
         await self.js.publish_async_completed()
         return times
 
-    async def _burst(self) -> dict[str, Any]:
+    async def _burst(self, label: str = "end-to-end burst") -> dict[str, Any]:
         count = self.cfg.e2e_events
         self._clear()
-        workload = Workload(run_id=f"{self.run_id}b", seed=self.cfg.seed + 1)
+        workload = Workload(run_id=f"{self.run_id}b{self._stacks}", seed=self.cfg.seed + 1)
         sent_at: dict[str, list[float]] = {}
-        with progress_bar(self.cfg, count, "end-to-end burst") as bar:
+        with progress_bar(self.cfg, count, label) as bar:
             times = await self._publish(workload.take(count), None, sent_at, bar)
             settled = await self._settle(max(self.cfg.settle_s, count / 20))
         received = self._received()
@@ -181,15 +252,16 @@ class DeliveryBench:
             "settled": settled,
         }
 
-    async def _fixed_rate(self) -> dict[str, Any]:
+    async def _fixed_rate(self, rate: float) -> dict[str, Any]:
         cfg = self.cfg
-        count = int(cfg.rate_per_s * cfg.duration_s)
+        count = max(int(rate * cfg.duration_s), 1)
         self._clear()
         since = datetime.now(UTC) - timedelta(seconds=1)
-        workload = Workload(run_id=f"{self.run_id}r", seed=cfg.seed + 2)
+        self._phases += 1
+        workload = Workload(run_id=f"{self.run_id}r{self._phases}", seed=cfg.seed + 2)
         sent_at: dict[str, list[float]] = {}
-        with progress_bar(cfg, count, f"fixed rate {cfg.rate_per_s:g}/s") as bar:
-            times = await self._publish(workload.take(count), cfg.rate_per_s, sent_at, bar)
+        with progress_bar(cfg, count, f"fixed rate {rate:g}/s") as bar:
+            times = await self._publish(workload.take(count), rate, sent_at, bar)
             settled = await self._settle(cfg.settle_s)
         unsent = await self._unsent(since)
         query = select(
@@ -204,7 +276,7 @@ class DeliveryBench:
         summary = report(traced, times, times[0], unsent)
         span = times[-1] - times[0]
         return {
-            "rate_per_s": cfg.rate_per_s,
+            "rate_per_s": rate,
             "duration_s": cfg.duration_s,
             "events": count,
             "achieved_rate_per_s": (count - 1) / span if span > 0 else None,

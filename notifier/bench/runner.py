@@ -5,8 +5,11 @@
    the same messages; RSS is sampled throughout; then the store's size, and what a
    retention pass leaves of it once the data has aged.
 2. Delivery, against the provider fakes (aiosmtpd, the Twilio and FCM fakes):
-   end-to-end throughput of a burst, email against Apprise, then latency at a fixed
-   rate (last, as a rate the service cannot sustain leaves a backlog).
+   end-to-end throughput of a burst, email against Apprise, then the rate sweep
+   (``sweep.py``: latency at rising fixed rates, the sustainable rate, and latency at
+   half of it; last, as a rate the service cannot sustain leaves a backlog).
+3. With ``--replicas N`` (PostgreSQL): ingest and the burst again with one service and
+   with N (``replicas.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from notifier.bench.ceiling import raw_consume
 from notifier.bench.database import phase_database, store_bytes
 from notifier.bench.delivery import DeliveryBench
+from notifier.bench.replicas import ingest_with_replicas, scaling
 from notifier.bench.settings import BenchConfig, progress_bar, service_settings
 from notifier.bench.stack import (
     Service,
@@ -97,6 +101,13 @@ async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     try:
         results |= await _ingest_phase(cfg, work / "ingest")
         results |= await DeliveryBench(cfg, work / "delivery").run()
+        if cfg.replicas:
+            bursts = results.pop("replica_bursts")
+            runs = {}
+            for n in (1, cfg.replicas):
+                ingest = await ingest_with_replicas(cfg, work / f"replicas-{n}", n)
+                runs[n] = {"ingest": ingest, "e2e": bursts[n]}
+            results["replicas"] = scaling(cfg.replicas, runs[1], runs[cfg.replicas])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return results

@@ -28,8 +28,8 @@ def test_bench_runs_end_to_end_and_writes_its_outputs(tmp_path: Path) -> None:
         "400",
         "--e2e-events",
         "60",
-        "--rate",
-        "20",
+        "--rates",
+        "20,40",
         "--duration",
         "2",
         "--peer",
@@ -56,11 +56,24 @@ def test_bench_runs_end_to_end_and_writes_its_outputs(tmp_path: Path) -> None:
     assert burst["settled"] is True
     assert burst["sends"]["email"] > 0 and burst["sends"]["push"] > 0
 
-    latency = results["latency"]
-    assert latency["settled"] is True
-    assert latency["untraced_sends"] == 0
-    assert latency["channels"]["all"]["count"] > 0
-    assert sum(row["published"] for row in latency["timeline"]) == 40
+    sweep = results["sweep"]
+    rows = sweep["rates"]
+    # lowest first; the sweep goes on only past a rate it kept
+    assert [row["rate"] for row in rows] == [20, 40][: len(rows)]
+    assert all(row["sustained"] for row in rows[:-1])
+    for row in rows:
+        assert row["events"] == row["rate"] * 2
+        assert row["untraced_sends"] == 0
+        assert row["sends"] > 0
+        assert set(row["per_channel"]) <= {"email", "sms", "push"}
+    best = sweep["sustainable_rate"]
+    assert best == max([row["rate"] for row in rows if row["sustained"]], default=None)
+    if best is not None:
+        # the phase at half the sustainable rate, with its per-second timeline
+        latency = results["latency"]
+        assert latency["rate_per_s"] == best / 2 == sweep["half_rate"]["rate"]
+        assert latency["untraced_sends"] == 0
+        assert sum(row["published"] for row in latency["timeline"]) == best
 
     peer = results["peer"]
     assert peer["notifier"]["messages"] == peer["messages"] == peer["apprise"]["messages"]
