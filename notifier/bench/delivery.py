@@ -96,8 +96,9 @@ class DeliveryBench:
             await self.twilio.stop()
             await self.catcher.stop()
 
-    async def _open(self, replicas: int = 1) -> None:
-        """A fresh stack: nats-server, a store, and ``replicas`` services on them."""
+    async def _open(self, replicas: int = 1, name: str = "") -> None:
+        """A fresh stack: nats-server, a store, and ``replicas`` services on them (their
+        logs ``service-delivery.log``, or ``service-<name>-<i>.log``)."""
         self._stacks += 1
         work = self.work / f"stack-{self._stacks}"
         # nats-server makes the folder; a SQLite store and the FCM credentials go in it
@@ -117,8 +118,8 @@ class DeliveryBench:
             stack.push_async_callback(self.read.dispose)
             settings = self._settings(nats.url, database_url, work)
             for index in range(replicas):
-                name = "delivery" if replicas == 1 else f"replicas-{replicas}-{index + 1}"
-                log = self.cfg.out_dir / f"service-{name}.log"
+                log_name = f"{name}-{index + 1}" if name else "delivery"
+                log = self.cfg.out_dir / f"service-{log_name}.log"
                 service = Service.configure(settings, log)
                 stack.push_async_callback(service.stop)
                 await service.start()
@@ -168,7 +169,7 @@ class DeliveryBench:
         """The burst with one service and with ``replicas``, each on a fresh stack."""
         out = {}
         for n in (1, replicas):
-            await self._open(n)
+            await self._open(n, f"replicas-{n}")
             try:
                 out[n] = await self._burst(f"end-to-end burst, {n} service(s)")
             finally:

@@ -5,12 +5,16 @@ Nothing here asserts a time; the numbers only have to exist and add up.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
+
+from tests.integration.conftest import POSTGRES_ADMIN, REQUIRE_POSTGRES
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +91,38 @@ def test_bench_runs_end_to_end_and_writes_its_outputs(tmp_path: Path) -> None:
     for log in out.glob("service-*.log"):
         text = log.read_text()
         assert "@bench.example.com" not in text and "+1415555" not in text
+
+
+@pytest.mark.postgres
+async def test_bench_with_replicas_runs_one_and_two_services_on_postgres(tmp_path: Path) -> None:
+    try:
+        await (await asyncpg.connect(POSTGRES_ADMIN, timeout=5)).close()
+    except (OSError, asyncpg.PostgresError) as exc:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL required but unreachable at {POSTGRES_ADMIN}: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    out = tmp_path / "results"
+    command = [
+        *(sys.executable, "-m", "notifier", "bench", "--out", str(out), "--no-progress"),
+        *("--events", "300", "--e2e-events", "40", "--rates", "20", "--duration", "1"),
+        *("--peer", "10", "--postgres", POSTGRES_ADMIN, "--replicas", "2"),
+    ]
+    done = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=400, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "## Replicas" in done.stdout
+
+    replicas = json.loads((out / "results.json").read_text())["replicas"]
+    assert replicas["n"] == 2
+    ingest_one, ingest_two = replicas["ingest"]["runs"]
+    assert (ingest_one["replicas"], ingest_two["replicas"]) == (1, 2)
+    # every message of the same backlog acked, by one service and by two
+    assert ingest_one["events"] == ingest_two["events"] == 300
+    burst_one, burst_two = replicas["e2e"]["runs"]
+    # the same burst, every send made once, whether one service sent it or two
+    assert burst_one["settled"] is burst_two["settled"] is True
+    assert burst_one["sends"] == burst_two["sends"]
+    assert burst_one["sends"]["email"] > 0
+    assert len(list(out.glob("service-ingest-2-*.log"))) == 2
+    assert len(list(out.glob("service-replicas-2-*.log"))) == 2
