@@ -191,14 +191,23 @@ app.command("erase-customer")(erase_customer_cmd)
 @app.command()
 def bench(
     *,
-    quick: Annotated[bool, typer.Option("--quick", help="A small run, about a minute")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A small run, about two minutes")] = False,
     out: Annotated[Path, typer.Option(help="Where results.json/.md/.png go")] = Path(
         "bench-results"
     ),
     events: Annotated[int | None, typer.Option(min=100, help="Ingest backlog (messages)")] = None,
     e2e_events: Annotated[int | None, typer.Option(min=10, help="End-to-end burst")] = None,
-    rate: Annotated[float | None, typer.Option(min=1, help="Fixed rate, events/s")] = None,
-    duration: Annotated[float | None, typer.Option(min=1, help="Fixed-rate seconds")] = None,
+    rates: Annotated[
+        str | None,
+        typer.Option(
+            help="Latency sweep: fixed rates in events/s, comma-separated (e.g. 100,200,400); "
+            "stops at the first whose p99 passes 2 s  [default: 50,100,200 with --quick, "
+            "50 to 1,600 without]"
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(min=1, help="Seconds of publishing at each rate")
+    ] = None,
     peer: Annotated[int | None, typer.Option(min=10, help="Emails for the Apprise peer")] = None,
     progress: Annotated[bool, typer.Option(help="Progress bars on stderr")] = True,
     postgres: Annotated[
@@ -206,6 +215,14 @@ def bench(
         typer.Option(
             help="Run on this PostgreSQL server (a fresh database per phase, dropped after) "
             "instead of SQLite"
+        ),
+    ] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Also run ingest and the end-to-end burst with this many service processes "
+            "on one database, and with one, and report the scaling (needs --postgres)",
         ),
     ] = None,
 ) -> None:
@@ -218,6 +235,7 @@ def bench(
         from notifier.bench.report import console_table, evaluate_budget, write_outputs
         from notifier.bench.runner import run_bench
         from notifier.bench.settings import BenchConfig
+        from notifier.bench.sweep import parse_rates
     except ImportError as exc:
         raise fail(
             f"the benchmark needs its extras ({exc.name} is missing): pip install -e '.[bench]'"
@@ -225,17 +243,21 @@ def bench(
     setup_logging("WARNING")
     command = "notifier bench " + " ".join(sys.argv[2:])
     cfg = BenchConfig.preset(quick=quick, out_dir=out, command=command.strip())
-    overrides: dict[str, Any] = {
-        "ingest_events": events,
-        "e2e_events": e2e_events,
-        "rate_per_s": rate,
-        "duration_s": duration,
-        "peer_messages": peer,
-        "postgres_url": postgres,
-    }
-    cfg = dataclasses.replace(
-        cfg, progress=progress, **{k: v for k, v in overrides.items() if v is not None}
-    )
+    try:
+        overrides: dict[str, Any] = {
+            "ingest_events": events,
+            "e2e_events": e2e_events,
+            "rates": None if rates is None else parse_rates(rates),
+            "duration_s": duration,
+            "peer_messages": peer,
+            "postgres_url": postgres,
+            "replicas": replicas,
+        }
+        cfg = dataclasses.replace(
+            cfg, progress=progress, **{k: v for k, v in overrides.items() if v is not None}
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     try:
         results = asyncio.run(run_bench(cfg))
     except (OSError, RuntimeError, NotifierError) as exc:

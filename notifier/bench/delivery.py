@@ -8,6 +8,7 @@ client ceiling (``clients.py``) replays the burst's sends without the service.""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ from notifier.bench.stack import (
     unsettled,
     wait_until,
 )
+from notifier.bench.sweep import run_sweep
 from notifier.bench.workload import Outgoing, Workload
 from notifier.core.notification_status import PENDING
 from notifier.devtools.natsserver import NatsServer
@@ -43,10 +45,17 @@ from notifier.store.tables import notifications
 
 TWILIO_SID = "AC" + "b" * 32
 TWILIO_FROM = "+15005550006"
+#: events through a fresh stack before a phase is timed on it
+WARM_UP_EVENTS = 50
 
 
 class DeliveryBench:
-    """nats-server, the three fakes and one service, for the delivery phases."""
+    """nats-server, the three fakes and the service, for the delivery phases.
+
+    The fakes live for the whole run; nats-server, the store and the service make a
+    *stack* that a phase can replace with a fresh one, so that what one phase left
+    behind is never the next one's backlog.
+    """
 
     def __init__(self, cfg: BenchConfig, work: Path, layout: CoreLayout | None = None) -> None:
         self.cfg = cfg
@@ -60,22 +69,86 @@ class DeliveryBench:
             auth_token=secrets.token_hex(16),
         )
         self.run_id = secrets.token_hex(3)
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._stacks = 0
+        self._backlog = False
+        self._phases = 0
 
     async def run(self) -> dict[str, Any]:
-        """Burst, the client ceiling, the Apprise comparison, then the fixed rate."""
-        nats = NatsServer(store_dir=self.work / "nats")
-        nats.start()
+        """Burst, the client ceiling, the Apprise comparison, the rate sweep; with
+        ``--replicas N`` the burst again on a fresh stack with one service and with N."""
+        await self.fakes.start()
         try:
-            await self.fakes.start()
-            async with phase_database(self.cfg.postgres_url, self.work) as database_url:
-                return await self._run(nats, database_url)
+            await self._open()
+            try:
+                burst = await self._burst()
+                ceiling = await ceiling_phase(
+                    self.fakes,
+                    self._service_settings,
+                    burst,
+                    work=self.work,
+                    out_dir=self.cfg.out_dir,
+                )
+                peer = await self._peer(self.fakes.smtp_port)
+                # last: a rate the service cannot sustain leaves a backlog behind
+                sweep, half = await run_sweep(self.cfg.rates, self._rate_phase)
+            finally:
+                await self._close()
+            results: dict[str, Any] = {
+                "end_to_end": burst,
+                "client_ceiling": ceiling,
+                "peer": peer,
+                "sweep": sweep,
+            }
+            if half is not None:
+                results["latency"] = dict(half)
+            if self.cfg.replicas:
+                results["replica_bursts"] = await self._replica_bursts(self.cfg.replicas)
+            return results
         finally:
             await self.fakes.stop()
-            nats.stop()
 
-    async def _run(self, nats: NatsServer, database_url: str) -> dict[str, Any]:
+    async def _open(self, replicas: int = 1, name: str = "") -> None:
+        """A fresh stack: nats-server, a store, and ``replicas`` services on them (their
+        logs ``service-delivery.log``, or ``service-<name>-<i>.log``)."""
+        self._stacks += 1
+        work = self.work / f"stack-{self._stacks}"
+        # nats-server makes the folder; a SQLite store and the FCM credentials go in it
+        stack = contextlib.AsyncExitStack()
+        try:
+            nats = NatsServer(store_dir=work / "nats")
+            nats.start()
+            stack.callback(nats.stop)
+            database_url = await stack.enter_async_context(
+                phase_database(self.cfg.postgres_url, work)
+            )
+            nc = await nats_connect(nats.url)
+            stack.push_async_callback(nc.close)
+            self.js = nc.jetstream()
+            await ensure_stream(self.js)
+            self.read = create_async_engine(database_url)
+            stack.push_async_callback(self.read.dispose)
+            settings = self._settings(nats.url, database_url)
+            self._service_settings, self.nats_url = settings, nats.url
+            for index in range(replicas):
+                log_name = f"{name}-{index + 1}" if name else "delivery"
+                log = self.cfg.out_dir / f"service-{log_name}.log"
+                service = Service.configure(settings, log, place=self.layout.pin_service)
+                stack.push_async_callback(service.stop)
+                await service.start()
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack, self._backlog = stack, False
+
+    async def _close(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    def _settings(self, nats_url: str, database_url: str) -> dict[str, str]:
         fakes = self.fakes
-        settings = service_settings(nats.url, database_url) | {
+        return service_settings(nats_url, database_url) | {
             "NOTIFIER_SMTP_HOST": "127.0.0.1",
             "NOTIFIER_SMTP_PORT": str(fakes.smtp_port),
             "NOTIFIER_SMTP_FROM": "Orders <orders@bench.example.com>",
@@ -86,33 +159,41 @@ class DeliveryBench:
             "NOTIFIER_FCM_CREDENTIALS_FILE": str(fakes.credentials_file),
             "NOTIFIER_FCM_API_BASE": fakes.fcm_base_url,
         }
-        service = Service.configure(
-            settings, self.cfg.out_dir / "service-delivery.log", place=self.layout.pin_service
-        )
-        self.nats_url = nats.url
-        nc = await nats_connect(nats.url)
-        read = create_async_engine(database_url)
-        try:
-            js = nc.jetstream()
-            await ensure_stream(js)
-            await service.start()
-            self.js, self.read = js, read
-            burst = await self._burst()
-            ceiling = await ceiling_phase(
-                fakes, settings, burst, work=self.work, out_dir=self.cfg.out_dir
-            )
-            peer = await self._peer(fakes.smtp_port)
-            # last: at a rate the service cannot sustain it leaves a backlog behind
-            fixed = await self._fixed_rate()
-            return {"end_to_end": burst, "client_ceiling": ceiling, "latency": fixed, "peer": peer}
-        finally:
-            await read.dispose()
-            await service.stop()
-            await nc.close()
+
+    async def _rate_phase(self, rate: float) -> dict[str, Any]:
+        """One rate of the sweep, on a drained stack: after a phase that could not
+        finish its sends in time, a fresh one (warmed up, as the first was by the burst)."""
+        if self._backlog:
+            await self._close()
+            await self._open()
+            await self._warm_up()
+        result = await self._fixed_rate(rate)
+        self._backlog = not result["settled"]
+        return result
+
+    async def _warm_up(self) -> None:
+        """A few events through a fresh service, so that the phase after it does not time
+        connection set-up and first token fetches."""
+        workload = Workload(run_id=f"{self.run_id}w{self._stacks}", seed=self.cfg.seed + 4)
+        with progress_bar(self.cfg, WARM_UP_EVENTS, "warm-up (fresh stack)") as bar:
+            await self._publish(workload.take(WARM_UP_EVENTS), None, {}, bar)
+            await self._settle(self.cfg.settle_s)
+
+    async def _replica_bursts(self, replicas: int) -> dict[int, dict[str, Any]]:
+        """The burst with one service and with ``replicas``, each on a fresh stack."""
+        out = {}
+        for n in (1, replicas):
+            await self._open(n, f"replicas-{n}")
+            try:
+                out[n] = await self._burst(f"end-to-end burst, {n} service(s)")
+            finally:
+                await self._close()
+        return out
 
     js: JetStreamContext
     read: AsyncEngine
     nats_url: str
+    _service_settings: dict[str, str]
 
     async def _clear(self) -> None:
         await self.fakes.clear()
@@ -153,12 +234,12 @@ class DeliveryBench:
                 sent_at.setdefault(out.event_id, []).append(at)
         return times
 
-    async def _burst(self) -> dict[str, Any]:
+    async def _burst(self, label: str = "end-to-end burst") -> dict[str, Any]:
         count = self.cfg.e2e_events
         await self._clear()
-        workload = Workload(run_id=f"{self.run_id}b", seed=self.cfg.seed + 1)
+        workload = Workload(run_id=f"{self.run_id}b{self._stacks}", seed=self.cfg.seed + 1)
         sent_at: dict[str, list[float]] = {}
-        with progress_bar(self.cfg, count, "end-to-end burst") as bar:
+        with progress_bar(self.cfg, count, label) as bar:
             times = await self._publish(workload.take(count), None, sent_at, bar)
             settled = await self._settle(max(self.cfg.settle_s, count / 20))
         received = await self._received()
@@ -173,15 +254,16 @@ class DeliveryBench:
             "settled": settled,
         }
 
-    async def _fixed_rate(self) -> dict[str, Any]:
+    async def _fixed_rate(self, rate: float) -> dict[str, Any]:
         cfg = self.cfg
-        count = int(cfg.rate_per_s * cfg.duration_s)
+        count = max(int(rate * cfg.duration_s), 1)
         await self._clear()
         since = datetime.now(UTC) - timedelta(seconds=1)
-        workload = Workload(run_id=f"{self.run_id}r", seed=cfg.seed + 2)
+        self._phases += 1
+        workload = Workload(run_id=f"{self.run_id}r{self._phases}", seed=cfg.seed + 2)
         sent_at: dict[str, list[float]] = {}
-        with progress_bar(cfg, count, f"fixed rate {cfg.rate_per_s:g}/s") as bar:
-            times = await self._publish(workload.take(count), cfg.rate_per_s, sent_at, bar)
+        with progress_bar(cfg, count, f"fixed rate {rate:g}/s") as bar:
+            times = await self._publish(workload.take(count), rate, sent_at, bar)
             settled = await self._settle(cfg.settle_s)
         unsent = await self._unsent(since)
         query = select(
@@ -196,7 +278,7 @@ class DeliveryBench:
         summary = report(traced, times, times[0], unsent)
         span = times[-1] - times[0]
         return {
-            "rate_per_s": cfg.rate_per_s,
+            "rate_per_s": rate,
             "duration_s": cfg.duration_s,
             "events": count,
             "achieved_rate_per_s": (count - 1) / span if span > 0 else None,

@@ -1,4 +1,5 @@
-"""The bench run as a PNG: latency and throughput over time, RSS against events.
+"""The bench run as a PNG: the rate sweep, latency and throughput over time, RSS
+against events.
 
 Drawn on a bare ``Figure`` with the Agg canvas, never pyplot, so that no global
 backend is chosen; the budget lines drawn are ``budget.py``'s.
@@ -15,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from notifier.bench.budget import P99_TARGET_MS, RSS_TARGET_MB
+from notifier.bench.sweep import SUSTAINED_P99_MS
 from notifier.bench.values import DASH, at, num
 
 
@@ -43,6 +45,37 @@ def _throughput_panel(ax: Axes, timeline: Any) -> None:
     ax.set(title="Throughput", xlabel="seconds since publishing began", ylabel="per second")
 
 
+def _sweep_panel(ax: Axes, sweep: Any) -> None:
+    rows = at(sweep, "rates") or []
+    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
+        ax.plot(*_series(rows, "rate", key), label=label, marker="o")
+    # a rate whose percentile fell among unsent sends has no number: mark it at the top
+    late = [num(at(row, "rate")) for row in rows if at(row, "p99_ms") is None]
+    if late_rates := [rate for rate in late if rate is not None]:
+        ax.plot(
+            late_rates,
+            [1.0] * len(late_rates),
+            "r^",
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            label="p99 later than the run waited",
+        )
+    ax.axhline(SUSTAINED_P99_MS, color="red", linestyle="--", label="p99 limit (2 s)")
+    best = num(at(sweep, "sustainable_rate"))
+    if best is not None:
+        ax.axvline(best, color="green", linestyle=":", label=f"sustainable: {best:,.0f} ev/s")
+    half = at(sweep, "half_rate")
+    rate, p99 = num(at(half, "rate")), num(at(half, "p99_ms"))
+    if rate is not None and p99 is not None:
+        ax.plot([rate], [p99], "g*", markersize=10, label="p99 at half the sustainable rate")
+    ax.set(title="Rate sweep", xlabel="offered rate (events/s)", ylabel="latency (ms)")
+    ax.set_xscale("log", base=2)
+    swept = [num(at(row, "rate")) for row in [*rows, half]]
+    ticks = sorted({r for r in swept if r is not None})
+    ax.set_xticks(ticks, [f"{r:,.0f}" for r in ticks])
+    ax.set_yscale("log")
+
+
 def _memory_panel(ax: Axes, samples: Any) -> None:
     ax.plot(*_series(samples, "events", "rss_mb"), label="RSS", marker=".")
     ax.axhline(RSS_TARGET_MB, color="red", linestyle="--", label="budget (200 MB)")
@@ -51,16 +84,20 @@ def _memory_panel(ax: Axes, samples: Any) -> None:
 
 
 def plot(results: Mapping[str, Any], path: Path) -> None:
-    """Draw latency and throughput over time and RSS against events into a PNG at
-    ``path``; a panel whose data the run lacks is left out (the PNG is always written).
+    """Draw the rate sweep (p50 and p99 against the offered rate), latency and
+    throughput over time (the phase at half the sustainable rate) and RSS against
+    events into a PNG at ``path``; a panel whose data the run lacks is left out (the
+    PNG is always written).
 
     Uses a bare ``Figure`` on the Agg canvas: no pyplot, so no global backend choice.
     """
     timeline = at(results, "latency", "timeline")
     samples = at(results, "memory", "samples")
+    sweep = at(results, "sweep")
     panels = [
         (draw, data)
         for draw, data in (
+            (_sweep_panel, sweep if at(sweep, "rates") else None),
             (_latency_panel, timeline),
             (_throughput_panel, timeline),
             (_memory_panel, samples),
@@ -80,7 +117,11 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
     if not panels:
         ax = fig.add_subplot()
         ax.text(
-            0.5, 0.5, "no latency timeline or memory samples in this run", ha="center", va="center"
+            0.5,
+            0.5,
+            "no rate sweep, latency timeline or memory samples in this run",
+            ha="center",
+            va="center",
         )
         ax.set_axis_off()
     for index, (draw, data) in enumerate(panels, start=1):

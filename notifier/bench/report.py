@@ -16,6 +16,7 @@ from typing import Any
 
 from notifier.bench.budget import BudgetLine, evaluate_budget, ingest_ratio
 from notifier.bench.plot import plot
+from notifier.bench.sweep_report import replicas_table, sweep_summary, sweep_table
 from notifier.bench.values import DASH, at, count, fmt, mb, megabytes, ms, num, per_name, ratio
 
 #: the CLI takes the verdicts from here with the outputs they go into
@@ -143,6 +144,16 @@ def _results_rows(results: Mapping[str, Any]) -> list[list[str]]:
     return [[label, text if at(r, phase) else DASH] for label, phase, text in rows]
 
 
+def _sweep_sections(results: Mapping[str, Any]) -> list[str]:
+    """The rate sweep and the replicas comparison, where the run has them."""
+    lines: list[str] = []
+    if sweep := sweep_table(results):
+        lines += ["## Rate sweep", "", *_table(*sweep), "", sweep_summary(results), ""]
+    if replicas := replicas_table(results):
+        lines += ["## Replicas", "", *_table(*replicas), ""]
+    return lines
+
+
 def to_markdown(results: Mapping[str, Any], budget: Sequence[BudgetLine]) -> str:
     """The run as a compact Markdown document: what was measured, then the budget."""
     meta = at(results, "meta") or {}
@@ -159,6 +170,7 @@ def to_markdown(results: Mapping[str, Any], budget: Sequence[BudgetLine]) -> str
         "",
         *_table(["Measure", "Result"], _results_rows(results)),
         "",
+        *_sweep_sections(results),
         "## Budget",
         "",
         *_table(

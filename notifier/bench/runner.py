@@ -6,8 +6,11 @@
    retention pass leaves of it once the data has aged.
 2. Delivery, against the provider fakes (aiosmtpd, the Twilio and FCM fakes):
    end-to-end throughput of a burst, the client ceiling (the burst's sends through our
-   channel clients alone, ``clients.py``), email against Apprise, then latency at a
-   fixed rate (last, as a rate the service cannot sustain leaves a backlog).
+   channel clients alone, ``clients.py``), email against Apprise, then the rate sweep
+   (``sweep.py``: latency at rising fixed rates, the sustainable rate, and latency at
+   half of it; last, as a rate the service cannot sustain leaves a backlog).
+3. With ``--replicas N`` (PostgreSQL): ingest and the burst again with one service and
+   with N (``replicas.py``).
 
 Where the machine has cores enough, the service side and the load side are pinned
 apart (``cores.py``); the report says how many each had.
@@ -37,6 +40,7 @@ from notifier.bench.ceiling import raw_consume
 from notifier.bench.cores import CoreLayout, pin
 from notifier.bench.database import phase_database, store_bytes
 from notifier.bench.delivery import DeliveryBench
+from notifier.bench.replicas import ingest_with_replicas, scaling
 from notifier.bench.settings import BenchConfig, progress_bar, service_settings
 from notifier.bench.stack import (
     Service,
@@ -106,6 +110,13 @@ async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     try:
         results |= await _ingest_phase(cfg, work / "ingest", layout)
         results |= await DeliveryBench(cfg, work / "delivery", layout).run()
+        if cfg.replicas:
+            bursts = results.pop("replica_bursts")
+            runs = {}
+            for n in (1, cfg.replicas):
+                ingest = await ingest_with_replicas(cfg, work / f"replicas-{n}", n, layout)
+                runs[n] = {"ingest": ingest, "e2e": bursts[n]}
+            results["replicas"] = scaling(cfg.replicas, runs[1], runs[cfg.replicas])
     finally:
         if layout.pinned:
             pin(os.getpid(), layout.service | layout.load)

@@ -8,6 +8,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+REPLICAS_NEED_POSTGRES = (
+    "--replicas needs --postgres URL: the replicas share one database, and SQLite is "
+    "the store of one process"
+)
+
 
 @dataclass(frozen=True)
 class BenchConfig:
@@ -18,8 +23,11 @@ class BenchConfig:
     quick: bool = False
     ingest_events: int = 1_000_000
     e2e_events: int = 10_000
-    rate_per_s: float = 1000.0
-    duration_s: float = 60.0
+    #: the fixed rates of the latency sweep, events/s, lowest first; the sweep stops at
+    #: the first rate whose p99 passes 2 s
+    rates: tuple[float, ...] = (50.0, 100.0, 200.0, 300.0, 400.0, 600.0, 800.0, 1200.0, 1600.0)
+    #: seconds of publishing at each rate of the sweep
+    duration_s: float = 30.0
     peer_messages: int = 1000
     progress: bool = True
     seed: int = 1
@@ -28,10 +36,21 @@ class BenchConfig:
     settle_s: float = 120.0
     #: a PostgreSQL server to run on (a fresh database per phase) instead of SQLite
     postgres_url: str | None = None
+    #: with ``postgres_url``: also run the ingest and end-to-end phases with this many
+    #: service processes on one database, and with one, and report the scaling factor
+    replicas: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.replicas is not None and self.postgres_url is None:
+            raise ValueError(REPLICAS_NEED_POSTGRES)
+        if self.replicas is not None and self.replicas < 2:
+            raise ValueError("--replicas: give 2 or more (one replica is always measured)")
+        if not self.rates or min(self.rates) <= 0:
+            raise ValueError("--rates: give at least one rate, each above 0 events/s")
 
     @classmethod
     def preset(cls, *, quick: bool, out_dir: Path, command: str) -> BenchConfig:
-        """The full run, or the quick one (about a minute)."""
+        """The full run, or the quick one (about two minutes on 2 cores)."""
         if not quick:
             return cls(out_dir=out_dir, command=command)
         return cls(
@@ -40,8 +59,8 @@ class BenchConfig:
             quick=True,
             ingest_events=10_000,
             e2e_events=1_000,
-            rate_per_s=100.0,
-            duration_s=10.0,
+            rates=(50.0, 100.0, 200.0),
+            duration_s=5.0,
             peer_messages=200,
         )
 
