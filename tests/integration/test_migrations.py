@@ -30,3 +30,22 @@ async def test_migrations_match_the_declared_schema(database_url: str) -> None:
             assert await conn.run_sync(_differences) == []
     finally:
         await engine.dispose()
+
+
+async def test_processes_starting_together_on_an_empty_database_all_migrate(
+    database_url: str,
+) -> None:
+    """Replicas and dispatch workers start at once and each migrates: on PostgreSQL they
+    raced to create alembic's version table and all but one failed to start."""
+    import asyncio
+
+    engines = [create_engine(database_url) for _ in range(4)]
+    try:
+        results = await asyncio.gather(*(upgrade(e) for e in engines), return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        async with engines[0].connect() as conn:
+            diff = await conn.run_sync(_differences)
+        assert diff == []
+    finally:
+        for engine in engines:
+            await engine.dispose()
