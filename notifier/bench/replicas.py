@@ -64,8 +64,8 @@ async def ingest_with_replicas(
         ]
         for service in services:
             stack.push_async_callback(service.stop)
-            # one after another: replicas started at once on an empty database race to
-            # create alembic's version table (the migration takes no lock)
+            # one after another, each ready before the next starts, so that start-up
+            # (migrations take turns under an advisory lock) is not in what is timed
             await service.start()
         workload = Workload(run_id=secrets.token_hex(3), seed=cfg.seed)
         label = f"ingest, {replicas} service(s)"
