@@ -232,6 +232,12 @@ def bench(
             "instead of SQLite"
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0, max=64, help="Run the service with --workers N: its sends in N processes"
+        ),
+    ] = 0,
 ) -> None:
     """Measure throughput, latency and memory against the raw NATS ceiling and Apprise.
 
@@ -247,6 +253,7 @@ def bench(
             f"the benchmark needs its extras ({exc.name} is missing): pip install -e '.[bench]'"
         ) from None
     setup_logging("WARNING")
+    os.environ["NOTIFIER_BENCH_DISPATCH_WORKERS"] = str(workers)  # read by service_settings
     command = "notifier bench " + " ".join(sys.argv[2:])
     cfg = BenchConfig.preset(quick=quick, out_dir=out, command=command.strip())
     overrides: dict[str, Any] = {

@@ -110,6 +110,8 @@ class Service:
                 deadletter_max_age_days=s.deadletter_max_age_days,
             ),
         )
+        if self.workers is not None:
+            await self.workers.start()  # once the schema and the streams are there
         if s.dispatches:
             await self.dispatcher.start(self.nc)
             self.alerter.start()
@@ -119,7 +121,7 @@ class Service:
             await self.consumer.start(self.nc)
             self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
         if self.workers is not None:
-            await self.workers.start()
+            await self.workers.ready()
         log.info(
             "notifier started as %s (channels: %s)",
             self._layout(),

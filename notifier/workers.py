@@ -48,6 +48,8 @@ STABLE_S = 60.0
 #: longer than a worker's own graceful stop (its sends in flight, bounded by the providers'
 #: timeouts, and 30 s at most for its channel consumers)
 STOP_GRACE_S = 45.0
+#: how long start-up waits for every worker to consume before it serves regardless
+READY_WAIT_S = 60.0
 #: what a worker says on its link once it consumes
 READY = b"ready\n"
 
@@ -103,6 +105,7 @@ class WorkerPool:
         #: worker i serves /healthz, /readyz and /metrics on the owner's port + i
         self.slots = [_Slot(i, base + i if base else 0) for i in range(1, self.size + 1)]
         self._stopping = asyncio.Event()
+        self._all_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listeners: set[asyncio.Task[None]] = set()
 
@@ -114,6 +117,14 @@ class WorkerPool:
             asyncio.create_task(self._keep(slot), name=f"dispatch-worker-{slot.number}")
             for slot in self.slots
         ]
+
+    async def ready(self, timeout_s: float = READY_WAIT_S) -> None:
+        """Wait until every worker consumes; after ``timeout_s``, say which do not and
+        go on (they are restarted meanwhile, and ``/readyz`` names them)."""
+        try:
+            await asyncio.wait_for(self._all_ready.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("after %.0f s, %s", timeout_s, self.health().removeprefix("degraded: "))
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """SIGTERM every worker and wait for each to finish its sends; kill the late."""
@@ -200,6 +211,8 @@ class WorkerPool:
             if await reader.readline() == READY and slot.process is process:
                 slot.ready = True
                 self._count()
+                if all(s.ready for s in self.slots):
+                    self._all_ready.set()
             await process.wait()
         finally:
             writer.close()

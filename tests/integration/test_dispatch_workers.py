@@ -73,6 +73,7 @@ async def test_two_dispatch_workers_send_everything_once_in_order(
         await wait_until(all_ready, timeout=60)
         workers = children(owner.pid)
         assert len(workers) == 2
+        worker_ready = await readiness(port + 1)
         await publish(
             nats.url,
             *[
@@ -101,6 +102,8 @@ async def test_two_dispatch_workers_send_everything_once_in_order(
         if owner.poll() is None:
             owner.kill()
     assert running == 2
+    assert worker_ready is not None
+    assert worker_ready["checks"] == {"nats": "ok", "database": "ok"}
     assert sent_by_owner == 0, "the ingest process sent"
     assert all(n > 0 for n in sent_by), f"one worker did all the sends: {sent_by}"
     assert sum(sent_by) == ORDERS * (len(SUBJECTS) + len(STEPS))
