@@ -200,6 +200,14 @@ class Settings(BaseSettings):
                 "a dispatch process starts no workers: NOTIFIER_DISPATCH_WORKERS needs "
                 "NOTIFIER_ROLE all or ingest"
             )
+        if self.dispatch_workers and self.database_url.startswith("sqlite"):
+            # measured (docs/performance.md): processes queue for SQLite's one write lock
+            # in its sleeping busy handler, and ingest and sends both slow down
+            raise ValueError(
+                "dispatch workers (--workers, NOTIFIER_DISPATCH_WORKERS) need PostgreSQL: "
+                "SQLite has one writer, and several processes waiting for it are slower "
+                "than one; set NOTIFIER_DATABASE_URL to postgresql://…"
+            )
         if (self.smtp_username is None) != (self.smtp_password is None):
             raise ValueError("set both NOTIFIER_SMTP_USERNAME and NOTIFIER_SMTP_PASSWORD")
         clear_text = self.smtp_tls == SmtpTls.NONE

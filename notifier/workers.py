@@ -32,7 +32,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -63,22 +62,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if value is None:
             continue
         if isinstance(value, SecretStr):
-            text = value.get_secret_value()
+            value = value.get_secret_value()
         elif isinstance(value, enum.Enum):
-            text = str(value.value)
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, Path):
-            text = str(value)
-        else:
-            text = str(value)
-        env[f"NOTIFIER_{name.upper()}"] = text
+            value = value.value
+        env[f"NOTIFIER_{name.upper()}"] = str(value)
     return env
 
 
 @dataclass
 class _Slot:
-    """One worker's place: the process in it now, and how often it was restarted."""
+    """One worker's place: the process in it now, and how often in a row it died."""
 
     number: int
     http_port: int
@@ -229,13 +222,14 @@ class WorkerPool:
                     slot.failures = 0
             delay = min(RESTART_BASE_S * 2**slot.failures, RESTART_MAX_S)
             slot.failures += 1
-            log.warning(
-                "dispatch worker %d (pid %s) exited with %s; starting it again in %.1f s",
-                slot.number,
-                process.pid if process else "-",
-                slot.last_exit,
-                delay,
-            )
+            if process is not None:
+                log.warning(
+                    "dispatch worker %d (pid %d) exited with %s; starting it again in %.1f s",
+                    slot.number,
+                    process.pid,
+                    slot.last_exit,
+                    delay,
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
             if self._stopping.is_set():
@@ -244,7 +238,7 @@ class WorkerPool:
             try:
                 started = await self._spawn(slot)
             except OSError as exc:
-                log.error("cannot start dispatch worker %d: %s", slot.number, exc)
+                log.error("cannot start dispatch worker %d (%s); trying again", slot.number, exc)
                 slot.process = None
                 continue
             if self._stopping.is_set():  # stop() came while it was starting

@@ -18,6 +18,8 @@ from notifier.metrics import Metrics
 from notifier.workers import WorkerPool, settings_env
 from tests.support import wait_until
 
+#: never connected to: the settings only have to name a PostgreSQL server
+POSTGRES = "postgresql://notifier@db.invalid/notifier"
 #: a stand-in worker: says ready on its link unless told not to, then exits with the code
 #: in its first argument once (counted in a file), and afterwards waits for SIGTERM
 WORKER = """
@@ -40,7 +42,7 @@ signal.pause() if mode != "deaf" else time.sleep(60)
 def _pool(tmp_path: Path, *, size: int = 2, code: int = 0, mode: str = "ok") -> WorkerPool:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    settings = load_settings(dispatch_workers=size, http_port=0)
+    settings = load_settings(dispatch_workers=size, http_port=0, database_url=POSTGRES)
     command = [sys.executable, str(script), str(code), str(tmp_path / "died-once"), mode]
     return WorkerPool(settings, Metrics(), command=command)
 
@@ -120,6 +122,7 @@ def test_settings_travel_to_a_worker_whole(tmp_path: Path, monkeypatch: pytest.M
         null_channels="sms",
         role="ingest",
         dispatch_workers=3,
+        database_url=POSTGRES,
     )
     for name in list(Settings.model_fields):
         monkeypatch.delenv(f"NOTIFIER_{name.upper()}", raising=False)
@@ -139,13 +142,19 @@ def test_settings_travel_to_a_worker_whole(tmp_path: Path, monkeypatch: pytest.M
     ],
 )
 def test_what_each_role_runs(role: str, workers: int, ingests: bool, dispatches: bool) -> None:
-    settings = load_settings(role=role, dispatch_workers=workers)
+    settings = load_settings(role=role, dispatch_workers=workers, database_url=POSTGRES)
     assert (settings.ingests, settings.dispatches) == (ingests, dispatches)
 
 
 def test_a_dispatch_process_starts_no_workers() -> None:
     with pytest.raises(ConfigError, match="NOTIFIER_DISPATCH_WORKERS needs"):
-        load_settings(role=Role.DISPATCH, dispatch_workers=2)
+        load_settings(role=Role.DISPATCH, dispatch_workers=2, database_url=POSTGRES)
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite:///n.db", "sqlite:///n.db"])
+def test_dispatch_workers_need_postgresql(url: str) -> None:
+    with pytest.raises(ConfigError, match="need PostgreSQL: SQLite has one writer"):
+        load_settings(dispatch_workers=1, database_url=url)
 
 
 def test_a_dispatch_process_serves_only_the_operations_routes(tmp_path: Path) -> None:
