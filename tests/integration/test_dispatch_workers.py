@@ -11,6 +11,7 @@ import asyncio
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import httpx
 import pytest
 
 from notifier.devtools.fcmfake import FcmFake
@@ -121,3 +122,36 @@ async def test_two_dispatch_workers_send_everything_once_in_order(
         pushed = [s for s in by_order[oid] if not s.startswith("Your order")]
         assert emailed == [s.format(oid) for s in SUBJECTS], f"{oid} by email: {emailed}"
         assert pushed == STEPS, f"{oid} by push: {pushed}"
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_ingest_and_dispatch_roles_run_as_separate_deployments(
+    nats: NatsServer, mail: MailCatcher, database_url: str, tmp_path: Path
+) -> None:
+    base = free_ports(2)
+    env = _env(nats.url, database_url, mail.port)
+    log = tmp_path / "service.log"
+    ingest = start(env | {"NOTIFIER_HTTP_PORT": str(base)}, log, "--role", "ingest")
+    dispatch = start(env | {"NOTIFIER_HTTP_PORT": str(base + 1)}, log, "--role", "dispatch")
+    try:
+        for port in (base, base + 1):
+            await wait_until(lambda p=port: _ok(p), timeout=60)
+        await publish(nats.url, *[event(f"S-{i}", "placed", 0) for i in range(10)])
+        await wait_until(lambda: len(mail.messages()) >= 10, timeout=60)
+        sent_by_ingest = await sample_sum(base, "notifier_notifications_total", status="sent")
+        sent_by_dispatch = await sample_sum(base + 1, "notifier_notifications_total", status="sent")
+        async with httpx.AsyncClient() as client:
+            api = await client.get(f"http://127.0.0.1:{base}/v1/orders/S-0")
+            not_on_dispatch = await client.get(f"http://127.0.0.1:{base + 1}/v1/orders/S-0")
+    finally:
+        codes = [await asyncio.to_thread(stop, p) for p in (ingest, dispatch)]
+    assert codes == [0, 0], log.read_text()[-3000:]
+    assert (sent_by_ingest, sent_by_dispatch) == (0, 10)
+    assert api.status_code == 200
+    assert not_on_dispatch.status_code == 404
+    assert len({m.message_id for m in mail.messages()}) == len(mail.messages()) == 10
+
+
+async def _ok(port: int) -> bool:
+    found = await readiness(port)
+    return found is not None and found["status"] == "ok"
