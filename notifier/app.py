@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI
 
 from notifier.api.http import new_app
 from notifier.api.receipts import build_receipts_router
-from notifier.api.routes import build_router
+from notifier.api.routes import build_ops_router, build_router
 from notifier.channels.base import ChannelAdapter, ChannelPlugin, missing_settings
 from notifier.channels.null import null_channel
 from notifier.channels.registry import registered, specs, template_parts
@@ -49,6 +49,7 @@ from notifier.metrics import Metrics
 from notifier.rendering.templates import TemplateRenderer
 from notifier.service import Service
 from notifier.store.db import create_engine
+from notifier.workers import WorkerPool
 
 log = logging.getLogger("notifier")
 
@@ -233,14 +234,32 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
     )
     health = IngestHealth(settings.ingest_consumer, settings.ingest_stall_s, metrics)
     return Service(
-        settings, engine, consumer, dispatcher, outbox, alerter, metrics, dead_letter_store, health
+        settings,
+        engine,
+        consumer,
+        dispatcher,
+        outbox,
+        alerter,
+        metrics,
+        dead_letter_store,
+        health,
+        workers=WorkerPool(settings, metrics) if settings.dispatch_workers else None,
     )
 
 
 def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
     """The HTTP app. The caller starts and stops the service around it (see ``serve``),
-    so a start-up failure is reported before the HTTP port opens."""
+    so a start-up failure is reported before the HTTP port opens. A dispatch process
+    (``NOTIFIER_ROLE=dispatch``) serves only ``/healthz``, ``/readyz`` and ``/metrics``."""
     app = new_app(version="0.1.0")
+    if not service.settings.ingests:
+        # a dispatch process: the API, receipts included, is the ingest process's
+        app.include_router(
+            build_ops_router(
+                service.metrics, service.readiness, before_scrape=service.refresh_gauges
+            )
+        )
+        return app
     app.state.engine = service.engine
     app.state.delete_dead_letter = service.dead_letter_store.delete
     token = service.settings.api_token

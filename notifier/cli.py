@@ -30,6 +30,7 @@ from notifier.commands.common import (
 )
 from notifier.commands.dlq import dlq_app
 from notifier.commands.erase import erase_customer_cmd
+from notifier.config import Role
 from notifier.errors import NotifierError
 
 HELP = "``notifier`` command line: dev, run, emit, dlq, migrate, schema, erase-customer, bench."
@@ -39,14 +40,37 @@ app.add_typer(dlq_app, name="dlq")
 
 
 @app.command()
-def run() -> None:
+def run(
+    *,
+    role: Annotated[
+        Role | None,
+        typer.Option(
+            help="What this process does: all; ingest (ingest, outbox, HTTP API; no sends); "
+            "dispatch (the channels' sends; /healthz, /readyz, /metrics only) "
+            "(default: NOTIFIER_ROLE, else all)",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=64,
+            help="Run as ingest and start this many `--role dispatch` processes, restarted "
+            "when one dies (default: NOTIFIER_DISPATCH_WORKERS, else 0: send in this process)",
+            show_default=False,
+        ),
+    ] = None,
+    supervisor_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
+) -> None:
     """Run the service against external NATS and database (production)."""
     from notifier.serve import serve
 
-    settings = settings_or_exit()
+    overrides: dict[str, Any] = {"role": role, "dispatch_workers": workers}
+    settings = settings_or_exit(**{k: v for k, v in overrides.items() if v is not None})
     setup_logging(settings.log_level)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, supervisor_fd=supervisor_fd))
     except NotifierError as exc:
         raise fail(str(exc)) from None
 
@@ -225,6 +249,12 @@ def bench(
             "on one database, and with one, and report the scaling (needs --postgres)",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0, max=64, help="Run the service with --workers N: its sends in N processes"
+        ),
+    ] = 0,
 ) -> None:
     """Measure throughput, latency and memory against the raw NATS ceiling and Apprise.
 
@@ -241,6 +271,7 @@ def bench(
             f"the benchmark needs its extras ({exc.name} is missing): pip install -e '.[bench]'"
         ) from None
     setup_logging("WARNING")
+    os.environ["NOTIFIER_BENCH_DISPATCH_WORKERS"] = str(workers)  # read by service_settings
     command = "notifier bench " + " ".join(sys.argv[2:])
     cfg = BenchConfig.preset(quick=quick, out_dir=out, command=command.strip())
     try:

@@ -39,6 +39,18 @@ class SmtpTls(StrEnum):
     TLS = "tls"
 
 
+class Role(StrEnum):
+    """What one ``notifier run`` process does (README: Operations, process layout)."""
+
+    #: everything in one process: ingest, the outbox, the HTTP API and every channel's sends
+    ALL = "all"
+    #: ingest, the outbox, retention and the whole HTTP API; sends nothing
+    INGEST = "ingest"
+    #: the channels' dispatch consumers and the delivery-rate alerts; serves only
+    #: ``/healthz``, ``/readyz`` and ``/metrics``
+    DISPATCH = "dispatch"
+
+
 class Settings(BaseSettings):
     """All configuration. Build it with :func:`load_settings` to get one clear error line."""
 
@@ -136,6 +148,10 @@ class Settings(BaseSettings):
     dispatch_lease_s: float = Field(default=60.0, gt=0)
     dispatch_batch_size: int = Field(default=50, ge=1, le=1000)
 
+    role: Role = Role.ALL
+    #: dispatch processes this one starts and supervises (0: it dispatches itself)
+    dispatch_workers: int = Field(default=0, ge=0, le=64)
+
     @field_validator(
         "rules_file", "smtp_ca_file", "nats_creds_file", "fcm_credentials_file", "webhooks_file"
     )
@@ -167,8 +183,31 @@ class Settings(BaseSettings):
         """The channels ``NOTIFIER_NULL_CHANNELS`` replaces with instant in-process sinks."""
         return _names(self.null_channels)
 
+    @property
+    def ingests(self) -> bool:
+        """This process runs ingest, the outbox and the whole HTTP API."""
+        return self.role in (Role.ALL, Role.INGEST)
+
+    @property
+    def dispatches(self) -> bool:
+        """This process sends (rather than none, or its dispatch workers)."""
+        return self.role in (Role.ALL, Role.DISPATCH) and self.dispatch_workers == 0
+
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
+        if self.dispatch_workers and self.role == Role.DISPATCH:
+            raise ValueError(
+                "a dispatch process starts no workers: NOTIFIER_DISPATCH_WORKERS needs "
+                "NOTIFIER_ROLE all or ingest"
+            )
+        if self.dispatch_workers and self.database_url.startswith("sqlite"):
+            # measured (docs/performance.md): processes queue for SQLite's one write lock
+            # in its sleeping busy handler, and ingest and sends both slow down
+            raise ValueError(
+                "dispatch workers (--workers, NOTIFIER_DISPATCH_WORKERS) need PostgreSQL: "
+                "SQLite has one writer, and several processes waiting for it are slower "
+                "than one; set NOTIFIER_DATABASE_URL to postgresql://…"
+            )
         if (self.smtp_username is None) != (self.smtp_password is None):
             raise ValueError("set both NOTIFIER_SMTP_USERNAME and NOTIFIER_SMTP_PASSWORD")
         clear_text = self.smtp_tls == SmtpTls.NONE

@@ -126,6 +126,17 @@ class Metrics:
             registry=r,
         )
 
+        self.dispatch_workers = Gauge(
+            "notifier_dispatch_workers_running",
+            "Dispatch worker processes running under this one (NOTIFIER_DISPATCH_WORKERS)",
+            registry=r,
+        )
+        self.dispatch_worker_restarts = Counter(
+            "notifier_dispatch_worker_restarts_total",
+            "Dispatch worker processes that exited unasked and were started again",
+            registry=r,
+        )
+
     def count(self, channel: str, template: str, status: str, provider: str | None = None) -> None:
         """Tally one ledger transition."""
         who = provider or self.providers.get(channel, "none")

@@ -7,6 +7,7 @@ wraps :func:`serve` from ``notifier.devtools.devserver``.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import signal
@@ -20,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from notifier.app import build_service, create_app
 from notifier.config import Settings
 from notifier.errors import NotifierError, StartupError
+from notifier.workers import OwnerLink
 
 log = logging.getLogger("notifier")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -29,8 +31,25 @@ def _after_http_stopped(signum: int, _frame: object) -> None:
     log.debug("%s while stopping; the graceful stop goes on", signal.Signals(signum).name)
 
 
-async def serve(settings: Settings, *, extra_routers: Sequence[APIRouter] = ()) -> None:
-    """Serve HTTP and run the pipeline until SIGTERM/SIGINT, then shut down gracefully."""
+async def _watch_owner(link: OwnerLink, server: uvicorn.Server) -> None:
+    # A dispatch worker whose owner was killed outright (SIGKILL, OOM) stops as it would
+    # on SIGTERM, rather than sending on without supervision.
+    await link.gone()
+    log.warning("the process that started this dispatch worker is gone; stopping")
+    server.should_exit = True
+
+
+async def serve(
+    settings: Settings,
+    *,
+    extra_routers: Sequence[APIRouter] = (),
+    supervisor_fd: int | None = None,
+) -> None:
+    """Serve HTTP and run the pipeline until SIGTERM/SIGINT, then shut down gracefully.
+
+    ``supervisor_fd``: this is a dispatch worker of a ``notifier run --workers``
+    process, linked to it by this descriptor (``notifier.workers``): it says when it
+    is ready there, and stops when its owner is gone."""
     service = build_service(settings)
     app = create_app(service, extra_routers=extra_routers)
     config = uvicorn.Config(
@@ -43,6 +62,9 @@ async def serve(settings: Settings, *, extra_routers: Sequence[APIRouter] = ()) 
         timeout_graceful_shutdown=30,
     )
     server = uvicorn.Server(config)
+    link = OwnerLink(supervisor_fd) if supervisor_fd is not None else None
+    if link is not None:
+        await link.open()
     try:
         await service.start()
     except (OSError, TimeoutError, NoServersError, SQLAlchemyError) as exc:
@@ -62,9 +84,17 @@ async def serve(settings: Settings, *, extra_routers: Sequence[APIRouter] = ()) 
     # the pipeline stops. A no-op handler makes the re-raise harmless, so the graceful
     # stop below always runs.
     previous = {sig: signal.signal(sig, _after_http_stopped) for sig in STOP_SIGNALS}
+    watch = None
+    if link is not None:
+        await link.ready()
+        watch = asyncio.create_task(_watch_owner(link, server), name="owner-watch")
     try:
         await server.serve()
     finally:
+        if watch is not None:
+            watch.cancel()
+        if link is not None:
+            link.close()
         log.info("stopping: finishing the batch in hand and the sends in flight")
         await service.stop()
         for sig, handler in previous.items():

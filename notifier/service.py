@@ -36,6 +36,7 @@ from notifier.metrics import Metrics
 from notifier.store.maintenance import prune
 from notifier.store.migrate import upgrade
 from notifier.streams import StreamSettings, ensure_streams
+from notifier.workers import WorkerPool
 
 log = logging.getLogger("notifier")
 
@@ -63,6 +64,8 @@ class Service:
     metrics: Metrics
     dead_letter_store: DeadLetterStore
     ingest_health: IngestHealth
+    #: the dispatch processes this one supervises (``NOTIFIER_DISPATCH_WORKERS``)
+    workers: WorkerPool | None = None
     nc: NatsClient | None = None
     #: one JetStream context for the connection's life (each one holds subscriptions)
     _jetstream: JetStreamContext | None = None
@@ -107,22 +110,40 @@ class Service:
                 deadletter_max_age_days=s.deadletter_max_age_days,
             ),
         )
-        await self.dispatcher.start(self.nc)
-        self.outbox.start(js)
-        self.dead_letter_store.start(js)
-        await self.consumer.start(self.nc)
-        self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
-        self.alerter.start()
-        log.info("notifier started (channels: %s)", ", ".join(self.dispatcher.channels) or "none")
+        if self.workers is not None:
+            await self.workers.start()  # once the schema and the streams are there
+        if s.dispatches:
+            await self.dispatcher.start(self.nc)
+            self.alerter.start()
+        if s.ingests:
+            self.outbox.start(js)
+            self.dead_letter_store.start(js)
+            await self.consumer.start(self.nc)
+            self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
+        if self.workers is not None:
+            await self.workers.ready()
+        log.info(
+            "notifier started as %s (channels: %s)",
+            self._layout(),
+            ", ".join(self.dispatcher.channels) or "none",
+        )
 
     async def stop(self) -> None:
-        """Stop pulling first; the batch in hand finishes (or is redelivered); then sends drain."""
+        """Stop pulling first; the batch in hand finishes (or is redelivered); then sends
+        drain (here, or in the dispatch workers, which are stopped and waited for)."""
+        s = self.settings
         if self._maintenance:
             self._maintenance.cancel()
-        await self.alerter.stop()
-        await self.consumer.stop()
-        await self.dispatcher.stop()
-        await self.outbox.stop()
+        if s.dispatches:
+            await self.alerter.stop()
+        if s.ingests:
+            await self.consumer.stop()
+        if self.workers is not None:
+            await self.workers.stop()
+        if s.dispatches:
+            await self.dispatcher.stop()
+        if s.ingests:
+            await self.outbox.stop()
         self._closing = True
         if self.nc is not None:
             await self.nc.drain()
@@ -142,7 +163,10 @@ class Service:
         return await self.dead_letter_store.store(letters)
 
     async def refresh_gauges(self) -> None:
-        """Queue depth per channel, read from the ledger when Prometheus scrapes."""
+        """Queue depth per channel, read from the ledger when Prometheus scrapes (by the
+        ingest process only: every process would read the same numbers)."""
+        if not self.settings.ingests:
+            return
         try:
             depth = await queue_depth(self.engine)
         except SQLAlchemyError as exc:
@@ -156,7 +180,8 @@ class Service:
     async def readiness(self) -> dict[str, str]:
         """NATS, the database and the dead-letter store, each ``ok`` or why not; ingest
         ``ok`` or ``degraded: …`` when events wait and it has not advanced for
-        ``NOTIFIER_INGEST_STALL_S``."""
+        ``NOTIFIER_INGEST_STALL_S``; the dispatch workers ``ok`` or ``degraded: …`` while
+        one is down. A dispatch process checks only NATS and the database."""
         checks: dict[str, str] = {}
         checks["nats"] = "ok" if self.nc is not None and self.nc.is_connected else "not connected"
         try:
@@ -165,10 +190,19 @@ class Service:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"error: {type(exc).__name__}"
+        if not self.settings.ingests:
+            return checks
         checks["dead_letters"] = self.dead_letter_store.health()
         if checks["nats"] == "ok":
             checks["ingest"] = await self.ingest_health.check(self._js())
+        if self.workers is not None:
+            checks["dispatch_workers"] = self.workers.health()
         return checks
+
+    def _layout(self) -> str:
+        if self.workers is not None:
+            return f"ingest with {self.workers.size} dispatch worker process(es)"
+        return f"role {self.settings.role.value}"
 
     async def _maintain(self) -> None:
         while True:

@@ -52,29 +52,14 @@ PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
 }
 
 
-def build_router(
+def build_ops_router(
     metrics: Metrics,
     readiness: ReadinessCheck,
     *,
-    channels: Sequence[str],
-    api_token: str | None = None,
     before_scrape: Callable[[], Awaitable[None]] | None = None,
-    providers: Mapping[str, str] | None = None,
 ) -> APIRouter:
-    """The service's routes; ``/v1`` needs ``Authorization: Bearer <api_token>`` when set.
-
-    ``channels`` are every channel name the service knows, configured or not: the stats
-    of one that is switched off today are still there to read, and any other name is a
-    422 rather than a page of zeros.
-    """
+    """``/healthz``, ``/readyz`` and ``/metrics``: all a dispatch process serves."""
     router = APIRouter()
-    # without a token the document claims no security, as the service then asks for none
-    v1 = APIRouter(
-        prefix="/v1",
-        dependencies=[Depends(bearer_guard(api_token))] if api_token is not None else [],
-        responses=error_responses(401) if api_token is not None else {},
-    )
-    known_channels = sorted(channels)
 
     @router.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -105,6 +90,33 @@ def build_router(
         if before_scrape is not None:
             await before_scrape()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def build_router(
+    metrics: Metrics,
+    readiness: ReadinessCheck,
+    *,
+    channels: Sequence[str],
+    api_token: str | None = None,
+    before_scrape: Callable[[], Awaitable[None]] | None = None,
+    providers: Mapping[str, str] | None = None,
+) -> APIRouter:
+    """The service's routes; ``/v1`` needs ``Authorization: Bearer <api_token>`` when set.
+
+    ``channels`` are every channel name the service knows, configured or not: the stats
+    of one that is switched off today are still there to read, and any other name is a
+    422 rather than a page of zeros.
+    """
+    router = build_ops_router(metrics, readiness, before_scrape=before_scrape)
+    # without a token the document claims no security, as the service then asks for none
+    v1 = APIRouter(
+        prefix="/v1",
+        dependencies=[Depends(bearer_guard(api_token))] if api_token is not None else [],
+        responses=error_responses(401) if api_token is not None else {},
+    )
+    known_channels = sorted(channels)
 
     @v1.get("/orders/{order_id}", tags=["orders"], responses=error_responses(404))
     async def get_order(order_id: str, engine: Engine) -> dict[str, Any]:

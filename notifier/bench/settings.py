@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,4 +83,6 @@ def service_settings(nats_url: str, database_url: str) -> dict[str, str]:
         "NOTIFIER_SMS_RATE_PER_S": "0",
         "NOTIFIER_PUSH_RATE_PER_S": "0",
         "NOTIFIER_ALERT_CHECK_INTERVAL_S": "3600",
+        # `notifier bench --workers N`: the service's sends in N processes of their own
+        "NOTIFIER_DISPATCH_WORKERS": os.environ.get("NOTIFIER_BENCH_DISPATCH_WORKERS", "0"),
     }

@@ -11,7 +11,7 @@ import logging
 import secrets
 from pathlib import Path
 
-from notifier.config import load_settings
+from notifier.config import Role, load_settings
 from notifier.devtools.devoutbox import channel_outbox_router
 from notifier.devtools.fcmfake import FcmFake
 from notifier.devtools.mailcatcher import MailCatcher, outbox_router
@@ -45,6 +45,9 @@ async def serve_dev(*, data_dir: Path, http_port: int) -> None:
         credentials = fcm.write_credentials(data_dir / "fcm-dev-credentials.json")
         settings = load_settings(
             environment="development",
+            # one process: dispatch workers need PostgreSQL, and dev runs on SQLite
+            role=Role.ALL,
+            dispatch_workers=0,
             nats_url=nats.url,
             database_url=database_url,
             smtp_host="127.0.0.1",

@@ -82,6 +82,16 @@ def test_run_refuses_a_bad_setting_with_one_line_naming_it(tmp_path: Path) -> No
     assert not (tmp_path / "x.db").exists()
 
 
+def test_run_refuses_dispatch_workers_on_sqlite_with_one_line(tmp_path: Path) -> None:
+    database = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+    result = _cli("run", "--workers", "2", cwd=tmp_path, NOTIFIER_DATABASE_URL=database)
+    assert result.returncode == 2, result.stderr
+    lines = _lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert "dispatch workers (--workers, NOTIFIER_DISPATCH_WORKERS) need PostgreSQL" in lines[0]
+    assert not (tmp_path / "x.db").exists()
+
+
 def test_run_refuses_a_rules_file_with_a_typo_naming_file_and_rule(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     shutil.copy(DEFAULT_RULES_FILE, rules)
