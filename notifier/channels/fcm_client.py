@@ -18,6 +18,17 @@ retries on FCM's URL: a send fails fast with FCM's answer and the dispatcher's b
 which honours ``retry_after``, decides. The app option ``httpTimeout`` =
 ``push_timeout_s`` bounds each FCM and token request (the library default is 120 s).
 
+The environment, read once: ``requests`` (``trust_env``, its default) reads the proxy
+variables and looks for ``~/.netrc`` again on every request; profiled in the benchmark
+that was a third of the sending threads' time on another machine (docs/performance.md).
+The FCM URL never changes, so :func:`pin_environment` resolves at start what those
+look-ups would find for it (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` with
+``NO_PROXY``, and ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``), keeps it on the session
+and turns the per-request look-ups off. A ``.netrc`` entry is deliberately not carried
+over: ``requests`` would send it as Basic auth in place of the OAuth bearer token, so
+FCM would refuse every send. Token requests use google-auth's own session and still
+read the environment each time (one per hour).
+
 Regional access boundary: after a token refresh google-auth 2.62 starts a thread that
 asks iamcredentials.googleapis.com where the service account may be used, only to add
 an ``x-allowed-locations`` header to later requests; requests go without it until that
@@ -36,6 +47,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -150,4 +162,19 @@ def messaging_session(app: Any, api_base: str, pool_size: int) -> requests.Sessi
     )
     # Longest prefix wins, over the library's "https://" and "https://fcm.googleapis.com".
     session.mount(api_base + "/", adapter)
+    pin_environment(session, api_base + "/")
     return session
+
+
+def pin_environment(session: requests.Session, url: str) -> None:
+    """Resolve for ``url`` now what ``requests`` would read from the environment on each
+    request (module docstring), keep it on ``session``, and stop the per-request reads.
+
+    Only for a session that sends to ``url`` alone: the proxy kept is the one for it.
+    """
+    # the same look-ups as Session.merge_environment_settings, made once
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and session.verify is True:
+        session.verify = bundle
+    session.trust_env = False

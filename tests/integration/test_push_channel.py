@@ -404,3 +404,60 @@ async def test_the_recorder_does_catch_the_boundary_lookup_of_a_plain_credential
 
     await asyncio.to_thread(authorize)
     await wait_until(lambda: "iamcredentials.googleapis.com" in contacted)
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture
+def no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """An environment without proxy variables (either case), for a test to set its own."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+async def test_sends_go_through_the_proxy_the_environment_names(
+    make_channel: Callable[..., PushChannel],
+    fake: FcmFake,
+    no_proxy_variables: pytest.MonkeyPatch,
+    contacted: set[str],
+) -> None:
+    """The proxy variables are read once, at start, and still honoured: FCM's host is
+    never resolved here, the proxy (the fake, which serves a request passed on in
+    absolute form like any other) gets the send, and NO_PROXY keeps the token endpoint
+    direct. Changing the variables later changes nothing: they were read at start."""
+    no_proxy_variables.setenv("HTTP_PROXY", fake.base_url)
+    no_proxy_variables.setenv("NO_PROXY", "127.0.0.1")
+    channel = make_channel(api_base="http://fcm.invalid")
+    await channel.start()
+    no_proxy_variables.delenv("HTTP_PROXY")
+
+    await channel.send(_message("n-proxy"))
+
+    [pushed] = await fake.wait_for(1)
+    assert pushed.data["notification_id"] == "n-proxy"
+    assert fake.token_requests == 1
+    assert contacted == LOCAL_HOSTS
+
+
+async def test_a_netrc_entry_for_the_fcm_host_does_not_replace_the_access_token(
+    make_channel: Callable[..., PushChannel],
+    fake: FcmFake,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``requests`` would look ``~/.netrc`` up on every send and put its login in the
+    Authorization header, over the OAuth bearer token; the session reads no netrc."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password not-a-token\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    channel = make_channel()
+    await channel.start()
+
+    await channel.send(_message("n-netrc"))
+
+    [pushed] = await fake.wait_for(1)
+    assert pushed.data["notification_id"] == "n-netrc"
