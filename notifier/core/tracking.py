@@ -98,10 +98,14 @@ def _body(event: StoredEvent) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+#: what a customer record keeps after erasure: everything else is a name or a contact
+_KEPT_BY_ERASURE = frozenset({"id", "locale", "timezone", "channels"})
+
+
 def _erased(body: Mapping[str, Any]) -> bool:
     customer = body.get("customer") or {}
-    contacts = ("name", "email", "phone", "push_tokens")
-    return not body.get("attributes") and not any(customer.get(k) for k in contacts)
+    told = [v for k, v in customer.items() if k not in _KEPT_BY_ERASURE]
+    return not body.get("attributes") and not any(told)
 
 
 def _shipment(
