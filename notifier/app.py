@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI
 from notifier.api.http import new_app
 from notifier.api.receipts import build_receipts_router
 from notifier.api.routes import build_ops_router, build_router
+from notifier.api.track import build_track_router
 from notifier.channels.base import ChannelAdapter, ChannelPlugin, missing_settings
 from notifier.channels.null import null_channel
 from notifier.channels.registry import registered, specs, template_parts
@@ -24,6 +25,7 @@ from notifier.contracts.channels import channel_names
 from notifier.contracts.limits import EventLimits
 from notifier.core.drafts import Check
 from notifier.core.intents import WebhookRoutes
+from notifier.core.links import LinkMaker, TrackLinks, no_links
 from notifier.core.pipeline import Pipeline
 from notifier.core.rules import RuleSet, load_rules
 from notifier.delivery.alerts import (
@@ -144,6 +146,22 @@ def build_rules(
     )
 
 
+def track_links(settings: Settings) -> LinkMaker:
+    """Signed links to the order-status page, when it is configured; else none."""
+    if settings.public_base_url is None or settings.track_secret is None:
+        if settings.public_base_url is not None or settings.track_secret is not None:
+            log.warning(
+                "the order-status page needs both NOTIFIER_PUBLIC_BASE_URL and "
+                "NOTIFIER_TRACK_SECRET: messages carry no tracking-page link"
+            )
+        return no_links
+    return TrackLinks(
+        settings.public_base_url,
+        settings.track_secret.get_secret_value(),
+        settings.track_link_ttl_days * 86_400,
+    )
+
+
 def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None = None) -> Service:
     """Build every component from settings. Nothing connects until ``start``.
 
@@ -193,6 +211,7 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         specs(plugins),
         webhooks=partner_routes(plugins, channels),
         checks=render_checks(settings, plugins),
+        links=track_links(settings),
     )
     dead_letter_store = DeadLetterStore(engine, metrics)
     limits = EventLimits(
@@ -293,6 +312,12 @@ def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> 
             twilio_auth_token=auth.get_secret_value() if auth and twilio else None,
             public_base_url=service.settings.public_base_url,
             on_requeued=service.outbox.wake,
+        )
+    )
+    track_secret = service.settings.track_secret
+    app.include_router(
+        build_track_router(
+            service.engine, track_secret.get_secret_value() if track_secret else None
         )
     )
     for router in extra_routers:

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
 
     #: where this service is reachable from outside (provider callbacks, links)
     public_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    #: signs the order-status page links (``/track/{order_id}?t=…``) in every email and
+    #: SMS; with ``public_base_url`` unset or this unset, messages carry no such link
+    track_secret: SecretStr | None = None
+    #: how long a tracking link opens the page, counted from the event it was sent for
+    track_link_ttl_days: int = Field(default=90, ge=1, le=3650)
 
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
@@ -208,6 +213,8 @@ class Settings(BaseSettings):
                 "SQLite has one writer, and several processes waiting for it are slower "
                 "than one; set NOTIFIER_DATABASE_URL to postgresql://…"
             )
+        if self.track_secret is not None and len(self.track_secret.get_secret_value()) < 16:
+            raise ValueError("NOTIFIER_TRACK_SECRET must be at least 16 characters")
         if (self.smtp_username is None) != (self.smtp_password is None):
             raise ValueError("set both NOTIFIER_SMTP_USERNAME and NOTIFIER_SMTP_PASSWORD")
         clear_text = self.smtp_tls == SmtpTls.NONE

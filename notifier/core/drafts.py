@@ -16,9 +16,11 @@ from notifier.core.intents import (
     context_digest,
     recipient_for,
     template_context,
+    told_part,
     webhook_body,
 )
 from notifier.core.lifecycle import Transition
+from notifier.core.links import LinkMaker, no_links
 from notifier.core.model import NotificationStatus, OrderAggregate, canonical_json, digest
 from notifier.core.plan import NewNotification, notification_id
 from notifier.core.rules import Priority
@@ -76,17 +78,19 @@ class DraftContext:
         return self._values
 
     def digest_to(self, recipient: str) -> str:
-        """``context_digest({"context": values, "to": recipient})``, without encoding the
-        context again for every recipient: canonical JSON sorts the two keys so."""
+        """``context_digest({"context": values, "to": recipient})`` (the links left out,
+        as there), without encoding the context again for every recipient: canonical
+        JSON sorts the two keys so."""
         if self._canonical is None:
-            self._canonical = canonical_json(self.values)
+            self._canonical = canonical_json(told_part(self.values))
         return digest(f'{{"context":{self._canonical},"to":{canonical_json(recipient)}}}')
 
 
 @dataclass(frozen=True, slots=True)
 class Drafting:
     """What drafting needs: the renderer, the channels that are on, per-channel checks,
-    and what each registered channel is (how it picks the customer's address).
+    what each registered channel is (how it picks the customer's address), and the
+    links an event's messages carry.
 
     One is made per batch: it remembers each (event, transition)'s template context
     for the rest of the batch.
@@ -96,6 +100,7 @@ class Drafting:
     enabled_channels: frozenset[str]
     checks: Mapping[str, Check]
     channels: Mapping[str, ChannelSpec]
+    links: LinkMaker = no_links
     #: (id of the event, transition) → (the event, kept alive so the id stays its own,
     #: its context)
     _contexts: dict[tuple[int, Transition], tuple[OrderEvent, DraftContext]] = field(
@@ -283,4 +288,6 @@ def _sendable(
 
 
 def _context(d: Drafting, event: OrderEvent, intent: Intent) -> DraftContext:
-    return d.context(event, intent.transition, lambda: template_context(event, intent.transition))
+    return d.context(
+        event, intent.transition, lambda: template_context(event, intent.transition, d.links(event))
+    )

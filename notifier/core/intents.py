@@ -13,6 +13,7 @@ from typing import Any
 from notifier.contracts.channels import PARTNER_CHANNEL, ChannelSpec, PartnerRoutes
 from notifier.contracts.events import OrderEvent
 from notifier.core.lifecycle import OrderView, Transition
+from notifier.core.links import Links
 from notifier.core.model import canonical_json, digest
 from notifier.core.rules import Priority, RuleSet
 
@@ -104,8 +105,12 @@ def derive_intents(
     return intents
 
 
-def template_context(event: OrderEvent, transition: Transition) -> dict[str, Any]:
-    """Plain data for templates: no objects with methods, nothing secret."""
+def template_context(
+    event: OrderEvent, transition: Transition, links: Links | None = None
+) -> dict[str, Any]:
+    """Plain data for templates: no objects with methods, nothing secret. ``links`` are
+    the pages the message points to (``links.track``: the order-status page, or
+    ``None`` when it is not configured)."""
     shipment: dict[str, Any] | None = None
     if transition.shipment_id is not None:
         s = event.shipment
@@ -141,12 +146,23 @@ def template_context(event: OrderEvent, transition: Transition) -> dict[str, Any
         },
         "shipment": shipment,
         "correction": None,
+        "links": {"track": None, **(links or {})},
     }
+
+
+#: context keys that are how a message is delivered, not what it tells: a link changes
+#: when an operator moves the service or rotates its secret, and that is no correction
+UNTOLD_KEYS = frozenset({"links"})
+
+
+def told_part(context: dict[str, Any]) -> dict[str, Any]:
+    """The context without ``UNTOLD_KEYS``: what a revision is compared on."""
+    return {k: v for k, v in context.items() if k not in UNTOLD_KEYS}
 
 
 def context_digest(context: dict[str, Any]) -> str:
     """What the customer is told, as a hash: a revision that changes it needs a correction."""
-    return digest(canonical_json(context))
+    return digest(canonical_json(told_part(context)))
 
 
 def webhook_body(

@@ -22,6 +22,7 @@ from notifier.core.dedupe import CHANGES_HISTORY, dedupe, replay_order
 from notifier.core.drafts import Check, Drafting, Renderer
 from notifier.core.intents import Intent, WebhookRoutes, derive_intents
 from notifier.core.lifecycle import OrderView, Replay
+from notifier.core.links import LinkMaker, no_links
 from notifier.core.model import DeadLetter, DeadLetterReason, IncomingEvent, OrderAggregate
 from notifier.core.plan import BatchPlan, OrderWrite
 from notifier.core.reconcile import reconcile_order
@@ -42,6 +43,8 @@ class Pipeline:
     #: per channel, what is wrong with a rendering (too long for a push, too many SMS
     #: segments), or ``None``: checked at render time, so it fails before any send
     checks: Mapping[str, Check] = field(default_factory=dict)
+    #: the links (order-status page) an event's messages carry
+    links: LinkMaker = no_links
 
     def plan_batch(
         self,
@@ -51,7 +54,9 @@ class Pipeline:
     ) -> BatchPlan:
         """Plan one batch; ``owners`` maps already-stored event ids to their order."""
         plan = BatchPlan()
-        drafting = Drafting(self.renderer, self.enabled_channels, self.checks, self.channels)
+        drafting = Drafting(
+            self.renderer, self.enabled_channels, self.checks, self.channels, self.links
+        )
         owners = dict(owners)
         before: dict[str, dict[str, Intent]] = {}
         runs: dict[str, Replay] = {}

@@ -133,9 +133,9 @@ def _correct(
     event = order.events[told.event_id].parsed()
     view = replay_order(order).view
     if now is not None:
-        context = template_context(event, now.transition)
+        context = template_context(event, now.transition, d.links(event))
     else:
-        context = template_context(event, _no_transition(event, view))
+        context = template_context(event, _no_transition(event, view), d.links(event))
     context["correction"] = {
         "previous": {"template": told.template, "state": told.state},
         "current": {

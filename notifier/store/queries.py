@@ -1,5 +1,5 @@
 """Read models for the HTTP API and support: what happened to an order, which push
-tokens a customer lost."""
+tokens a customer lost, and what the order-status page is built from."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.core.tracking import OrderRecord, StoredEvent
 from notifier.store.tables import dead_push_tokens, events, notifications, orders
 
 
@@ -128,3 +129,51 @@ async def dead_push_token_view(engine: AsyncEngine, customer_id: str) -> list[di
         }
         for r in rows
     ]
+
+
+async def order_record(engine: AsyncEngine, order_id: str) -> OrderRecord | None:
+    """What the order-status page shows is built from: ``None`` for an unknown order."""
+    e = events.c
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(orders.c.state, orders.c.order_state, orders.c.shipments).where(
+                    orders.c.order_id == order_id
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        history = (
+            await conn.execute(
+                select(
+                    e.seq,
+                    e.state,
+                    e.shipment_id,
+                    e.occurred_at,
+                    e.outcome,
+                    e.retracted,
+                    e.payload,
+                )
+                .where(e.order_id == order_id)
+                .order_by(e.seq)
+            )
+        ).all()
+    return OrderRecord(
+        order_id=order_id,
+        state=row.state,
+        order_state=row.order_state,
+        shipments=dict(row.shipments or {}),
+        events=[
+            StoredEvent(
+                seq=h.seq,
+                state=h.state,
+                shipment_id=h.shipment_id,
+                occurred_at=h.occurred_at,
+                outcome=h.outcome,
+                retracted=bool(h.retracted),
+                payload=h.payload,
+            )
+            for h in history
+        ],
+    )

@@ -37,6 +37,10 @@ GSM_BASIC = set(
 GSM_EXTENDED = set("^{}\\[~]|€")
 
 
+#: a tracking-page link as ``core.links.TrackLinks`` makes one
+TRACK_LINK = "https://notifier.example.com/track/A-10023?t=6a1b2c3d.AbCdEfGhIjKlMnOpQrStUv"
+
+
 def realistic(template: str) -> dict[str, Any]:
     return {
         "order": {
@@ -77,6 +81,7 @@ def realistic(template: str) -> dict[str, Any]:
             if template == "correction"
             else None
         ),
+        "links": {"track": TRACK_LINK},
     }
 
 
@@ -96,6 +101,7 @@ def minimal(template: str) -> dict[str, Any]:
             if template == "correction"
             else None
         ),
+        "links": {"track": None},
     }
 
 
@@ -125,7 +131,19 @@ def gsm_length(text: str) -> int:
     return sum(2 if ch in GSM_EXTENDED else 1 for ch in text)
 
 
-@pytest.mark.parametrize("context_of", [realistic, minimal], ids=["realistic", "minimal"])
+def unlinked(template: str) -> dict[str, Any]:
+    """The realistic context of a service without the order-status page configured."""
+    return {**realistic(template), "links": {"track": None}}
+
+
+#: SMS that tell a reason or correct a message: with the tracking-page link they may
+#: take two segments; every other one fits one
+LONG_SMS = {"cancelled", "on_hold", "delivery_failed", "correction"}
+
+
+@pytest.mark.parametrize(
+    "context_of", [realistic, unlinked, minimal], ids=["realistic", "unlinked", "minimal"]
+)
 @pytest.mark.parametrize("locale", ["en", "fr"])
 @pytest.mark.parametrize("channel", CHANNELS)
 @pytest.mark.parametrize("template", SHIPPED)
@@ -152,7 +170,11 @@ def test_every_shipped_template_renders(
     else:
         assert message.subject is None and message.html is None
         assert is_gsm(message.text), message.text
-        assert gsm_length(message.text) <= 160, message.text
+        linked = context_of is realistic
+        limit = 306 if linked and template in LONG_SMS else 160
+        assert gsm_length(message.text) <= limit, message.text
+        # one URL at most: the order-status page's, when there is one
+        assert message.text.count("https://") <= 1, message.text
 
 
 def test_names_lists_templates_but_not_layouts(renderer: TemplateRenderer) -> None:
