@@ -1,0 +1,95 @@
+"""``notifier dev``'s pages as a newcomer's browser shows them, against the real dev
+stack (``notifier dev`` as a subprocess, the demo published with ``notifier emit``)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import pytest
+
+from notifier.devtools.feedpage import STREAM_ROUTE
+from tests.browser.conftest import SCREENSHOTS
+from tests.browser.stack import DevStack
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+#: the demo's three orders end delivered, cancelled and delivered: one email each at least
+DEMO_ORDERS = 3
+
+
+async def _settled(dev: DevStack, orders: list[str]) -> list[dict[str, Any]]:
+    """The caught emails once every demo order has mail and no more arrive for a second."""
+    previous: list[int] = []
+
+    def done(emails: list[dict[str, Any]]) -> bool:
+        previous.append(len(emails))
+        every_order = all(any(o in e["subject"] for e in emails) for o in orders)
+        return every_order and len(previous) > 5 and len(set(previous[-6:])) == 1
+
+    return await dev.wait_for_emails(done, timeout=60)
+
+
+async def test_the_outbox_page_lists_the_demo_emails_each_rendered_in_a_sandboxed_iframe(
+    dev: DevStack, page: Page
+) -> None:
+    orders = await dev.emit_demo(DEMO_ORDERS)
+    emails = await _settled(dev, orders)
+    sms = await dev.get_json("/dev/outbox/sms")
+    pushes = await dev.get_json("/dev/outbox/push")
+    assert sms and pushes, "the demo customers have phones and devices"
+
+    await page.goto(dev.url("/dev/outbox"))
+
+    articles = page.locator("article.email")
+    assert await articles.count() == len(emails)
+    shown = await articles.locator("h3").all_inner_texts()
+    assert shown == [e["subject"] for e in reversed(emails)], "newest first"
+    assert await page.locator("article.sms").count() == len(sms)
+    assert await page.locator("article.push").count() == len(pushes)
+    newest = emails[-1]
+    first = articles.first
+    assert newest["rcpt_tos"][0] in await first.locator("dl").inner_text()
+
+    frame_element = first.locator("iframe")
+    assert await frame_element.get_attribute("sandbox") == ""
+    srcdoc = await frame_element.get_attribute("srcdoc") or ""
+    assert srcdoc.replace("\r\n", "\n") == newest["html"].replace("\r\n", "\n")
+    frame = await (await frame_element.element_handle()).content_frame()
+    assert frame is not None
+    await frame.wait_for_load_state()
+    rendered = await frame.locator("body").inner_text()
+    order = next(o for o in orders if o in newest["subject"])
+    assert order in rendered
+    # the email's own markup, not its source text, reached the screen
+    assert "<" not in rendered and "{{" not in rendered
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await frame_element.screenshot(path=SCREENSHOTS / "outbox-email-in-sandboxed-iframe.png")
+
+
+async def test_the_same_route_still_answers_json_to_a_script(dev: DevStack, page: Page) -> None:
+    answer = await page.request.get(dev.url("/dev/outbox?format=json"))
+    assert answer.ok
+    assert answer.headers["content-type"].startswith("application/json")
+    assert isinstance(await answer.json(), list)
+
+
+async def test_the_feed_page_loads_and_says_what_it_can_show(dev: DevStack, page: Page) -> None:
+    customer = f"nobody <yet> {time.monotonic_ns()}"
+    has_feed_api = STREAM_ROUTE in (await dev.get_json("/openapi.json"))["paths"]
+
+    await page.goto(dev.url(f"/dev/feed/{quote(customer, safe='')}"))
+
+    assert await page.locator("main code").first.inner_text() == customer, "shown as text"
+    status = page.locator("#status")
+    if has_feed_api:
+        await page.wait_for_function("document.getElementById('status').dataset.state === 'live'")
+        assert await page.locator("#empty").is_visible()
+        assert await page.locator("#items li").count() == 0
+        assert await page.locator("#unread").inner_text() == "0"
+    else:
+        assert await status.get_attribute("data-state") == "unavailable"
+        assert "not available" in await status.inner_text()
