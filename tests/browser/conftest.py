@@ -15,6 +15,9 @@ test's loop, and the sync API would hold the thread's event loop as "running" fo
 whole session, which breaks every asyncio test after it. So each module here starts
 with ``pytestmark = pytest.mark.asyncio(loop_scope="session")`` (collection says so
 when one does not).
+
+Wait with locators and ``expect(locator).to_have_…``, not ``page.wait_for_function("…")``:
+the dev pages' ``Content-Security-Policy`` forbids ``eval``, which a string predicate needs.
 """
 
 from __future__ import annotations

@@ -86,7 +86,9 @@ async def test_the_feed_page_loads_and_says_what_it_can_show(dev: DevStack, page
     assert await page.locator("main code").first.inner_text() == customer, "shown as text"
     status = page.locator("#status")
     if has_feed_api:
-        await page.wait_for_function("document.getElementById('status').dataset.state === 'live'")
+        from playwright.async_api import expect
+
+        await expect(status).to_have_attribute("data-state", "live")
         assert await page.locator("#empty").is_visible()
         assert await page.locator("#items li").count() == 0
         assert await page.locator("#unread").inner_text() == "0"
