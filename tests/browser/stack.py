@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from notifier.devtools.devdefaults import SECRETS_FILE
 from tests.support import free_port, wait_until
 
 #: a first start runs the migrations; a busy 2-core machine needs more than a few seconds
@@ -102,6 +103,13 @@ class DevStack:
     def nats_url(self) -> str:
         """The NATS the dev server started (it writes the URL down while it runs)."""
         return (self.data_dir / "nats.url").read_text().strip()
+
+    def secret(self, field: str) -> str:
+        """A dev secret (``feed_secret``, ``track_secret``) as ``notifier dev`` keeps it, to
+        mint a customer or tracking token with :func:`notifier.signing.mint` (unless the
+        test gave its own in ``env``)."""
+        kept: dict[str, str] = json.loads((self.data_dir / SECRETS_FILE).read_text())
+        return kept[field]
 
     async def get_json(self, path: str) -> Any:
         """``GET path`` as JSON (``Accept: application/json``); fails on a non-200."""

@@ -70,6 +70,11 @@ async def test_the_outbox_page_lists_the_demo_emails_each_rendered_in_a_sandboxe
     await frame_element.screenshot(path=SCREENSHOTS / "outbox-email-in-sandboxed-iframe.png")
 
 
+async def test_the_dev_stack_keeps_a_feed_and_a_track_secret_for_tokens(dev: DevStack) -> None:
+    kept = {field: dev.secret(field) for field in ("feed_secret", "track_secret")}
+    assert all(kept.values()) and kept["feed_secret"] != kept["track_secret"]
+
+
 async def test_the_same_route_still_answers_json_to_a_script(dev: DevStack, page: Page) -> None:
     answer = await page.request.get(dev.url("/dev/outbox?format=json"))
     assert answer.ok
