@@ -8,8 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from notifier.contracts.channels import ChannelSpec, RenderCheck
+from notifier.contracts.channels import ChannelSpec, RenderCheck, SenderPicker
 from notifier.contracts.events import OrderEvent
+from notifier.contracts.stores import StoreBook
 from notifier.core.intents import (
     WEBHOOK,
     Intent,
@@ -76,10 +77,14 @@ class DraftContext:
         return self._values
 
     def digest_to(self, recipient: str) -> str:
-        """``context_digest({"context": values, "to": recipient})``, without encoding the
-        context again for every recipient: canonical JSON sorts the two keys so."""
+        """``context_digest({"context": told, "to": recipient})``, without encoding the
+        context again for every recipient: canonical JSON sorts the two keys so.
+
+        ``told`` is the context without ``store``: a shop's new logo or address in the
+        stores file is not news to correct the customer with."""
         if self._canonical is None:
-            self._canonical = canonical_json(self.values)
+            told = {k: v for k, v in self.values.items() if k != "store"}
+            self._canonical = canonical_json(told)
         return digest(f'{{"context":{self._canonical},"to":{canonical_json(recipient)}}}')
 
 
@@ -96,6 +101,9 @@ class Drafting:
     enabled_channels: frozenset[str]
     checks: Mapping[str, Check]
     channels: Mapping[str, ChannelSpec]
+    #: the shops messages come from, and per channel who a store's message is sent as
+    stores: StoreBook = field(default_factory=StoreBook)
+    senders: Mapping[str, SenderPicker] = field(default_factory=dict)
     #: (id of the event, transition) → (the event, kept alive so the id stays its own,
     #: its context)
     _contexts: dict[tuple[int, Transition], tuple[OrderEvent, DraftContext]] = field(
@@ -181,6 +189,12 @@ def materialize(
     draft.body_text = rendered.text
     draft.body_html = rendered.html
     draft.status = NotificationStatus.QUEUED
+    pick = d.senders.get(channel)
+    store = d.stores.for_event(event) if pick is not None else None
+    if pick is not None and store is not None:
+        # decided with the rendering (its header and footer name the same store)
+        origin = pick(store)
+        draft.sender, draft.reply_to = origin.sender, origin.reply_to
     return draft
 
 
@@ -283,4 +297,8 @@ def _sendable(
 
 
 def _context(d: Drafting, event: OrderEvent, intent: Intent) -> DraftContext:
-    return d.context(event, intent.transition, lambda: template_context(event, intent.transition))
+    return d.context(
+        event,
+        intent.transition,
+        lambda: template_context(event, intent.transition, store=d.stores.view(event)),
+    )

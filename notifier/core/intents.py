@@ -12,6 +12,7 @@ from typing import Any
 
 from notifier.contracts.channels import PARTNER_CHANNEL, ChannelSpec, PartnerRoutes
 from notifier.contracts.events import OrderEvent
+from notifier.core.greeting import first_name
 from notifier.core.lifecycle import OrderView, Transition
 from notifier.core.model import canonical_json, digest
 from notifier.core.rules import Priority, RuleSet
@@ -104,8 +105,11 @@ def derive_intents(
     return intents
 
 
-def template_context(event: OrderEvent, transition: Transition) -> dict[str, Any]:
-    """Plain data for templates: no objects with methods, nothing secret."""
+def template_context(
+    event: OrderEvent, transition: Transition, *, store: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Plain data for templates: no objects with methods, nothing secret. ``store`` is
+    the event's store as the stores file describes it (``StoreBook.view``), or None."""
     shipment: dict[str, Any] | None = None
     if transition.shipment_id is not None:
         s = event.shipment
@@ -130,6 +134,7 @@ def template_context(event: OrderEvent, transition: Transition) -> dict[str, Any
         "customer": {
             "id": customer.id,
             "name": customer.name,
+            "first_name": first_name(customer.given_name, customer.name),
             "locale": customer.locale,
             "timezone": customer.timezone,
         },
@@ -138,9 +143,11 @@ def template_context(event: OrderEvent, transition: Transition) -> dict[str, Any
             "state": event.state.value,
             "occurred_at": event.occurred_at.isoformat(),
             "reason": event.reason,
+            "reason_code": event.reason_code,
         },
         "shipment": shipment,
         "correction": None,
+        "store": store,
     }
 
 
@@ -171,6 +178,7 @@ def webhook_body(
             "state": event.state.value,
             "occurred_at": event.occurred_at.isoformat(),
             "reason": event.reason,
+            "reason_code": event.reason_code,
             "shipment": None
             if shipment is None
             else {

@@ -103,6 +103,9 @@ class StoredEvent:
     dirty: bool = False
     new: bool = False
     _parsed: OrderEvent | None = None
+    #: the version held before this batch revised it: what the customer was told, which
+    #: a correction compares with the new one
+    before: OrderEvent | None = None
 
     @classmethod
     def from_incoming(cls, incoming: IncomingEvent) -> StoredEvent:
@@ -129,6 +132,8 @@ class StoredEvent:
     def revise(self, incoming: IncomingEvent) -> None:
         """Take a revision's content, keeping the original stream position."""
         e = incoming.event
+        if self.before is None:
+            self.before = self.parsed()
         self.revised_seq = incoming.message.seq
         self.occurred_at = e.occurred_at
         self.state = e.state.value
@@ -165,6 +170,10 @@ class StoredNotification:
     status: str
     digest: str
     state: str
+    #: what it was headed (an email's subject, a push's title; None for an SMS) and when
+    #: it went out: a correction names the message it corrects by them
+    subject: str | None = None
+    sent_at: datetime | None = None
 
 
 @dataclass(slots=True)

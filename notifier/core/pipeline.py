@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from notifier.contracts.channels import ChannelSpec
+from notifier.contracts.channels import ChannelSpec, SenderPicker
+from notifier.contracts.stores import StoreBook
 from notifier.core.dedupe import CHANGES_HISTORY, dedupe, replay_order
 from notifier.core.drafts import Check, Drafting, Renderer
 from notifier.core.intents import Intent, WebhookRoutes, derive_intents
@@ -42,6 +43,10 @@ class Pipeline:
     #: per channel, what is wrong with a rendering (too long for a push, too many SMS
     #: segments), or ``None``: checked at render time, so it fails before any send
     checks: Mapping[str, Check] = field(default_factory=dict)
+    #: the shops messages come from (``NOTIFIER_STORES_FILE``), and per channel who a
+    #: store's message is sent as
+    stores: StoreBook = field(default_factory=StoreBook)
+    senders: Mapping[str, SenderPicker] = field(default_factory=dict)
 
     def plan_batch(
         self,
@@ -51,7 +56,14 @@ class Pipeline:
     ) -> BatchPlan:
         """Plan one batch; ``owners`` maps already-stored event ids to their order."""
         plan = BatchPlan()
-        drafting = Drafting(self.renderer, self.enabled_channels, self.checks, self.channels)
+        drafting = Drafting(
+            self.renderer,
+            self.enabled_channels,
+            self.checks,
+            self.channels,
+            stores=self.stores,
+            senders=self.senders,
+        )
         owners = dict(owners)
         before: dict[str, dict[str, Intent]] = {}
         runs: dict[str, Replay] = {}
@@ -135,6 +147,8 @@ class Pipeline:
             view, self.rules, order.order_id, source=latest_event.source, webhooks=self.webhooks
         )
         reconcile_order(d, order, old, new, touched, plan=plan)
+        for stored in order.events.values():
+            stored.before = None  # told now: the next batch compares with this version
 
 
 def _source(order: OrderAggregate) -> str:

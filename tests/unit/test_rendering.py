@@ -35,6 +35,18 @@ GSM_BASIC = set(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM_EXTENDED = set("^{}\\[~]|€")
+#: a store as the stores file gives it to templates, every field set
+STORE = {
+    "name": "Maison Lune",
+    "email_from": "Maison Lune <commandes@maisonlune.example>",
+    "reply_to": "aide@maisonlune.example",
+    "sms_sender": "MaisonLune",
+    "logo_url": "https://maisonlune.example/logo.png",
+    "brand_color": "#0a7d4f",
+    "support_email": "aide@maisonlune.example",
+    "support_phone": "+33612345678",
+    "website": "https://maisonlune.example",
+}
 
 
 def realistic(template: str) -> dict[str, Any]:
@@ -53,12 +65,19 @@ def realistic(template: str) -> dict[str, Any]:
                 "store_name": "Maison Lune",
             },
         },
-        "customer": {"id": "c-1", "name": "Ana", "locale": "fr-CA", "timezone": "Europe/Paris"},
+        "customer": {
+            "id": "c-1",
+            "name": "Ana Martin",
+            "first_name": "Ana",
+            "locale": "fr-CA",
+            "timezone": "Europe/Paris",
+        },
         "event": {
             "event_id": "e-1",
             "state": template,
             "occurred_at": "2024-05-03T14:05:00+00:00",
             "reason": "Nobody was home to sign for the parcel",
+            "reason_code": None,
         },
         "shipment": {
             "id": "s-1",
@@ -70,25 +89,40 @@ def realistic(template: str) -> dict[str, Any]:
         },
         "correction": (
             {
-                "previous": {"template": "delivered", "state": "delivered"},
+                "previous": {
+                    "template": "delivered",
+                    "state": "delivered",
+                    "subject": "Your order A-10023 has been delivered",
+                    "sent_at": "2024-05-03T14:06:00+00:00",
+                    "channel": "email",
+                },
                 "current": {"state": "out_for_delivery"},
                 "retracted": True,
+                "changes": {"state": {"old": "delivered", "new": "out_for_delivery"}},
             }
             if template == "correction"
             else None
         ),
+        "store": STORE,
     }
 
 
 def minimal(template: str) -> dict[str, Any]:
     return {
         "order": {"id": "A-1", "source": "shop", "state": "processing", "attributes": {}},
-        "customer": {"id": "c-1", "name": None, "locale": "en", "timezone": "UTC"},
+        "customer": {
+            "id": "c-1",
+            "name": None,
+            "first_name": None,
+            "locale": "en",
+            "timezone": "UTC",
+        },
         "event": {
             "event_id": "e-1",
             "state": template,
             "occurred_at": "2024-05-03T14:05:00Z",
             "reason": None,
+            "reason_code": None,
         },
         "shipment": None,
         "correction": (
@@ -96,6 +130,7 @@ def minimal(template: str) -> dict[str, Any]:
             if template == "correction"
             else None
         ),
+        "store": None,
     }
 
 
@@ -228,7 +263,7 @@ def test_correction_states_what_is_true_now(renderer: TemplateRenderer) -> None:
 
 def test_html_is_escaped_and_text_is_not(renderer: TemplateRenderer) -> None:
     context = realistic("shipped")
-    context["customer"]["name"] = "<script>alert(1)</script>"
+    context["customer"]["first_name"] = "<script>alert(1)</script>"
     message = renderer.render("shipped", "email", "en", context)
     assert message.html is not None
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in message.html
