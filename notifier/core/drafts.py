@@ -17,6 +17,7 @@ from notifier.core.intents import (
     context_digest,
     recipient_for,
     template_context,
+    told_part,
     webhook_body,
 )
 from notifier.core.lifecycle import Transition
@@ -80,11 +81,9 @@ class DraftContext:
         """``context_digest({"context": told, "to": recipient})``, without encoding the
         context again for every recipient: canonical JSON sorts the two keys so.
 
-        ``told`` is the context without ``store``: a shop's new logo or address in the
-        stores file is not news to correct the customer with."""
+        ``told`` is what the customer is told of the context (``told_part``)."""
         if self._canonical is None:
-            told = {k: v for k, v in self.values.items() if k != "store"}
-            self._canonical = canonical_json(told)
+            self._canonical = canonical_json(told_part(self.values))
         return digest(f'{{"context":{self._canonical},"to":{canonical_json(recipient)}}}')
 
 

@@ -151,6 +151,25 @@ def template_context(
     }
 
 
+def told_part(context: dict[str, Any]) -> dict[str, Any]:
+    """What of a template context the customer is *told*, for its digest.
+
+    Left out: the ``store`` (a shop's new logo or sender is not news to correct anyone
+    with), the greeting's ``customer.first_name`` (derived from the name, which stays
+    in), and an unset ``event.reason_code``. The last two also keep the digests of
+    messages sent before they existed: a revision that changes nothing the customer
+    was told still sends no correction.
+    """
+    told = {k: v for k, v in context.items() if k != "store"}
+    customer = told.get("customer")
+    if isinstance(customer, dict) and "first_name" in customer:
+        told["customer"] = {k: v for k, v in customer.items() if k != "first_name"}
+    event = told.get("event")
+    if isinstance(event, dict) and "reason_code" in event and event["reason_code"] is None:
+        told["event"] = {k: v for k, v in event.items() if k != "reason_code"}
+    return told
+
+
 def context_digest(context: dict[str, Any]) -> str:
     """What the customer is told, as a hash: a revision that changes it needs a correction."""
     return digest(canonical_json(context))
@@ -178,7 +197,6 @@ def webhook_body(
             "state": event.state.value,
             "occurred_at": event.occurred_at.isoformat(),
             "reason": event.reason,
-            "reason_code": event.reason_code,
             "shipment": None
             if shipment is None
             else {

@@ -76,8 +76,20 @@ class IncomingEvent:
     @classmethod
     def build(cls, event: OrderEvent, message: RawMessage) -> IncomingEvent:
         """Compute the canonical payload once; the hash is what 'same content' means."""
-        payload = canonical_json(event.model_dump(mode="json"))
+        payload = canonical_json(event.model_dump(mode="json", exclude=_unset_later_fields(event)))
         return cls(event, message, payload, digest(payload))
+
+
+def _unset_later_fields(event: OrderEvent) -> dict[str, Any] | None:
+    """Fields added to contract v1 after events were first stored, while unset: left out
+    of the canonical payload, so an event stored before them hashes as it did and a
+    copy re-sent since is still a duplicate, not a revision."""
+    exclude: dict[str, Any] = {}
+    if event.reason_code is None:
+        exclude["reason_code"] = True
+    if event.customer.given_name is None:
+        exclude["customer"] = {"given_name": True}
+    return exclude or None
 
 
 @dataclass(slots=True)

@@ -6,6 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from notifier.contracts.events import OrderEvent, OrderState
+from notifier.core.drafts import DraftContext
+from notifier.core.intents import context_digest, template_context
+from notifier.core.lifecycle import Transition
 from notifier.core.model import NotificationStatus
 from notifier.core.plan import BatchPlan, NewNotification
 from tests.unit.test_pipeline import Harness, ev
@@ -122,3 +126,33 @@ def test_a_retraction_names_the_message_it_withdraws() -> None:
     assert 'please ignore our message "On its way"' in (found["push"].body_text or "")
     # a retraction tells nothing new about the parcel
     assert "New tracking number" not in (email.body_text or "")
+
+
+def test_store_and_greeting_are_not_news_but_a_reason_code_is() -> None:
+    """A row told before stores, first names and reason codes existed keeps its digest:
+    a revision that changes nothing told sends no correction after an upgrade."""
+    body = ev("A-1", "cancelled", 1, customer=CUSTOMER, reason="Out of stock")
+    event = OrderEvent.model_validate({**body, "source": "web"})
+    cancelled = Transition(event.event_id, None, None, OrderState.CANCELLED, "cancelled")
+    values = template_context(event, cancelled, store={"name": "Acme", "logo_url": None})
+    before_upgrade = {k: v for k, v in values.items() if k != "store"}
+    before_upgrade["customer"] = {k: v for k, v in values["customer"].items() if k != "first_name"}
+    before_upgrade["event"] = {k: v for k, v in values["event"].items() if k != "reason_code"}
+    told = context_digest({"context": before_upgrade, "to": "ada@example.com"})
+    assert DraftContext(lambda: values).digest_to("ada@example.com") == told
+
+    coded = OrderEvent.model_validate({**body, "source": "web", "reason_code": "out_of_stock"})
+    with_code = template_context(coded, cancelled)
+    assert DraftContext(lambda: with_code).digest_to("ada@example.com") != told
+
+
+def test_an_event_without_the_new_fields_hashes_as_before() -> None:
+    """A copy of an event stored before ``given_name`` and ``reason_code`` existed, re-sent
+    since, is a duplicate rather than a revision."""
+    h = Harness()
+    plain = h.message(ev("A-1", "placed", 0, customer=CUSTOMER))
+    assert '"reason_code"' not in plain.payload and '"given_name"' not in plain.payload
+    named = h.message(ev("A-1", "placed", 0, customer={**CUSTOMER, "given_name": "Ada"}))
+    assert '"given_name":"Ada"' in named.payload and named.content_hash != plain.content_hash
+    h.apply(plain)
+    assert h.apply(h.message(ev("A-1", "placed", 0, customer=CUSTOMER))).counts == {"duplicate": 1}
