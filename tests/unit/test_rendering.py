@@ -506,3 +506,29 @@ def test_a_missing_dict_key_is_still_a_template_error(tmp_path: Path) -> None:
 
 def test_a_zone_name_too_long_for_a_file_name_falls_back_to_utc() -> None:
     assert datetime_filter("2024-05-03T10:00Z", "x" * 300, "en") == "May 3, 2024, 10:00:00\u202fAM"
+
+
+@pytest.mark.parametrize(
+    ("locale", "questions"),
+    [("en", "Questions about your order?"), ("fr", "Une question sur votre commande ?")],
+)
+def test_the_store_brands_the_email_in_each_language(
+    renderer: TemplateRenderer, locale: str, questions: str
+) -> None:
+    branded = renderer.render("delivered", "email", locale, realistic("delivered"))
+    html = branded.html or ""
+    assert '<img src="https://maisonlune.example/logo.png" alt="Maison Lune"' in html
+    assert "border-top:4px solid #0a7d4f" in html and "background: #0a7d4f" in html
+    assert questions in html
+    assert '<a href="mailto:aide@maisonlune.example">aide@maisonlune.example</a>' in html
+    assert '<a href="tel:+33612345678">+33612345678</a>' in html
+    assert '<a href="https://maisonlune.example">Maison Lune</a>' in html
+    assert branded.text.endswith(
+        f"--\nMaison Lune\n{questions} aide@maisonlune.example · +33612345678\n"
+        "https://maisonlune.example"
+    )
+    plain = realistic("delivered") | {"store": None}
+    unbranded = renderer.render("delivered", "email", locale, plain)
+    assert "<img" not in (unbranded.html or "") and "#0a7d4f" not in (unbranded.html or "")
+    assert "Maison Lune" in (unbranded.html or "")  # attributes.store_name, as before
+    assert "--" not in unbranded.text
