@@ -76,20 +76,20 @@ class IncomingEvent:
     @classmethod
     def build(cls, event: OrderEvent, message: RawMessage) -> IncomingEvent:
         """Compute the canonical payload once; the hash is what 'same content' means."""
-        payload = canonical_json(event.model_dump(mode="json", exclude=_unset_later_fields(event)))
+        payload = canonical_json(_without_unset_later_fields(event.model_dump(mode="json")))
         return cls(event, message, payload, digest(payload))
 
 
-def _unset_later_fields(event: OrderEvent) -> dict[str, Any] | None:
+def _without_unset_later_fields(dumped: dict[str, Any]) -> dict[str, Any]:
     """Fields added to contract v1 after events were first stored, while unset: left out
     of the canonical payload, so an event stored before them hashes as it did and a
     copy re-sent since is still a duplicate, not a revision."""
-    exclude: dict[str, Any] = {}
-    if event.reason_code is None:
-        exclude["reason_code"] = True
-    if event.customer.given_name is None:
-        exclude["customer"] = {"given_name": True}
-    return exclude or None
+    if dumped.get("reason_code", 0) is None:
+        del dumped["reason_code"]
+    customer = dumped.get("customer")
+    if isinstance(customer, dict) and customer.get("given_name", 0) is None:
+        del customer["given_name"]
+    return dumped
 
 
 @dataclass(slots=True)
