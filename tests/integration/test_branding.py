@@ -21,7 +21,7 @@ from notifier.devtools.natsserver import NatsServer
 from notifier.devtools.twiliofake import TwilioFake
 from notifier.store.db import create_engine
 from notifier.store.tables import notifications
-from tests.integration.helpers import channel_settings, event, publish, running
+from tests.integration.helpers import channel_settings, event, order, publish, running
 
 ACME = {
     "name": "Acme Outdoor",
@@ -183,12 +183,20 @@ async def test_a_messaging_service_keeps_its_own_sender(
         stores_file=stores_file(tmp_path),
         twilio_from=SERVICE_SID,
     )
-    async with running(settings):
+    async with running(settings) as (_service, client):
         branded = event("M-1", "shipped", 0, phone="+33612345678")
         branded["attributes"]["store_id"] = "acme"
         await publish(nats.url, branded)
         (sms,) = await twilio.wait_for(1, timeout=15)
         await inbox.wait_for(1)
+        view = await order(client, "M-1")
+    assert view is not None
+    shown = {n["channel"]: (n["sender"], n["reply_to"]) for n in view["notifications"]}
+    assert shown == {
+        "email": ("Acme Outdoor <orders@acme.example>", "help@acme.example"),
+        "sms": (None, None),
+        "push": (None, None),  # no push token; and push has no sender a store sets
+    }
     assert sms.from_ is None and sms.messaging_service_sid == SERVICE_SID
     rows = {r["channel"]: r for r in await ledger(database_url)}
     assert rows["sms"]["sender"] is None  # the ledger says what was sent: the service's
