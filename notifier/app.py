@@ -21,8 +21,9 @@ from notifier.channels.base import ChannelAdapter, ChannelPlugin, missing_settin
 from notifier.channels.null import null_channel
 from notifier.channels.registry import registered, specs, template_parts
 from notifier.config import Settings
-from notifier.contracts.channels import channel_names
+from notifier.contracts.channels import SenderPicker, channel_names
 from notifier.contracts.limits import EventLimits
+from notifier.contracts.stores import load_stores
 from notifier.core.drafts import Check
 from notifier.core.intents import WebhookRoutes
 from notifier.core.links import LinkMaker, TrackLinks, no_links
@@ -86,6 +87,11 @@ def build_channels(
 def render_checks(settings: Settings, plugins: Iterable[ChannelPlugin]) -> dict[str, Check]:
     """What each channel cannot send, checked when a notification is rendered."""
     return {p.name: p.render_check(settings) for p in plugins if p.render_check is not None}
+
+
+def sender_pickers(settings: Settings, plugins: Iterable[ChannelPlugin]) -> dict[str, SenderPicker]:
+    """Per channel, who a store's message is sent as (its rule, from the settings)."""
+    return {p.name: p.sender(settings) for p in plugins if p.sender is not None}
 
 
 def partner_routes(
@@ -172,6 +178,7 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         settings.templates_dir, template_parts(plugins), default_locale=settings.default_locale
     )
     rules = build_rules(settings, renderer, plugins)
+    stores = load_stores(settings.stores_file)
     channels = build_channels(settings, plugins)
     # on, with their provider (a null channel's provider sends no receipts)
     live = [p for p in plugins if p.name in channels and p.name not in settings.null_channel_names]
@@ -212,6 +219,8 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         webhooks=partner_routes(plugins, channels),
         checks=render_checks(settings, plugins),
         links=track_links(settings),
+        stores=stores,
+        senders=sender_pickers(settings, plugins),
     )
     dead_letter_store = DeadLetterStore(engine, metrics)
     limits = EventLimits(
@@ -263,6 +272,7 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         dead_letter_store,
         health,
         workers=WorkerPool(settings, metrics) if settings.dispatch_workers else None,
+        stores=stores,
     )
 
 
@@ -317,7 +327,9 @@ def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> 
     track_secret = service.settings.track_secret
     app.include_router(
         build_track_router(
-            service.engine, track_secret.get_secret_value() if track_secret else None
+            service.engine,
+            track_secret.get_secret_value() if track_secret else None,
+            store_for=service.stores.view_of if service.stores else None,
         )
     )
     for router in extra_routers:

@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     push_timeout_s: float = Field(default=10.0, gt=0)
 
     webhooks_file: Path | None = None
+    #: who each shop's messages come from, and their branding (README: stores)
+    stores_file: Path | None = None
     webhook_timeout_s: float = Field(default=10.0, gt=0)
 
     #: sends per second per channel (token bucket; 0 = unlimited) and sends in flight
@@ -158,7 +160,12 @@ class Settings(BaseSettings):
     dispatch_workers: int = Field(default=0, ge=0, le=64)
 
     @field_validator(
-        "rules_file", "smtp_ca_file", "nats_creds_file", "fcm_credentials_file", "webhooks_file"
+        "rules_file",
+        "smtp_ca_file",
+        "nats_creds_file",
+        "fcm_credentials_file",
+        "webhooks_file",
+        "stores_file",
     )
     @classmethod
     def _file_exists(cls, path: Path | None) -> Path | None:

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import Settings
+from notifier.contracts.stores import StoreBook
 from notifier.core.model import DeadLetter
 from notifier.delivery.alerts import DeliveryAlerter
 from notifier.delivery.dispatcher import Dispatcher
@@ -66,6 +67,8 @@ class Service:
     ingest_health: IngestHealth
     #: the dispatch processes this one supervises (``NOTIFIER_DISPATCH_WORKERS``)
     workers: WorkerPool | None = None
+    #: the shops of ``NOTIFIER_STORES_FILE`` (the order-status page shows their contact)
+    stores: StoreBook | None = None
     nc: NatsClient | None = None
     #: one JetStream context for the connection's life (each one holds subscriptions)
     _jetstream: JetStreamContext | None = None

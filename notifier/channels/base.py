@@ -17,7 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import ClassVar, Protocol
 
 from notifier.config import Settings
-from notifier.contracts.channels import ChannelSpec, PartnerRoutes, RenderCheck
+from notifier.contracts.channels import ChannelSpec, PartnerRoutes, RenderCheck, SenderPicker
 
 #: a provider's Retry-After longer than this is cut short: an hour-long outage is the
 #: breaker's and the backoff's business, not a reason to park a message for days
@@ -61,6 +61,11 @@ class OutboundMessage:
     state: str = ""
     #: extra provider hints (push collapse key, SMS sender); never contacts
     meta: dict[str, str] = field(default_factory=dict)
+    #: who it comes from, as its ledger row says (its store's ``From``, SMS sender);
+    #: None: the channel's own
+    sender: str | None = None
+    #: where replies go (email), as its ledger row says
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +136,10 @@ class ChannelPlugin:
     alerts_to: str | None = None
     #: a partner channel: which of the running adapter's endpoints want (source, state)
     routes: Callable[[ChannelAdapter], PartnerRoutes] | None = None
+    #: who a store's messages come from on this channel (``NOTIFIER_STORES_FILE``),
+    #: decided when a message is rendered and kept on its ledger row; None: the channel
+    #: has no sender a store could set
+    sender: Callable[[Settings], SenderPicker] | None = None
 
     @property
     def name(self) -> str:

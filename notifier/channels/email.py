@@ -44,7 +44,7 @@ import aiosmtplib
 from notifier.channels import email_mime
 from notifier.channels.base import ChannelPlugin, OutboundMessage, SendLimits, SendReceipt
 from notifier.config import Settings, SmtpTls
-from notifier.contracts.channels import ChannelSpec, TemplateParts
+from notifier.contracts.channels import ChannelSpec, SenderAddress, SenderPicker, TemplateParts
 from notifier.errors import (
     ConfigError,
     DeliveryError,
@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 #: Message-ID domain when neither message_id_domain nor from_addr gives one
 FALLBACK_MESSAGE_ID_DOMAIN = "notifier.local"
+#: distinct store senders remembered (one per store in the stores file)
+_MAX_ORIGINS = 1024
 #: replies that mean "our credentials or TLS setup are wrong", not "this message is bad"
 AUTH_REPLY_CODES = frozenset({530, 534, 535})
 
@@ -95,6 +97,9 @@ class EmailChannel:
         self._sender = parseaddr(from_addr)[1]
         sender_domain = self._sender.rpartition("@")[2] if "@" in self._sender else ""
         self._message_id_domain = message_id_domain or sender_domain or FALLBACK_MESSAGE_ID_DOMAIN
+        self._explicit_domain = message_id_domain
+        #: a store's sender → (From, envelope sender, Message-ID domain)
+        self._origins: dict[str, tuple[str, str, str]] = {}
         self._tls_context: ssl.SSLContext | None = None
         self._pool: asyncio.LifoQueue[_Slot] | None = None
 
@@ -132,15 +137,16 @@ class EmailChannel:
         if self._pool is None:
             raise RuntimeError("EmailChannel is not running: call start() first")
         pool = self._pool
-        message_id = self.message_id_for(message.notification_id)
+        from_addr, sender, domain = self._origin(message.sender)
+        message_id = email_mime.message_id(message.notification_id, domain)
         mime, recipient = email_mime.compose(
-            message, from_addr=self._from_addr, message_id=message_id
+            message, from_addr=from_addr, message_id=message_id, reply_to=message.reply_to
         )
         # LIFO: a quiet service keeps reusing one warm connection instead of rotating
         # through all of them and letting the server time each one out.
         slot = await pool.get()
         try:
-            await self._deliver(slot, mime, recipient, message.notification_id)
+            await self._deliver(slot, mime, recipient, message.notification_id, sender)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             # `from None`: the library's exception carries the recipient address.
             raise _recipients_refused(exc) from None
@@ -173,19 +179,41 @@ class EmailChannel:
         slots = [await pool.get() for _ in range(self._pool_size)]
         await asyncio.gather(*(slot.quit() for slot in slots))
 
-    def message_id_for(self, notification_id: str) -> str:
-        """``<notification-id@domain>``: the same for every attempt at one notification."""
-        return email_mime.message_id(notification_id, self._message_id_domain)
+    def message_id_for(self, notification_id: str, sender: str | None = None) -> str:
+        """``<notification-id@domain>``: the same for every attempt at one notification;
+        the domain is ``message_id_domain``, else that of the message's sender."""
+        return email_mime.message_id(notification_id, self._origin(sender)[2])
+
+    def _origin(self, sender: str | None) -> tuple[str, str, str]:
+        """(``From``, envelope sender, Message-ID domain) of a message from ``sender`` (a
+        store's ``email_from``, validated when the stores file was loaded), or from the
+        channel's own address. Worked out once per sender."""
+        if sender is None:
+            return self._from_addr, self._sender, self._message_id_domain
+        found = self._origins.get(sender)
+        if found is None:
+            address = parseaddr(sender)[1]
+            domain = self._explicit_domain or address.rpartition("@")[2]
+            found = (sender, address, domain or self._message_id_domain)
+            if len(self._origins) < _MAX_ORIGINS:
+                self._origins[sender] = found
+        return found
 
     async def _deliver(
-        self, slot: _Slot, mime: EmailMessage, recipient: str, notification_id: str
+        self,
+        slot: _Slot,
+        mime: EmailMessage,
+        recipient: str,
+        notification_id: str,
+        sender: str | None = None,
     ) -> None:
+        envelope = sender or self._sender
         client = slot.live_client()
         reused = client is not None
         if client is None:
             client = await self._reconnect(slot)
         try:
-            await client.send_message(mime, sender=self._sender, recipients=[recipient])
+            await client.send_message(mime, sender=envelope, recipients=[recipient])
         except aiosmtplib.SMTPServerDisconnected:
             if not reused:
                 raise
@@ -195,7 +223,7 @@ class EmailChannel:
                 notification_id,
             )
             client = await self._reconnect(slot)
-            await client.send_message(mime, sender=self._sender, recipients=[recipient])
+            await client.send_message(mime, sender=envelope, recipients=[recipient])
 
     async def _reconnect(self, slot: _Slot) -> aiosmtplib.SMTP:
         slot.discard()
@@ -323,6 +351,10 @@ def _limits(settings: Settings) -> SendLimits:
     return SendLimits(concurrency=settings.smtp_pool_size, rate_per_s=settings.email_rate_per_s)
 
 
+def _store_sender(_settings: Settings) -> SenderPicker:
+    return lambda store: SenderAddress(store.email_from, store.reply_to)
+
+
 PLUGIN = ChannelPlugin(
     spec=ChannelSpec(
         name=EmailChannel.name,
@@ -334,4 +366,5 @@ PLUGIN = ChannelPlugin(
     build=EmailChannel.from_settings,
     limits=_limits,
     alerts_to="alert_email",
+    sender=_store_sender,
 )

@@ -71,7 +71,7 @@ POLICY = default.clone(header_factory=HeaderClasses())
 
 
 def compose(
-    message: OutboundMessage, *, from_addr: str, message_id: str
+    message: OutboundMessage, *, from_addr: str, message_id: str, reply_to: str | None = None
 ) -> tuple[EmailMessage, str]:
     """The MIME message for ``message`` and the one address it goes to.
 
@@ -92,6 +92,8 @@ def compose(
     mime = EmailMessage(policy=POLICY)
     _set(mime, "From", _parsed("From", from_addr))
     _set(mime, "To", message.to)
+    if reply_to is not None:
+        _set(mime, "Reply-To", _parsed("Reply-To", reply_to))
     _set(mime, "Subject", message.subject)
     _set(mime, "Date", format_datetime(datetime.now(UTC)))
     _set(mime, "Message-ID", message_id)

@@ -54,7 +54,13 @@ from notifier.channels.base import (
 from notifier.channels.gsm import count_segments, is_e164
 from notifier.channels.twilio_http import EXCHANGE, TWILIO_API_BASE, Exchange, RoutedHttpClient
 from notifier.config import Settings
-from notifier.contracts.channels import ChannelSpec, RenderCheck, TemplateParts
+from notifier.contracts.channels import (
+    ChannelSpec,
+    RenderCheck,
+    SenderAddress,
+    SenderPicker,
+    TemplateParts,
+)
 from notifier.errors import (
     ConfigError,
     DeliveryError,
@@ -255,7 +261,8 @@ class SmsChannel:
         if MESSAGING_SERVICE_SID.fullmatch(self._sender):
             params["messaging_service_sid"] = self._sender
         else:
-            params["from_"] = self._sender
+            # the store's sender, as the ledger row says (never set with a service)
+            params["from_"] = message.sender or self._sender
         if self._callback_base is not None:
             notification = quote(message.notification_id, safe="")
             params["status_callback"] = f"{self._callback_base}/v1/receipts/twilio?n={notification}"
@@ -297,6 +304,19 @@ def _render_check(settings: Settings) -> RenderCheck:
     return check
 
 
+def _store_sender(settings: Settings) -> SenderPicker:
+    """A store's ``sms_sender`` as the message's ``From``, unless ``NOTIFIER_TWILIO_FROM``
+    is a Messaging Service: the service then picks the sender from its own pool (an
+    alphanumeric sender ID is set up in the service), and a ``From`` outside that pool
+    would be refused, so every message goes out through the service as before."""
+    through_service = bool(
+        settings.twilio_from and MESSAGING_SERVICE_SID.fullmatch(settings.twilio_from)
+    )
+    if through_service:
+        return lambda _store: SenderAddress()
+    return lambda store: SenderAddress(store.sms_sender)
+
+
 PLUGIN = ChannelPlugin(
     spec=ChannelSpec(
         name=SmsChannel.name,
@@ -310,4 +330,5 @@ PLUGIN = ChannelPlugin(
     render_check=_render_check,
     # Twilio reports delivery to the status callback under NOTIFIER_PUBLIC_BASE_URL
     receipts_require=("public_base_url",),
+    sender=_store_sender,
 )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from notifier.contracts.events import Customer
+    from notifier.contracts.stores import Store
 
 #: the channels a customer is told on, in the order the README lists them
 CUSTOMER_CHANNELS: tuple[str, ...] = ("email", "sms", "push")
@@ -38,6 +39,21 @@ RenderCheck = Callable[[str | None, str], str | None]
 RecipientPicker = Callable[["Customer"], str | None]
 #: which partner endpoints want a transition: (source, state) → endpoint names
 PartnerRoutes = Callable[[str, str], Sequence[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class SenderAddress:
+    """Who a message comes from, as its ledger row keeps it and its channel sends it:
+    an email's ``From`` and ``Reply-To``, an SMS's sender. None: the channel's own
+    (``NOTIFIER_SMTP_FROM``, ``NOTIFIER_TWILIO_FROM``)."""
+
+    sender: str | None = None
+    reply_to: str | None = None
+
+
+#: a store → who a message on the channel comes from (the channel's rule: an SMS sender
+#: only where its provider lets one be chosen)
+SenderPicker = Callable[["Store"], SenderAddress]
 
 
 @dataclass(frozen=True, slots=True)

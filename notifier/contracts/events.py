@@ -28,10 +28,13 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
 )
 
 from notifier.contracts.channels import CUSTOMER_CHANNELS
+from notifier.contracts.reasons import REASON_CODES, all_reason_codes, reason_code_problem
 
 SCHEMA_VERSION = 1
 
@@ -198,13 +201,34 @@ Channel = Annotated[
 ]
 
 
+#: a person's name as free text: repaired, never refused, for control characters
+PersonName = Annotated[str, StringConstraints(max_length=200), CLEANED]
+#: a reason code's shape; which codes a state takes is ``contracts.reasons``
+ReasonCode = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=50),
+    PLAIN,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": list(all_reason_codes()),
+            "description": "why, as a code the templates translate; each state takes its "
+            "own list: " + "; ".join(f"{s}: {', '.join(c)}" for s, c in REASON_CODES.items()),
+        }
+    ),
+]
+
+
 class Customer(BaseModel):
     """Who to tell, and how. Contacts are personal data: never logged."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: Id
-    name: Annotated[str, StringConstraints(max_length=200), CLEANED] | None = None
+    name: PersonName | None = None
+    #: the name to greet them by ("Ada"); without it, one is derived from ``name`` when
+    #: it can be (``core.greeting``)
+    given_name: PersonName | None = None
     email: Email | None = None
     phone: Phone | None = None
     push_tokens: list[PushToken] = Field(default_factory=list, max_length=20)
@@ -239,8 +263,22 @@ class OrderEvent(BaseModel):
     customer: Customer
     shipment: Shipment | None = None
     reason: Annotated[str, StringConstraints(max_length=1000), CLEANED] | None = None
+    #: why, as a code from the state's list (``contracts.reasons``); ``reason`` is the
+    #: fallback text when there is none
+    reason_code: ReasonCode | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
     retracted: bool = False
+
+    @field_validator("reason_code")
+    @classmethod
+    def _code_of_its_state(cls, code: str | None, info: ValidationInfo) -> str | None:
+        state = info.data.get("state")
+        if code is None or state is None:  # no state: its own error says so
+            return code
+        problem = reason_code_problem(OrderState(state).value, code)
+        if problem is not None:
+            raise ValueError(problem)
+        return code
 
     @property
     def is_shipment_event(self) -> bool:
@@ -254,4 +292,25 @@ def event_json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://notifier.dev/schemas/order-event.v1.json"
     schema["title"] = "OrderEvent v1"
+    schema["allOf"] = _reason_codes_by_state()
     return schema
+
+
+def _reason_codes_by_state() -> list[dict[str, Any]]:
+    """Which ``reason_code`` each state takes, as JSON Schema conditions."""
+    nothing = {"type": "null"}
+    conditions: list[dict[str, Any]] = [
+        {
+            "if": {"properties": {"state": {"const": state}}},
+            "then": {"properties": {"reason_code": {"anyOf": [{"enum": list(codes)}, nothing]}}},
+        }
+        for state, codes in REASON_CODES.items()
+    ]
+    others = [s.value for s in OrderState if s.value not in REASON_CODES]
+    conditions.append(
+        {
+            "if": {"properties": {"state": {"enum": others}}},
+            "then": {"properties": {"reason_code": nothing}},
+        }
+    )
+    return conditions

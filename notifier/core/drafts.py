@@ -8,8 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from notifier.contracts.channels import ChannelSpec, RenderCheck
+from notifier.contracts.channels import ChannelSpec, RenderCheck, SenderPicker
 from notifier.contracts.events import OrderEvent
+from notifier.contracts.stores import StoreBook
 from notifier.core.intents import (
     WEBHOOK,
     Intent,
@@ -78,9 +79,11 @@ class DraftContext:
         return self._values
 
     def digest_to(self, recipient: str) -> str:
-        """``context_digest({"context": values, "to": recipient})`` (the links left out,
-        as there), without encoding the context again for every recipient: canonical
-        JSON sorts the two keys so."""
+        """``context_digest({"context": told, "to": recipient})``, without encoding the
+        context again for every recipient: canonical JSON sorts the two keys so.
+
+        ``told`` is what the customer is told of the context (``told_part``: links and
+        store left out)."""
         if self._canonical is None:
             self._canonical = canonical_json(told_part(self.values))
         return digest(f'{{"context":{self._canonical},"to":{canonical_json(recipient)}}}')
@@ -101,6 +104,9 @@ class Drafting:
     checks: Mapping[str, Check]
     channels: Mapping[str, ChannelSpec]
     links: LinkMaker = no_links
+    #: the shops messages come from, and per channel who a store's message is sent as
+    stores: StoreBook = field(default_factory=StoreBook)
+    senders: Mapping[str, SenderPicker] = field(default_factory=dict)
     #: (id of the event, transition) → (the event, kept alive so the id stays its own,
     #: its context)
     _contexts: dict[tuple[int, Transition], tuple[OrderEvent, DraftContext]] = field(
@@ -186,6 +192,12 @@ def materialize(
     draft.body_text = rendered.text
     draft.body_html = rendered.html
     draft.status = NotificationStatus.QUEUED
+    pick = d.senders.get(channel)
+    store = d.stores.for_event(event) if pick is not None else None
+    if pick is not None and store is not None:
+        # decided with the rendering (its header and footer name the same store)
+        origin = pick(store)
+        draft.sender, draft.reply_to = origin.sender, origin.reply_to
     return draft
 
 
@@ -289,5 +301,9 @@ def _sendable(
 
 def _context(d: Drafting, event: OrderEvent, intent: Intent) -> DraftContext:
     return d.context(
-        event, intent.transition, lambda: template_context(event, intent.transition, d.links(event))
+        event,
+        intent.transition,
+        lambda: template_context(
+            event, intent.transition, d.links(event), store=d.stores.view(event)
+        ),
     )

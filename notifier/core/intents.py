@@ -12,6 +12,7 @@ from typing import Any
 
 from notifier.contracts.channels import PARTNER_CHANNEL, ChannelSpec, PartnerRoutes
 from notifier.contracts.events import OrderEvent
+from notifier.core.greeting import first_name
 from notifier.core.lifecycle import OrderView, Transition
 from notifier.core.links import Links
 from notifier.core.model import canonical_json, digest
@@ -106,11 +107,16 @@ def derive_intents(
 
 
 def template_context(
-    event: OrderEvent, transition: Transition, links: Links | None = None
+    event: OrderEvent,
+    transition: Transition,
+    links: Links | None = None,
+    *,
+    store: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Plain data for templates: no objects with methods, nothing secret. ``links`` are
     the pages the message points to (``links.track``: the order-status page, or
-    ``None`` when it is not configured)."""
+    ``None`` when it is not configured); ``store`` is the event's store as the stores
+    file describes it (``StoreBook.view``), or None."""
     shipment: dict[str, Any] | None = None
     if transition.shipment_id is not None:
         s = event.shipment
@@ -135,6 +141,7 @@ def template_context(
         "customer": {
             "id": customer.id,
             "name": customer.name,
+            "first_name": first_name(customer.given_name, customer.name),
             "locale": customer.locale,
             "timezone": customer.timezone,
         },
@@ -143,21 +150,37 @@ def template_context(
             "state": event.state.value,
             "occurred_at": event.occurred_at.isoformat(),
             "reason": event.reason,
+            "reason_code": event.reason_code,
         },
         "shipment": shipment,
         "correction": None,
         "links": {"track": None, **(links or {})},
+        "store": store,
     }
 
 
 #: context keys that are how a message is delivered, not what it tells: a link changes
-#: when an operator moves the service or rotates its secret, and that is no correction
-UNTOLD_KEYS = frozenset({"links"})
+#: when an operator moves the service or rotates its secret, and a shop's new logo or
+#: sender is not news to correct anyone with
+UNTOLD_KEYS = frozenset({"links", "store"})
 
 
 def told_part(context: dict[str, Any]) -> dict[str, Any]:
-    """The context without ``UNTOLD_KEYS``: what a revision is compared on."""
-    return {k: v for k, v in context.items() if k not in UNTOLD_KEYS}
+    """What of a template context the customer is *told*, for its digest.
+
+    Left out: ``UNTOLD_KEYS``, the greeting's ``customer.first_name`` (derived from the
+    name, which stays in), and an unset ``event.reason_code``. The last two also keep the
+    digests of messages sent before they existed: a revision that changes nothing the
+    customer was told still sends no correction.
+    """
+    told = {k: v for k, v in context.items() if k not in UNTOLD_KEYS}
+    customer = told.get("customer")
+    if isinstance(customer, dict) and "first_name" in customer:
+        told["customer"] = {k: v for k, v in customer.items() if k != "first_name"}
+    event = told.get("event")
+    if isinstance(event, dict) and "reason_code" in event and event["reason_code"] is None:
+        told["event"] = {k: v for k, v in event.items() if k != "reason_code"}
+    return told
 
 
 def context_digest(context: dict[str, Any]) -> str:

@@ -76,8 +76,20 @@ class IncomingEvent:
     @classmethod
     def build(cls, event: OrderEvent, message: RawMessage) -> IncomingEvent:
         """Compute the canonical payload once; the hash is what 'same content' means."""
-        payload = canonical_json(event.model_dump(mode="json"))
+        payload = canonical_json(_without_unset_later_fields(event.model_dump(mode="json")))
         return cls(event, message, payload, digest(payload))
+
+
+def _without_unset_later_fields(dumped: dict[str, Any]) -> dict[str, Any]:
+    """Fields added to contract v1 after events were first stored, while unset: left out
+    of the canonical payload, so an event stored before them hashes as it did and a
+    copy re-sent since is still a duplicate, not a revision."""
+    if dumped.get("reason_code", 0) is None:
+        del dumped["reason_code"]
+    customer = dumped.get("customer")
+    if isinstance(customer, dict) and customer.get("given_name", 0) is None:
+        del customer["given_name"]
+    return dumped
 
 
 @dataclass(slots=True)
@@ -103,6 +115,9 @@ class StoredEvent:
     dirty: bool = False
     new: bool = False
     _parsed: OrderEvent | None = None
+    #: the version held before this batch revised it: what the customer was told, which
+    #: a correction compares with the new one
+    before: OrderEvent | None = None
 
     @classmethod
     def from_incoming(cls, incoming: IncomingEvent) -> StoredEvent:
@@ -129,6 +144,8 @@ class StoredEvent:
     def revise(self, incoming: IncomingEvent) -> None:
         """Take a revision's content, keeping the original stream position."""
         e = incoming.event
+        if self.before is None:
+            self.before = self.parsed()
         self.revised_seq = incoming.message.seq
         self.occurred_at = e.occurred_at
         self.state = e.state.value
@@ -165,6 +182,10 @@ class StoredNotification:
     status: str
     digest: str
     state: str
+    #: what it was headed (an email's subject, a push's title; None for an SMS) and when
+    #: it went out: a correction names the message it corrects by them
+    subject: str | None = None
+    sent_at: datetime | None = None
 
 
 @dataclass(slots=True)

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from notifier.contracts.channels import ChannelSpec
+from notifier.contracts.channels import ChannelSpec, SenderPicker
+from notifier.contracts.stores import StoreBook
 from notifier.core.dedupe import CHANGES_HISTORY, dedupe, replay_order
 from notifier.core.drafts import Check, Drafting, Renderer
 from notifier.core.intents import Intent, WebhookRoutes, derive_intents
@@ -45,6 +46,10 @@ class Pipeline:
     checks: Mapping[str, Check] = field(default_factory=dict)
     #: the links (order-status page) an event's messages carry
     links: LinkMaker = no_links
+    #: the shops messages come from (``NOTIFIER_STORES_FILE``), and per channel who a
+    #: store's message is sent as
+    stores: StoreBook = field(default_factory=StoreBook)
+    senders: Mapping[str, SenderPicker] = field(default_factory=dict)
 
     def plan_batch(
         self,
@@ -55,7 +60,13 @@ class Pipeline:
         """Plan one batch; ``owners`` maps already-stored event ids to their order."""
         plan = BatchPlan()
         drafting = Drafting(
-            self.renderer, self.enabled_channels, self.checks, self.channels, self.links
+            self.renderer,
+            self.enabled_channels,
+            self.checks,
+            self.channels,
+            self.links,
+            stores=self.stores,
+            senders=self.senders,
         )
         owners = dict(owners)
         before: dict[str, dict[str, Intent]] = {}
@@ -140,6 +151,8 @@ class Pipeline:
             view, self.rules, order.order_id, source=latest_event.source, webhooks=self.webhooks
         )
         reconcile_order(d, order, old, new, touched, plan=plan)
+        for stored in order.events.values():
+            stored.before = None  # told now: the next batch compares with this version
 
 
 def _source(order: OrderAggregate) -> str:

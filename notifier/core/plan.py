@@ -34,6 +34,9 @@ class NewNotification:
     #: a fallback rule's channels share a group; rank 0 is tried first
     fallback_group: str | None = None
     fallback_rank: int | None = None
+    #: who it comes from (its store's), and where replies go; None: the channel's own
+    sender: str | None = None
+    reply_to: str | None = None
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ like every stage in ``notifier.core``: the result is rows and updates in the pla
 from __future__ import annotations
 
 from notifier.contracts.events import OrderEvent
+from notifier.core.corrections import correction_context
 from notifier.core.dedupe import replay_order
 from notifier.core.drafts import (
     DraftContext,
@@ -130,20 +131,22 @@ def _correct(
     retracted: bool,
     plan: BatchPlan,
 ) -> None:
-    event = order.events[told.event_id].parsed()
+    stored = order.events[told.event_id]
+    event = stored.parsed()
     view = replay_order(order).view
+    store = d.stores.view(event)
     if now is not None:
-        context = template_context(event, now.transition, d.links(event))
+        context = template_context(event, now.transition, d.links(event), store=store)
     else:
-        context = template_context(event, _no_transition(event, view), d.links(event))
-    context["correction"] = {
-        "previous": {"template": told.template, "state": told.state},
-        "current": {
-            "template": now.template if now else None,
-            "state": view.derived_state,
-        },
-        "retracted": retracted,
-    }
+        context = template_context(event, _no_transition(event, view), d.links(event), store=store)
+    context["correction"] = correction_context(
+        told,
+        stored.before or event,
+        event,
+        current_state=view.derived_state,
+        current_template=now.template if now else None,
+        retracted=retracted,
+    )
     # numbered, so a change back and forth is corrected each time it happens
     prefix = f"{told.idempotency_key}:correction:"
     key = prefix + str(1 + sum(k.startswith(prefix) for k in order.notifications))

@@ -79,6 +79,9 @@ class Claimed:
     created_at: datetime
     fallback_group: str | None
     fallback_rank: int | None
+    #: who it comes from and where replies go, as rendered; None: the channel's own
+    sender: str | None = None
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,8 @@ _CLAIMED_COLUMNS = (
     N.created_at,
     N.fallback_group,
     N.fallback_rank,
+    N.sender,
+    N.reply_to,
 )
 
 
@@ -220,6 +225,8 @@ async def claim(
             created_at=_aware(r.created_at),
             fallback_group=r.fallback_group,
             fallback_rank=r.fallback_rank,
+            sender=r.sender,
+            reply_to=r.reply_to,
         )
         for r in rows
     ]

@@ -151,6 +151,8 @@ class Sender:
             order_id=item.order_id,
             template=item.template,
             state=item.state,
+            sender=item.sender,
+            reply_to=item.reply_to,
         )
         started = time.perf_counter()
         try:

@@ -74,6 +74,8 @@ async def load_orders(
             n.digest,
             n.state,
             n.order_id,
+            n.subject,
+            n.sent_at,
         ).where(n.order_id.in_(ids))
     )
     for r in rows.mappings():
@@ -86,6 +88,8 @@ async def load_orders(
             status=r["status"],
             digest=r["digest"],
             state=r["state"],
+            subject=r["subject"],
+            sent_at=_aware(r["sent_at"]) if r["sent_at"] is not None else None,
         )
     owners: dict[str, str] = {}
     for oid, agg in aggregates.items():
@@ -177,6 +181,8 @@ def _notification_row(d: NewNotification, now: datetime) -> dict[str, Any]:
         "subject": d.subject,
         "body_text": d.body_text,
         "body_html": d.body_html,
+        "sender": d.sender,
+        "reply_to": d.reply_to,
         "status": d.status.value,
         "priority": d.priority,
         "event_seq": d.event_seq,

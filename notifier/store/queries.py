@@ -75,6 +75,8 @@ async def order_view(engine: AsyncEngine, order_id: str) -> dict[str, Any] | Non
                         n.event_seq,
                         n.fallback_group,
                         n.fallback_rank,
+                        n.sender,
+                        n.reply_to,
                     )
                     .where(n.order_id == order_id)
                     .order_by(n.event_seq, n.created_at, n.id)

@@ -101,6 +101,10 @@ notifications = Table(
     Column("subject", Text),
     Column("body_text", Text),
     Column("body_html", Text),
+    #: who it comes from, decided when it was rendered (its store's email ``From`` or
+    #: SMS sender; NULL: the channel's own) and where replies go: what is sent is this
+    Column("sender", Text),
+    Column("reply_to", Text),
     Column("status", String(20), nullable=False),
     Column("priority", Integer, nullable=False),
     #: stream position of the event behind it: an order's messages go out in this order

@@ -246,6 +246,21 @@ def test_message_id_domain_and_odd_characters(
     assert make_channel(**overrides).message_id_for(notification_id) == expected
 
 
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, "<n-1@acme.example>"),  # a store's sender names its own Message-IDs
+        ({"message_id_domain": "mail.shop.example"}, "<n-1@mail.shop.example>"),  # unless set
+    ],
+)
+def test_a_store_sender_gives_its_domain_to_the_message_id(
+    overrides: dict[str, Any], expected: str
+) -> None:
+    channel = make_channel(**overrides)
+    assert channel.message_id_for("n-1", "Acme <orders@acme.example>") == expected
+    assert channel.message_id_for("n-1", None) == make_channel(**overrides).message_id_for("n-1")
+
+
 async def test_connections_are_reused_across_sends() -> None:
     async with InLoopSmtp(Recorder()) as server, running(make_channel(server.port)) as channel:
         await asyncio.gather(*(channel.send(outbound(f"n-{i}")) for i in range(20)))

@@ -74,6 +74,17 @@ def test_a_control_character_in_the_sender_is_refused() -> None:
     assert "From" in str(caught.value)
 
 
+def test_a_reply_to_is_set_and_checked_like_every_header() -> None:
+    mime, _ = compose(
+        _message(), from_addr=FROM, message_id=MESSAGE_ID, reply_to="help@shop.example"
+    )
+    assert mime["Reply-To"] == "help@shop.example"
+    assert "Reply-To" not in compose(_message(), from_addr=FROM, message_id=MESSAGE_ID)[0]
+    with pytest.raises(PermanentDeliveryError) as caught:
+        compose(_message(), from_addr=FROM, message_id=MESSAGE_ID, reply_to="a@b.example\r\nX: y")
+    assert caught.value.code == "invalid-message" and "Reply-To" in str(caught.value)
+
+
 BOUNDARY = re.compile(rb"={15}\d{19}==(\.\d+)?")
 DATE = re.compile(rb"^Date: [^\r\n]*\r\n", re.MULTILINE)
 

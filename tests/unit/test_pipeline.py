@@ -170,7 +170,8 @@ def test_revision_after_sending_sends_a_correction_and_before_sending_rerenders(
     after_send = h.apply(h.message(again))
     assert queued(after_send) == ["correction"]
     correction = after_send.notifications[0]
-    assert "CCC" in (correction.body_text or "")
+    # what the customer was told is the version revised before sending, not the first
+    assert "New tracking number: CCC (was BBB)" in (correction.body_text or "")
 
 
 def test_changing_back_after_a_correction_is_corrected_again() -> None:
@@ -184,7 +185,7 @@ def test_changing_back_after_a_correction_is_corrected_again() -> None:
     h.mark("o", NotificationStatus.SENT)
     back = h.apply(h.message(shipped, seq=99))
     assert queued(back) == ["correction"]
-    assert "AAA" in (back.notifications[0].body_text or "")
+    assert "New tracking number: AAA (was BBB)" in (back.notifications[0].body_text or "")
 
 
 def test_revision_that_changes_nothing_told_is_silent() -> None:
@@ -281,7 +282,9 @@ def test_back_and_forth_revisions_are_corrected_every_time() -> None:
         h.mark("o", NotificationStatus.SENT)
         plan = h.apply(h.message(dict(shipped, shipment={"id": "p", "tracking_number": tracking})))
         assert queued(plan) == ["correction"], tracking
-        assert f"Tracking number: {tracking}" in (plan.notifications[0].body_text or "")
+        was = "A" if tracking == "B" else "B"
+        told = f"New tracking number: {tracking} (was {was})"
+        assert told in (plan.notifications[0].body_text or "")
 
 
 def test_illegal_transition_is_dead_lettered_and_leaves_no_trace() -> None:

@@ -35,6 +35,18 @@ GSM_BASIC = set(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM_EXTENDED = set("^{}\\[~]|€")
+#: a store as the stores file gives it to templates, every field set
+STORE = {
+    "name": "Maison Lune",
+    "email_from": "Maison Lune <commandes@maisonlune.example>",
+    "reply_to": "aide@maisonlune.example",
+    "sms_sender": "MaisonLune",
+    "logo_url": "https://maisonlune.example/logo.png",
+    "brand_color": "#0a7d4f",
+    "support_email": "aide@maisonlune.example",
+    "support_phone": "+33612345678",
+    "website": "https://maisonlune.example",
+}
 
 
 #: a tracking-page link as ``core.links.TrackLinks`` makes one
@@ -57,12 +69,19 @@ def realistic(template: str) -> dict[str, Any]:
                 "store_name": "Maison Lune",
             },
         },
-        "customer": {"id": "c-1", "name": "Ana", "locale": "fr-CA", "timezone": "Europe/Paris"},
+        "customer": {
+            "id": "c-1",
+            "name": "Ana Martin",
+            "first_name": "Ana",
+            "locale": "fr-CA",
+            "timezone": "Europe/Paris",
+        },
         "event": {
             "event_id": "e-1",
             "state": template,
             "occurred_at": "2024-05-03T14:05:00+00:00",
             "reason": "Nobody was home to sign for the parcel",
+            "reason_code": None,
         },
         "shipment": {
             "id": "s-1",
@@ -74,26 +93,41 @@ def realistic(template: str) -> dict[str, Any]:
         },
         "correction": (
             {
-                "previous": {"template": "delivered", "state": "delivered"},
+                "previous": {
+                    "template": "delivered",
+                    "state": "delivered",
+                    "subject": "Your order A-10023 has been delivered",
+                    "sent_at": "2024-05-03T14:06:00+00:00",
+                    "channel": "email",
+                },
                 "current": {"state": "out_for_delivery"},
                 "retracted": True,
+                "changes": {"state": {"old": "delivered", "new": "out_for_delivery"}},
             }
             if template == "correction"
             else None
         ),
         "links": {"track": TRACK_LINK},
+        "store": STORE,
     }
 
 
 def minimal(template: str) -> dict[str, Any]:
     return {
         "order": {"id": "A-1", "source": "shop", "state": "processing", "attributes": {}},
-        "customer": {"id": "c-1", "name": None, "locale": "en", "timezone": "UTC"},
+        "customer": {
+            "id": "c-1",
+            "name": None,
+            "first_name": None,
+            "locale": "en",
+            "timezone": "UTC",
+        },
         "event": {
             "event_id": "e-1",
             "state": template,
             "occurred_at": "2024-05-03T14:05:00Z",
             "reason": None,
+            "reason_code": None,
         },
         "shipment": None,
         "correction": (
@@ -102,6 +136,7 @@ def minimal(template: str) -> dict[str, Any]:
             else None
         ),
         "links": {"track": None},
+        "store": None,
     }
 
 
@@ -250,7 +285,7 @@ def test_correction_states_what_is_true_now(renderer: TemplateRenderer) -> None:
 
 def test_html_is_escaped_and_text_is_not(renderer: TemplateRenderer) -> None:
     context = realistic("shipped")
-    context["customer"]["name"] = "<script>alert(1)</script>"
+    context["customer"]["first_name"] = "<script>alert(1)</script>"
     message = renderer.render("shipped", "email", "en", context)
     assert message.html is not None
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in message.html
@@ -493,3 +528,29 @@ def test_a_missing_dict_key_is_still_a_template_error(tmp_path: Path) -> None:
 
 def test_a_zone_name_too_long_for_a_file_name_falls_back_to_utc() -> None:
     assert datetime_filter("2024-05-03T10:00Z", "x" * 300, "en") == "May 3, 2024, 10:00:00\u202fAM"
+
+
+@pytest.mark.parametrize(
+    ("locale", "questions"),
+    [("en", "Questions about your order?"), ("fr", "Une question sur votre commande ?")],
+)
+def test_the_store_brands_the_email_in_each_language(
+    renderer: TemplateRenderer, locale: str, questions: str
+) -> None:
+    branded = renderer.render("delivered", "email", locale, realistic("delivered"))
+    html = branded.html or ""
+    assert '<img src="https://maisonlune.example/logo.png" alt="Maison Lune"' in html
+    assert "border-top:4px solid #0a7d4f" in html and "background: #0a7d4f" in html
+    assert questions in html
+    assert '<a href="mailto:aide@maisonlune.example">aide@maisonlune.example</a>' in html
+    assert '<a href="tel:+33612345678">+33612345678</a>' in html
+    assert '<a href="https://maisonlune.example">Maison Lune</a>' in html
+    assert branded.text.endswith(
+        f"--\nMaison Lune\n{questions} aide@maisonlune.example · +33612345678\n"
+        "https://maisonlune.example"
+    )
+    plain = realistic("delivered") | {"store": None}
+    unbranded = renderer.render("delivered", "email", locale, plain)
+    assert "<img" not in (unbranded.html or "") and "#0a7d4f" not in (unbranded.html or "")
+    assert "Maison Lune" in (unbranded.html or "")  # attributes.store_name, as before
+    assert "--" not in unbranded.text
