@@ -89,6 +89,23 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=100), PLAIN]
 Mailbox = Annotated[str, StringConstraints(max_length=300), PLAIN, AfterValidator(_mailbox)]
 Address = Annotated[str, StringConstraints(max_length=254), PLAIN, AfterValidator(_check_email)]
 Url = Annotated[str, StringConstraints(max_length=2000), PLAIN, AfterValidator(_url)]
+#: an image inlined as a ``data:`` URI, for a shop whose logo should not load from a host
+_DATA_IMAGE = re.compile(r"data:image/(?:png|gif|jpeg|webp|svg\+xml);base64,[A-Za-z0-9+/]+={0,2}")
+
+
+def _logo(value: str) -> str:
+    if value.startswith("data:"):
+        if not _DATA_IMAGE.fullmatch(value):
+            raise ValueError(
+                "a data: logo must be a base64 PNG, GIF, JPEG, WebP or SVG image "
+                "(data:image/png;base64,...)"
+            )
+        return value
+    return _url(value)
+
+
+#: a logo: an http(s) URL, or an image of at most ~24 KB inlined as a data: URI
+Logo = Annotated[str, StringConstraints(max_length=32_768), PLAIN, AfterValidator(_logo)]
 
 
 class Store(BaseModel):
@@ -100,7 +117,7 @@ class Store(BaseModel):
     email_from: Mailbox
     reply_to: Address | None = None
     sms_sender: Annotated[str, PLAIN, AfterValidator(_sms_sender)] | None = None
-    logo_url: Url | None = None
+    logo_url: Logo | None = None
     brand_color: Annotated[str, AfterValidator(_color)] | None = None
     support_email: Address | None = None
     support_phone: Annotated[str, AfterValidator(_check_phone)] | None = None

@@ -104,6 +104,8 @@ def test_without_a_default_an_unmatched_event_has_no_store(tmp_path: Path) -> No
         ("logo_url", "javascript:alert(1)", "http:// or https:// URL"),
         ("website", "acme.example", "http:// or https:// URL"),
         ("logo_url", 'https://acme.example/"onerror="x', "http:// or https:// URL"),
+        ("logo_url", "data:text/html;base64,PHNjcmlwdD4=", "base64 PNG, GIF, JPEG, WebP or SVG"),
+        ("logo_url", 'data:image/png;base64,AAA"onerror=x', "base64 PNG, GIF, JPEG, WebP or SVG"),
         ("name", "", "at least 1 character"),
         ("colour", "#fff", "Extra inputs are not permitted"),
     ],
@@ -152,3 +154,9 @@ def test_a_bad_stores_file_stops_start_up(tmp_path: Path) -> None:
 def test_a_missing_stores_file_is_a_setting_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"NOTIFIER_STORES_FILE: .* is not a readable file"):
         load_settings(environment="test", stores_file=tmp_path / "nope.yaml")
+
+
+def test_a_logo_may_be_inlined_as_a_data_image(tmp_path: Path) -> None:
+    logo = "data:image/svg+xml;base64,PHN2Zy8+"
+    book = load_stores(write(tmp_path, {"stores": {"acme": {**ACME, "logo_url": logo}}}))
+    assert book.stores["acme"].logo_url == logo
