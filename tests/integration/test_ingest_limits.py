@@ -111,7 +111,9 @@ async def test_a_name_with_crlf_and_nul_arrives_on_one_line(
         await publish(nats.url, placed)
         [sent] = await mail.wait_for(1, timeout=15)
         assert sent.rcpt_tos == ["ada@example.com"]
-        assert "Hi Eve Bcc: attacker@example.com," in (sent.text or "")
+        # the name was flattened to "Eve Bcc: attacker@example.com" (one line, so no
+        # header and no recipient was injected) and is greeted by its first word
+        assert "Hi Eve," in (sent.text or "")
 
 
 async def test_a_notification_that_cannot_be_rendered_is_counted_logged_and_in_the_stats(
