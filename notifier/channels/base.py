@@ -18,6 +18,7 @@ from typing import ClassVar, Protocol
 
 from notifier.config import Settings
 from notifier.contracts.channels import ChannelSpec, PartnerRoutes, RenderCheck
+from notifier.contracts.feed import NewFeedItem
 
 #: a provider's Retry-After longer than this is cut short: an hour-long outage is the
 #: breaker's and the backoff's business, not a reason to park a message for days
@@ -93,6 +94,22 @@ class ChannelAdapter(Protocol):
         """Close connections; in-flight sends have finished when this returns."""
 
 
+class FeedWriter(Protocol):
+    """The service's in-app feed, as a channel whose messages never leave the service
+    writes to it (``notifier.delivery.feed``). Channels do not reach the store; the
+    composition root hands this to them."""
+
+    async def start(self) -> None:
+        """Connect what announces new items; called once before the first write."""
+
+    async def write(self, item: NewFeedItem) -> None:
+        """Keep ``item`` (once, however often it is written) and announce it to live
+        readers; raises ``TransientDeliveryError`` when either cannot be done now."""
+
+    async def close(self) -> None:
+        """Let announcements in flight go out, then disconnect."""
+
+
 @dataclass(frozen=True, slots=True)
 class SendLimits:
     """How hard the service may push a channel's provider."""
@@ -131,6 +148,9 @@ class ChannelPlugin:
     alerts_to: str | None = None
     #: a partner channel: which of the running adapter's endpoints want (source, state)
     routes: Callable[[ChannelAdapter], PartnerRoutes] | None = None
+    #: a channel whose messages stay in the service (the in-app feed): built around the
+    #: feed the composition root hands it, rather than by ``build``
+    on_feed: Callable[[FeedWriter], ChannelAdapter] | None = None
 
     @property
     def name(self) -> str:

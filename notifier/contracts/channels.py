@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from notifier.contracts.events import Customer
 
 #: the channels a customer is told on, in the order the README lists them
-CUSTOMER_CHANNELS: tuple[str, ...] = ("email", "sms", "push")
+CUSTOMER_CHANNELS: tuple[str, ...] = ("email", "sms", "push", "inapp")
 #: the channel of partner deliveries: the event as JSON to the endpoints operators name;
 #: customers never choose it, and its bodies are not templates
 PARTNER_CHANNEL = "webhook"

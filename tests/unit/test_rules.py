@@ -33,8 +33,13 @@ def test_defaults_cover_the_lifecycle() -> None:
         "cancelled",
         "refunded",
     ):
-        assert fired[OrderState(state)] == [state]
+        assert set(fired[OrderState(state)]) == {state}
     assert fired[OrderState.IN_TRANSIT] == []
+    # in-app goes with every transition, and never inside a fallback chain
+    for state in OrderState:
+        matched = rules.matching(Transition("e", None, None, state, "x"))
+        assert all("inapp" not in r.channels for r in matched if r.fallback)
+        assert not matched or any("inapp" in r.channels for r in matched), state
 
 
 @pytest.mark.parametrize(
