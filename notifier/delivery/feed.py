@@ -75,11 +75,16 @@ class FeedDelivery:
         if nc is None:
             raise RuntimeError("FeedDelivery is not running: call start() first")
         try:
-            stored, _added = await add_item(self._engine, item)
+            kept = await add_item(self._engine, item)
         except SQLAlchemyError as exc:
             raise TransientDeliveryError(
                 f"feed item not stored: {type(exc).__name__}", code="database"
             ) from exc
+        if kept is None:
+            # erased while this was in flight: the ledger says suppressed already
+            log.info("notification %s: customer erased, no feed item kept", item.id)
+            return
+        stored, _added = kept
         data = json.dumps(stored.announcement(), separators=(",", ":")).encode()
         try:
             await nc.publish(feed_subject(stored.customer_id), data)

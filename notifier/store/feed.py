@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from notifier.contracts.feed import FeedItem, NewFeedItem
-from notifier.store.tables import feed_items
+from notifier.store.tables import feed_items, notifications
 
 F = feed_items.c
 _COLUMNS = (F.seq, F.id, F.customer_id, F.title, F.body, F.link, F.template, F.order_id)
@@ -54,9 +54,14 @@ def _select() -> Any:
     return select(*_COLUMNS, F.created_at, F.read_at)
 
 
-async def add_item(engine: AsyncEngine, new: NewFeedItem) -> tuple[FeedItem, bool]:
+async def add_item(engine: AsyncEngine, new: NewFeedItem) -> tuple[FeedItem, bool] | None:
     """Add ``new`` unless an item with its id exists; the stored item, and whether it
-    was added now (False: a redelivery found the one made before)."""
+    was added now (False: a redelivery found the one made before).
+
+    None when the ledger says its customer was erased meanwhile (the notification has
+    lost its recipient): an item written by a send in flight during an erasure would
+    outlive it. On PostgreSQL the ledger row is read under a share lock, so an erasure
+    either comes first (and is seen) or waits for this item (and deletes it)."""
     values = {
         "id": new.id,
         "customer_id": new.customer_id,
@@ -68,7 +73,14 @@ async def add_item(engine: AsyncEngine, new: NewFeedItem) -> tuple[FeedItem, boo
         "created_at": datetime.now(UTC),
     }
     async with engine.begin() as conn:
-        insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        postgres = conn.dialect.name == "postgresql"
+        ledger = select(notifications.c.recipient).where(notifications.c.id == new.id)
+        if postgres:
+            ledger = ledger.with_for_update(read=True)
+        found = (await conn.execute(ledger)).first()
+        if found is not None and found.recipient is None:
+            return None
+        insert = postgresql_insert if postgres else sqlite_insert
         added = await conn.execute(
             insert(feed_items).values(values).on_conflict_do_nothing(index_elements=["id"])
         )
