@@ -7,24 +7,24 @@ starts below, so items that arrive meanwhile never shift the pages after the fir
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.api.feed_auth import feed_guard
 from notifier.api.feed_stream import FeedStreams
-from notifier.api.responses import error_responses, query_error
+from notifier.api.responses import error_responses
 from notifier.store.feed import feed_page, mark_read, unread_count
 
 MAX_LIMIT = 100
 #: ids one read-mark request may name
 MAX_IDS = 500
-_CURSOR_PREFIX = "v1:"
+#: a cursor: any that matches names a place in a feed (a seq, below 2^60), so the
+#: document's pattern is the whole check
+CURSOR_SYNTAX = r"^c[0-9a-f]{1,15}$"
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 
 
@@ -49,19 +49,24 @@ class FeedPageBody(BaseModel):
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: none")
 
 
-class ReadMarks(BaseModel):
-    """Which items to mark read: ``{"ids": [...]}`` or ``{"all": true}``."""
+class ReadIds(BaseModel):
+    """Mark these items read (ids of another customer's items are left alone)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[ItemId] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
-    all: Literal[True] | None = None
+    ids: list[ItemId] = Field(min_length=1, max_length=MAX_IDS)
 
-    @model_validator(mode="after")
-    def _one_of(self) -> ReadMarks:
-        if (self.ids is None) == (self.all is None):
-            raise ValueError('send either {"ids": [...]} or {"all": true}')
-        return self
+
+class ReadAll(BaseModel):
+    """Mark every item read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    all: Literal[True]
+
+
+#: ``{"ids": [...]}`` or ``{"all": true}``, and nothing else
+ReadMarks = ReadIds | ReadAll
 
 
 class ReadResult(BaseModel):
@@ -72,20 +77,13 @@ class ReadResult(BaseModel):
 
 
 def encode_cursor(seq: int) -> str:
-    """The opaque cursor of the page below ``seq``."""
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{seq}".encode()).rstrip(b"=").decode()
+    """The opaque cursor of the page below ``seq``; clients pass it back as it is."""
+    return f"c{seq:x}"
 
 
 def decode_cursor(cursor: str) -> int:
-    """The seq a cursor names; ``ValueError`` for one this API did not give."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValueError("not a cursor this API gave") from None
-    number = text.removeprefix(_CURSOR_PREFIX)
-    if not text.startswith(_CURSOR_PREFIX) or not number.isdigit() or len(number) > 19:
-        raise ValueError("not a cursor this API gave")
-    return int(number)
+    """The seq a cursor names (its syntax is checked by :data:`CURSOR_SYNTAX` first)."""
+    return int(cursor[1:], 16)
 
 
 def _engine(request: Request) -> AsyncEngine:
@@ -107,11 +105,12 @@ def build_feed_router(
     streams: FeedStreams, *, api_token: str | None, feed_secret: str | None
 ) -> APIRouter:
     """The feed routes, each open to the operator and to the customer it names."""
+    # without an operator token the API is open, and its document claims no security
     router = APIRouter(
         prefix="/v1/customers/{customer_id}/feed",
         tags=["feed"],
-        dependencies=[Depends(feed_guard(api_token, feed_secret))],
-        responses=_AUTH_ERRORS,
+        dependencies=[Depends(feed_guard(api_token, feed_secret))] if api_token else [],
+        responses=_AUTH_ERRORS if api_token else {},
     )
 
     @router.get("", response_model=FeedPageBody)
@@ -119,13 +118,12 @@ def build_feed_router(
         customer_id: str,
         engine: Engine,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
-        cursor: Annotated[str | None, Query(max_length=64)] = None,
+        cursor: Annotated[
+            str | None, Query(pattern=CURSOR_SYNTAX, description="`next_cursor` of a page")
+        ] = None,
     ) -> dict[str, Any]:
         """The customer's items, newest first, with how many are unread."""
-        try:
-            before = decode_cursor(cursor) if cursor is not None else None
-        except ValueError as exc:
-            raise query_error("cursor", str(exc), cursor or "") from None
+        before = decode_cursor(cursor) if cursor is not None else None
         page = await feed_page(engine, customer_id, limit=limit, before=before)
         return {
             "items": [item.as_json() for item in page.items],
@@ -133,10 +131,18 @@ def build_feed_router(
             "next_cursor": encode_cursor(page.next_before) if page.next_before else None,
         }
 
-    @router.post("/read", response_model=ReadResult)
-    async def read(customer_id: str, marks: ReadMarks, engine: Engine) -> dict[str, int]:
-        """Mark items read, by id (another customer's ids are left alone) or all."""
-        marked = await mark_read(engine, customer_id, marks.ids)
+    @router.post(
+        "/read",
+        response_model=ReadResult,
+        responses=error_responses(400, s400="The body is not JSON"),
+    )
+    async def read(
+        customer_id: str, marks: Annotated[ReadMarks, Body()], engine: Engine
+    ) -> dict[str, int]:
+        """Mark items read: ``{"ids": [...]}`` (another customer's ids are left alone)
+        or ``{"all": true}``."""
+        ids = marks.ids if isinstance(marks, ReadIds) else None
+        marked = await mark_read(engine, customer_id, ids)
         return {"marked": marked, "unread_count": await unread_count(engine, customer_id)}
 
     @router.get(

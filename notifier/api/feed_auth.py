@@ -5,7 +5,7 @@ A customer token is ``signing.mint(NOTIFIER_FEED_SECRET, "feed", customer_id, ex
 (``notifier feed-token`` prints one). It is sent as ``Authorization: Bearer`` or as
 ``?token=``, because a browser's EventSource cannot send headers. The answers:
 
-    operator token, or no API token configured     allowed
+    operator token                                 allowed
     a customer token for this customer             allowed
     a well-formed token signed for someone else    403
     expired, malformed, missing                    401

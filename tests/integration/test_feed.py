@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient, Response
+from nats import connect as nats_connect
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -332,3 +333,40 @@ def test_feed_token_prints_a_token_for_one_customer(monkeypatch: pytest.MonkeyPa
     assert signing.check(SECRET, "feed", "ada", token) is None
     assert signing.check(SECRET, "feed", "bob", token) is signing.TokenProblem.FORGED
     assert signing.check(SECRET, "feed", "ada", token, now=time.time() + 121) is not None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_slow_stream_catches_up_from_the_database_and_ends_when_closed(
+    nats: NatsServer, database_url: str
+) -> None:
+    from notifier.api.feed_stream import FeedStreams
+    from notifier.delivery.feed import Announcer, FeedDelivery
+    from notifier.store.db import create_engine
+    from notifier.store.migrate import upgrade
+
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    nc = await nats_connect(nats.url)
+    feed = FeedDelivery(engine, Announcer(nats.url))
+    await feed.start()
+    streams = FeedStreams(engine, lambda: nc, keepalive_s=0.1, queue_size=2)
+    try:
+        events = streams.events("ada", None)
+        assert await anext(events) == ": connected\n\n"
+        # nobody reads while eight items are announced: two wait, the rest overflow
+        for n in range(8):
+            await feed.write(_item("ada", n))
+        await nc.flush()
+        await asyncio.sleep(0.2)
+        texts = [await anext(events) for _ in range(8)]
+        ids = [t.split("\n")[0].removeprefix("id: ") for t in texts]
+        assert ids == [f"n-ada-{n}" for n in range(8)]  # each once, in order
+        assert await anext(events) == ": keep-alive\n\n"
+        streams.close()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(anext(events), 5)
+        assert not streams.available()
+    finally:
+        await feed.close()
+        await nc.close()
+        await engine.dispose()
