@@ -8,10 +8,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from httpx import AsyncClient, Response
 from nats import connect as nats_connect
@@ -370,3 +376,69 @@ async def test_a_slow_stream_catches_up_from_the_database_and_ends_when_closed(
         await feed.close()
         await nc.close()
         await engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_stopping_service_ends_its_streams_rather_than_wait_for_them(
+    nats: NatsServer, database_url: str, tmp_path: Path
+) -> None:
+    # uvicorn waits up to 30 s for open responses; a live stream never ends by itself
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env |= {
+        "NOTIFIER_ENVIRONMENT": "test",
+        "NOTIFIER_NATS_URL": nats.url,
+        "NOTIFIER_DATABASE_URL": database_url,
+        "NOTIFIER_HTTP_PORT": str(port),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "notifier",
+        "run",
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+            async def up() -> bool:
+                try:
+                    return (await client.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_until(up, timeout=30)
+            async with _stream(client, "ada") as lines:
+                process.send_signal(signal.SIGTERM)
+                started = time.monotonic()
+                async with asyncio.timeout(15):
+                    async for _line in lines:
+                        pass  # the server ends the stream
+            code = await asyncio.wait_for(process.wait(), 15)
+            assert code == 0
+            assert time.monotonic() - started < 15
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_retention_deletes_feed_items_with_the_ledger(
+    nats: NatsServer, database_url: str
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from notifier.store.maintenance import prune
+
+    settings = settings_for(nats.url, database_url, None)
+    async with running(settings) as (service, _client):
+        await add_item(service.engine, _item("ada", 0))
+        now = datetime.now(UTC)
+        kept = await prune(service.engine, dedup_days=30, notification_days=180, now=now)
+        assert kept.feed_items == 0 and await _count(service, "ada") == 1
+        later = now + timedelta(days=181)
+        gone = await prune(service.engine, dedup_days=30, notification_days=180, now=later)
+        assert gone.feed_items == 1 and await _count(service, "ada") == 0
