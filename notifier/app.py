@@ -154,6 +154,7 @@ def build_rules(
         settings.rules_file,
         template_exists=renderer.has,
         channels=[p.name for p in plugins if p.spec.for_customers],
+        reaching_everyone=[p.name for p in plugins if p.spec.reaches_everyone],
     )
 
 

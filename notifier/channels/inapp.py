@@ -113,6 +113,7 @@ PLUGIN = ChannelPlugin(
         parts=TemplateParts(subject="title", text="body", html="link"),
         recipient=lambda customer: customer.id,
         contact="feed",
+        reaches_everyone=True,
     ),
     requires=(),
     build=_without_feed,

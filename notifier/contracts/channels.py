@@ -69,6 +69,9 @@ class ChannelSpec:
     recipient: RecipientPicker | None = None
     #: what a customer without an address lacks, for the ledger: "customer has no <contact>"
     contact: str = ""
+    #: every customer has an address on it (the in-app feed): in a fallback chain, the
+    #: channels after it would never be tried
+    reaches_everyone: bool = False
 
     @property
     def for_customers(self) -> bool:
