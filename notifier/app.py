@@ -13,11 +13,13 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from fastapi import APIRouter, FastAPI
 
+from notifier.api.feed import build_feed_router
+from notifier.api.feed_stream import FeedStreams
 from notifier.api.http import new_app
 from notifier.api.receipts import build_receipts_router
 from notifier.api.routes import build_ops_router, build_router
 from notifier.api.track import build_track_router
-from notifier.channels.base import ChannelAdapter, ChannelPlugin, missing_settings
+from notifier.channels.base import ChannelAdapter, ChannelPlugin, FeedWriter, missing_settings
 from notifier.channels.null import null_channel
 from notifier.channels.registry import registered, specs, template_parts
 from notifier.config import Settings
@@ -42,6 +44,7 @@ from notifier.delivery.dispatcher import (
     Dispatcher,
     DispatchSettings,
 )
+from notifier.delivery.feed import Announcer, FeedDelivery
 from notifier.delivery.outbox import Outbox
 from notifier.delivery.retry import RetryPolicy
 from notifier.ingest.consumer import ConsumerSettings, IngestConsumer
@@ -58,9 +61,14 @@ log = logging.getLogger("notifier")
 
 
 def build_channels(
-    settings: Settings, plugins: Iterable[ChannelPlugin] | None = None
+    settings: Settings,
+    plugins: Iterable[ChannelPlugin] | None = None,
+    *,
+    feed: FeedWriter | None = None,
 ) -> dict[str, ChannelAdapter]:
-    """Every channel that has what it needs; the others are off, said once at start-up."""
+    """Every channel that has what it needs; the others are off, said once at start-up.
+
+    ``feed``: the service's in-app feed, for a channel whose messages stay in it."""
     channels: dict[str, ChannelAdapter] = {}
     for plugin in registered() if plugins is None else plugins:
         name = plugin.name
@@ -71,6 +79,11 @@ def build_channels(
                 "sent, but nobody receives them",
                 name,
             )
+        elif plugin.on_feed is not None:
+            if feed is None:
+                log.warning("%s channel disabled: no feed to write to", name)
+            else:
+                channels[name] = plugin.on_feed(feed)
         elif (reason := plugin.disabled_reason(settings)) is None:
             channels[name] = plugin.build(settings)
             if plugin.receipts_require is not None and not plugin.takes_receipts(settings):
@@ -149,6 +162,7 @@ def build_rules(
         settings.rules_file,
         template_exists=renderer.has,
         channels=[p.name for p in plugins if p.spec.for_customers],
+        reaching_everyone=[p.name for p in plugins if p.spec.reaches_everyone],
     )
 
 
@@ -179,10 +193,11 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
     )
     rules = build_rules(settings, renderer, plugins)
     stores = load_stores(settings.stores_file)
-    channels = build_channels(settings, plugins)
+    engine = create_engine(settings.database_url)
+    feed = FeedDelivery(engine, Announcer(settings.nats_url, settings.nats_creds_file))
+    channels = build_channels(settings, plugins, feed=feed)
     # on, with their provider (a null channel's provider sends no receipts)
     live = [p for p in plugins if p.name in channels and p.name not in settings.null_channel_names]
-    engine = create_engine(settings.database_url)
     metrics.providers.update({name: adapter.provider for name, adapter in channels.items()})
     outbox = Outbox(engine)
     policy = RetryPolicy(
@@ -303,6 +318,21 @@ def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> 
             api_token=token.get_secret_value() if token else None,
             before_scrape=service.refresh_gauges,
             providers=service.metrics.providers,
+        )
+    )
+    secret = service.settings.feed_secret
+    streams = FeedStreams(
+        service.engine,
+        lambda: service.nc,
+        keepalive_s=service.settings.feed_keepalive_s,
+        queue_size=service.settings.feed_stream_queue,
+    )
+    app.state.feed_streams = streams
+    app.include_router(
+        build_feed_router(
+            streams,
+            api_token=token.get_secret_value() if token else None,
+            feed_secret=secret.get_secret_value() if secret else None,
         )
     )
     auth = service.settings.twilio_auth_token

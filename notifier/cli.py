@@ -1,5 +1,6 @@
 """The ``notifier`` command line: the app and its commands (run, dev, emit, migrate,
-schema, bench), with ``dlq`` and ``erase-customer`` registered from ``notifier.commands``.
+schema, bench), with ``dlq``, ``erase-customer`` and ``feed-token`` registered from
+``notifier.commands``.
 
 The entry point is :func:`main`. Every command imports what it needs when it runs, so
 ``notifier --help`` stays fast and ``notifier run`` never loads the dev fakes or the
@@ -30,10 +31,14 @@ from notifier.commands.common import (
 )
 from notifier.commands.dlq import dlq_app
 from notifier.commands.erase import erase_customer_cmd
+from notifier.commands.feed_token import feed_token_cmd
 from notifier.config import Role
 from notifier.errors import NotifierError
 
-HELP = "``notifier`` command line: dev, run, emit, dlq, migrate, schema, erase-customer, bench."
+HELP = (
+    "``notifier`` command line: dev, run, emit, dlq, migrate, schema, erase-customer, "
+    "feed-token, bench."
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
 app.add_typer(dlq_app, name="dlq")
@@ -210,6 +215,7 @@ def schema() -> None:
 
 
 app.command("erase-customer")(erase_customer_cmd)
+app.command("feed-token")(feed_token_cmd)
 
 
 @app.command()

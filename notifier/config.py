@@ -129,6 +129,7 @@ class Settings(BaseSettings):
     push_rate_per_s: float = Field(default=500.0, ge=0)
     push_concurrency: int = Field(default=16, ge=1, le=256)
     webhook_rate_per_s: float = Field(default=50.0, ge=0)
+    inapp_concurrency: int = Field(default=8, ge=1, le=256)
     webhook_concurrency: int = Field(default=8, ge=1, le=256)
     #: consecutive transient failures that open a provider's circuit, and for how long
     breaker_failures: int = Field(default=5, ge=1)
@@ -141,6 +142,15 @@ class Settings(BaseSettings):
     alert_check_interval_s: float = Field(default=60.0, gt=0)
     alert_email: str | None = None
     alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+
+    #: signs the per-customer feed tokens a shopper's app holds; unset: only the operator
+    #: token opens a feed
+    feed_secret: SecretStr | None = None
+    #: a live feed stream sends a comment this often, so proxies keep it open
+    feed_keepalive_s: float = Field(default=15.0, gt=0, le=300)
+    #: new items one stream connection may have waiting; past it, it catches up from the
+    #: database instead
+    feed_stream_queue: int = Field(default=100, ge=1, le=10_000)
 
     rules_file: Path = DEFAULT_RULES_FILE
     templates_dir: Path = Field(default_factory=default_templates_dir)
@@ -172,6 +182,13 @@ class Settings(BaseSettings):
         if path is not None and not path.is_file():
             raise ValueError(f"{path} is not a readable file")
         return path
+
+    @field_validator("feed_secret")
+    @classmethod
+    def _long_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value()) < 16:
+            raise ValueError("use at least 16 characters (a random string)")
+        return secret
 
     @field_validator("templates_dir")
     @classmethod

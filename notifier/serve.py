@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Sequence
 
 import uvicorn
@@ -18,6 +19,7 @@ from fastapi import APIRouter
 from nats.errors import NoServersError
 from sqlalchemy.exc import SQLAlchemyError
 
+from notifier.api.feed_stream import FeedStreams
 from notifier.app import build_service, create_app
 from notifier.config import Settings
 from notifier.errors import NotifierError, StartupError
@@ -37,6 +39,20 @@ async def _watch_owner(link: OwnerLink, server: uvicorn.Server) -> None:
     await link.gone()
     log.warning("the process that started this dispatch worker is gone; stopping")
     server.should_exit = True
+
+
+class _Server(uvicorn.Server):
+    """uvicorn waits for open responses before it stops; live feed streams never end on
+    their own, so they are told to end first."""
+
+    def __init__(self, config: uvicorn.Config, streams: FeedStreams | None) -> None:
+        super().__init__(config)
+        self._streams = streams
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._streams is not None:
+            self._streams.close()
+        await super().shutdown(sockets)
 
 
 async def serve(
@@ -61,7 +77,7 @@ async def serve(
         lifespan="off",
         timeout_graceful_shutdown=30,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, getattr(app.state, "feed_streams", None))
     link = OwnerLink(supervisor_fd) if supervisor_fd is not None else None
     if link is not None:
         await link.open()

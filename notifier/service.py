@@ -11,6 +11,7 @@ happens in which order, and what health says) can each be read, and changed, alo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -216,7 +217,7 @@ class Service:
                     notification_days=self.settings.notification_retention_days,
                     deadletter_days=self.settings.deadletter_max_age_days,
                 )
-                if report.orders or report.notifications or report.dead_letters:
+                if any(dataclasses.astuple(report)):
                     log.info("retention removed %s", report)
             except Exception:
                 log.exception("retention run failed; will try again")

@@ -135,7 +135,7 @@ def build_router(
     )
     async def erase(customer_id: str, engine: Engine, request: Request) -> dict[str, Any]:
         """Erase one customer's contacts, names and message bodies (ids and fates stay),
-        and their refused events from the dead letters."""
+        their in-app feed items, and their refused events from the dead letters."""
         try:
             report = await erase_customer(
                 engine, customer_id, delete_dead_letter=request.app.state.delete_dead_letter
@@ -147,6 +147,7 @@ def build_router(
             "events": report.events,
             "notifications": report.notifications,
             "dead_letters": report.dead_letters,
+            "feed_items": report.feed_items,
         }
 
     @v1.get("/stats/delivery", tags=["operations"])

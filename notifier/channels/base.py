@@ -18,6 +18,7 @@ from typing import ClassVar, Protocol
 
 from notifier.config import Settings
 from notifier.contracts.channels import ChannelSpec, PartnerRoutes, RenderCheck, SenderPicker
+from notifier.contracts.feed import NewFeedItem
 
 #: a provider's Retry-After longer than this is cut short: an hour-long outage is the
 #: breaker's and the backoff's business, not a reason to park a message for days
@@ -98,6 +99,22 @@ class ChannelAdapter(Protocol):
         """Close connections; in-flight sends have finished when this returns."""
 
 
+class FeedWriter(Protocol):
+    """The service's in-app feed, as a channel whose messages never leave the service
+    writes to it (``notifier.delivery.feed``). Channels do not reach the store; the
+    composition root hands this to them."""
+
+    async def start(self) -> None:
+        """Connect what announces new items; called once before the first write."""
+
+    async def write(self, item: NewFeedItem) -> None:
+        """Keep ``item`` (once, however often it is written) and announce it to live
+        readers; raises ``TransientDeliveryError`` when either cannot be done now."""
+
+    async def close(self) -> None:
+        """Let announcements in flight go out, then disconnect."""
+
+
 @dataclass(frozen=True, slots=True)
 class SendLimits:
     """How hard the service may push a channel's provider."""
@@ -140,6 +157,9 @@ class ChannelPlugin:
     #: decided when a message is rendered and kept on its ledger row; None: the channel
     #: has no sender a store could set
     sender: Callable[[Settings], SenderPicker] | None = None
+    #: a channel whose messages stay in the service (the in-app feed): built around the
+    #: feed the composition root hands it, rather than by ``build``
+    on_feed: Callable[[FeedWriter], ChannelAdapter] | None = None
 
     @property
     def name(self) -> str:

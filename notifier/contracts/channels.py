@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from notifier.contracts.stores import Store
 
 #: the channels a customer is told on, in the order the README lists them
-CUSTOMER_CHANNELS: tuple[str, ...] = ("email", "sms", "push")
+CUSTOMER_CHANNELS: tuple[str, ...] = ("email", "sms", "push", "inapp")
 #: the channel of partner deliveries: the event as JSON to the endpoints operators name;
 #: customers never choose it, and its bodies are not templates
 PARTNER_CHANNEL = "webhook"
@@ -85,6 +85,9 @@ class ChannelSpec:
     recipient: RecipientPicker | None = None
     #: what a customer without an address lacks, for the ledger: "customer has no <contact>"
     contact: str = ""
+    #: every customer has an address on it (the in-app feed): in a fallback chain, the
+    #: channels after it would never be tried
+    reaches_everyone: bool = False
 
     @property
     def for_customers(self) -> bool:

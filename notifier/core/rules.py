@@ -136,9 +136,12 @@ def load_rules(
     *,
     template_exists: Callable[[str, str], bool],
     channels: Collection[str] = CUSTOMER_CHANNELS,
+    reaching_everyone: Collection[str] = (),
 ) -> RuleSet:
     """Parse and validate the rules file; ``template_exists(template, channel)`` checks
-    parts, and each rule may name only ``channels`` (the registered customer channels)."""
+    parts, and each rule may name only ``channels`` (the registered customer channels).
+    A fallback rule may name a channel ``reaching_everyone`` only last: anywhere else,
+    every customer would "receive" it and the channels after it would never be tried."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -158,6 +161,13 @@ def load_rules(
         if item.name in names:
             raise RulesError(f"{path}: rule {index} ({item.name}): name is used twice")
         names.add(item.name)
+        blocking = [c for c in item.channels[:-1] if c in reaching_everyone]
+        if item.fallback and blocking:
+            raise RulesError(
+                f"{path}: rule {index} ({item.name}): every customer can receive "
+                f"{blocking[0]}, so in a fallback chain the channels after it are never "
+                "tried; put it last, or give it a rule of its own"
+            )
         for channel in item.channels:
             if not template_exists(item.template, channel):
                 raise RulesError(

@@ -19,6 +19,7 @@ from notifier.store.deadletter_index import (
     forget_dead_letters,
     prune_dead_letters,
 )
+from notifier.store.feed import delete_customer_items, prune_items
 from notifier.store.moves import move, status_values
 from notifier.store.tables import dead_push_tokens, events, notifications, ops_alerts, orders
 
@@ -34,6 +35,7 @@ class PruneReport:
     events: int
     notifications: int
     dead_letters: int = 0
+    feed_items: int = 0
 
 
 async def prune(
@@ -76,6 +78,8 @@ async def prune(
             .where(notifications.c.created_at < now - timedelta(days=notification_days))
             .where(notifications.c.status.in_(status_values(SETTLED)))
         )
+        # in-app feed items hold what the ledger's bodies held: kept as long
+        feed = await prune_items(conn, now - timedelta(days=notification_days))
         # dead push tokens are personal data too: kept as long as the ledger
         await conn.execute(
             delete(dead_push_tokens).where(
@@ -91,6 +95,7 @@ async def prune(
         events=deleted_events,
         notifications=nt.rowcount,
         dead_letters=dead,
+        feed_items=feed,
     )
 
 
@@ -113,6 +118,7 @@ class EraseReport:
     events: int
     notifications: int
     dead_letters: int = 0
+    feed_items: int = 0
 
 
 #: deletes one message of the DEADLETTER stream by sequence (gone already is no error);
@@ -123,8 +129,8 @@ DeleteDeadLetter = Callable[[int], Awaitable[None]]
 async def erase_customer(
     engine: AsyncEngine, customer_id: str, *, delete_dead_letter: DeleteDeadLetter
 ) -> EraseReport:
-    """Remove a customer's contacts, names, free-form attributes and message bodies, and
-    their refused events from the DEADLETTER stream (with their index rows).
+    """Remove a customer's contacts, names, free-form attributes, message bodies and
+    in-app feed items, and their refused events from the DEADLETTER stream (with their index rows).
 
     Ids, states and the ledger's fates stay, so the order's history still adds up;
     content hashes stay too, so a replayed old event is still recognised as a duplicate.
@@ -153,13 +159,16 @@ async def erase_customer(
         await conn.execute(
             delete(dead_push_tokens).where(dead_push_tokens.c.customer_id == customer_id)
         )
+        feed = await delete_customer_items(conn, customer_id)
         nt = await conn.execute(
             update(notifications)
             .where(notifications.c.customer_id == customer_id)
             .values(recipient=None, subject=None, body_text=None, body_html=None, updated_at=now)
         )
     dead = await _erase_dead_letters(engine, customer_id, delete_dead_letter)
-    return EraseReport(events=len(rows), notifications=nt.rowcount, dead_letters=dead)
+    return EraseReport(
+        events=len(rows), notifications=nt.rowcount, dead_letters=dead, feed_items=feed
+    )
 
 
 async def _erase_dead_letters(

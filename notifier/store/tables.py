@@ -1,7 +1,8 @@
 """The schema. Personal data lives in ``events.payload`` and ``notifications`` recipient and
 bodies; both have a retention (see ``store.maintenance``) and an erase-one-customer path.
 Refused events keep theirs in the DEADLETTER stream; ``dead_letters`` indexes them, so
-retention and erasure reach them too.
+retention and erasure reach them too. In-app ``feed_items`` keep titles and bodies: they
+age with the ledger and go with the customer.
 """
 
 from __future__ import annotations
@@ -172,4 +173,27 @@ dead_letters = Table(
     #: names the field and the rule, never the value
     Column("detail", Text, nullable=False),
     Column("received_at", UtcDateTime(), nullable=False, index=True),
+)
+
+#: the in-app feed: one item per notification on the in-app channel (its id is the
+#: notification's), kept for the customer to read; title, body and link are personal
+#: data, deleted with the customer and by the ledger's retention. ``seq`` orders a feed
+#: (cursors and stream resumption count on it never going back)
+feed_items = Table(
+    "feed_items",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("order_id", String(200), nullable=False),
+    Column("template", String(100), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("link", Text),
+    Column("created_at", UtcDateTime(), nullable=False, index=True),
+    #: when the customer marked it read; None while unread
+    Column("read_at", UtcDateTime()),
+    Index("ix_feed_items_customer_seq", "customer_id", "seq"),
 )

@@ -320,6 +320,7 @@ async def test_erasing_a_customer_scrubs_payloads_and_ledger_and_suppresses_the_
                         notifications.c.body_text,
                         notifications.c.body_html,
                         notifications.c.status,
+                        notifications.c.channel,
                     )
                 )
             ).all()
@@ -339,7 +340,11 @@ async def test_erasing_a_customer_scrubs_payloads_and_ledger_and_suppresses_the_
         assert erased_rows and kept_rows
         for r in erased_rows:
             assert (r.recipient, r.subject, r.body_text, r.body_html) == (None, None, None, None)
-            assert r.status == "suppressed"
+            # in-app items are written at once (no provider to wait for): those sent keep
+            # their fate, and their feed items are deleted with the customer
+            assert r.status == "suppressed" or (r.channel == "inapp" and r.status == "sent")
+        sent_in_app = sum(r.status == "sent" for r in erased_rows)
+        assert body["feed_items"] == sent_in_app
         # another customer's data is untouched
         assert len(kept) == 1 and "keep@example.com" in kept[0] and "Grace Hopper" in kept[0]
         kept_email = next(r for r in kept_rows if r.recipient == "keep@example.com")
@@ -363,6 +368,7 @@ async def test_erasing_an_unknown_customer_touches_nothing(
             "events": 0,
             "notifications": 0,
             "dead_letters": 0,
+            "feed_items": 0,
         }
 
 

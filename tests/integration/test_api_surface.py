@@ -46,7 +46,7 @@ async def test_an_unknown_channel_is_a_422_that_lists_the_known_ones(
         assert response.status_code == 422, response.text
         [error] = response.json()["detail"]
         assert error["loc"] == ["query", "channel"]
-        assert error["msg"] == "unknown channel; one of email, push, sms, webhook"
+        assert error["msg"] == "unknown channel; one of email, inapp, push, sms, webhook"
         # a known channel that is not configured here still has (empty) stats
         webhook = await client.get("/v1/stats/delivery", params={"channel": "webhook"})
         assert webhook.status_code == 200
@@ -55,7 +55,7 @@ async def test_an_unknown_channel_is_a_422_that_lists_the_known_ones(
         document = (await client.get("/openapi.json")).json()
         parameters = document["paths"]["/v1/stats/delivery"]["get"]["parameters"]
         channel = next(p for p in parameters if p["name"] == "channel")
-        assert channel["schema"]["enum"] == ["email", "push", "sms", "webhook"]
+        assert channel["schema"]["enum"] == ["email", "inapp", "push", "sms", "webhook"]
 
 
 async def test_metrics_are_prometheus_text_in_the_service_and_its_document(

@@ -46,7 +46,11 @@ ROUTES = {
     "GET /v1/stats/delivery",
     "GET /v1/customers/{customer_id}/dead-push-tokens",
     "POST /v1/receipts/twilio",
+    "GET /v1/customers/{customer_id}/feed",
+    "POST /v1/customers/{customer_id}/feed/read",
 }
+#: answers that never end (a live stream): tested in test_feed.py, not called here
+OPEN_ENDED = {"GET /v1/customers/{customer_id}/feed/stream"}
 START_TIMEOUT_S = 60.0
 
 
@@ -193,7 +197,8 @@ def _check(case: Case) -> None:
 
 def test_every_route_answers_as_its_document_says(api_schema: OpenApiSchema) -> None:
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert {op.label for op in operations} >= ROUTES
+    assert {op.label for op in operations} >= ROUTES | OPEN_ENDED
+    operations = [op for op in operations if op.label not in OPEN_ENDED]
     # schemathesis' pytest plugin (from_fixture) does not run under pytest 9.2, so each
     # operation is a Hypothesis test of its own here, valid and invalid requests apart
     failures: list[str] = []

@@ -12,7 +12,9 @@ from tests.unit.test_pipeline import Harness, ev
 
 Q = NotificationStatus
 SHIPMENT = {"id": "p1", "carrier": "DHL", "tracking_number": "JD1"}
-ALL = frozenset({"email", "sms", "push"})
+#: the channels with a provider; in-app (the feed) is always reachable
+PROVIDERS = frozenset({"email", "sms", "push"})
+ALL = PROVIDERS | {"inapp"}
 
 
 def customer(**contacts: Any) -> dict[str, Any]:
@@ -40,13 +42,15 @@ def test_a_fallback_rule_queues_the_first_reachable_channel_and_holds_the_rest()
             )
         )
     )
+    # in-app is sent alongside the chain, never a link of it (its own rule)
     assert by_channel(plan, "out_for_delivery") == {
         "push": ("queued", 0),
         "sms": ("standby", 1),
         "email": ("standby", 2),
+        "inapp": ("queued", None),
     }
     groups = {n.fallback_group for n in plan.notifications if n.template == "out_for_delivery"}
-    assert len(groups) == 1
+    assert len(groups - {None}) == 1
 
 
 def test_without_a_push_token_the_sms_goes_first() -> None:
@@ -66,6 +70,7 @@ def test_without_a_push_token_the_sms_goes_first() -> None:
         "push": ("suppressed", 0),
         "sms": ("queued", 1),
         "email": ("standby", 2),
+        "inapp": ("queued", None),
     }
 
 
@@ -102,6 +107,7 @@ def test_rules_without_fallback_send_on_every_reachable_channel() -> None:
         "email": ("queued", None),
         "push": ("queued", None),
         "sms": ("queued", None),
+        "inapp": ("queued", None),
     }
 
 

@@ -33,8 +33,13 @@ def test_defaults_cover_the_lifecycle() -> None:
         "cancelled",
         "refunded",
     ):
-        assert fired[OrderState(state)] == [state]
+        assert set(fired[OrderState(state)]) == {state}
     assert fired[OrderState.IN_TRANSIT] == []
+    # in-app goes with every transition, and never inside a fallback chain
+    for state in OrderState:
+        matched = rules.matching(Transition("e", None, None, state, "x"))
+        assert all("inapp" not in r.channels for r in matched if r.fallback)
+        assert not matched or any("inapp" in r.channels for r in matched), state
 
 
 @pytest.mark.parametrize(
@@ -106,3 +111,15 @@ def test_from_states_restrict_a_rule(tmp_path: Path) -> None:
     retry = Transition("e", "p", OrderState.DELIVERY_FAILED, OrderState.OUT_FOR_DELIVERY, "x")
     assert rules.matching(first) == ()
     assert [r.name for r in rules.matching(retry)] == ["back"]
+
+
+def test_a_channel_everyone_receives_may_only_end_a_fallback_chain(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    chain = "version: 1\nrules:\n  - name: ofd\n    when: {state: [shipped]}\n    template: t\n"
+    rules.write_text(chain + "    fallback: true\n    channels: [push, inapp, email]\n")
+    with pytest.raises(RulesError, match=r"rule 1 \(ofd\): every customer can receive inapp"):
+        load_rules(rules, template_exists=always, reaching_everyone=("inapp",))
+    rules.write_text(chain + "    fallback: true\n    channels: [push, email, inapp]\n")
+    assert load_rules(rules, template_exists=always, reaching_everyone=("inapp",)).rules
+    rules.write_text(chain + "    channels: [inapp, push, email]\n")
+    assert load_rules(rules, template_exists=always, reaching_everyone=("inapp",)).rules
