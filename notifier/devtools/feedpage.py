@@ -102,7 +102,10 @@ def _secret(settings_value: object) -> str | None:
 
 
 def _has_feed_api(request: Request) -> bool:
-    return any(getattr(route, "path", None) == STREAM_ROUTE for route in request.app.routes)
+    # from the OpenAPI document (built once, then cached by FastAPI): routers included
+    # in the app are not listed route by route in ``app.routes``
+    paths: dict[str, object] = request.app.openapi().get("paths", {})
+    return STREAM_ROUTE in paths
 
 
 def _unavailable(customer_id: str, why: str) -> Response:

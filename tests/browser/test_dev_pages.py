@@ -88,20 +88,48 @@ async def test_the_same_route_still_answers_json_to_a_script(dev: DevStack, page
 
 
 async def test_the_feed_page_loads_and_says_what_it_can_show(dev: DevStack, page: Page) -> None:
+    from playwright.async_api import expect
+
     customer = f"nobody <yet> {time.monotonic_ns()}"
-    has_feed_api = STREAM_ROUTE in (await dev.get_json("/openapi.json"))["paths"]
+    assert STREAM_ROUTE in (await dev.get_json("/openapi.json"))["paths"]
 
     await page.goto(dev.url(f"/dev/feed/{quote(customer, safe='')}"))
 
     assert await page.locator("main code").first.inner_text() == customer, "shown as text"
-    status = page.locator("#status")
-    if has_feed_api:
-        from playwright.async_api import expect
+    await expect(page.locator("#status")).to_have_attribute("data-state", "live")
+    assert await page.locator("#empty").is_visible()
+    assert await page.locator("#items li").count() == 0
+    assert await page.locator("#unread").inner_text() == "0"
 
-        await expect(status).to_have_attribute("data-state", "live")
-        assert await page.locator("#empty").is_visible()
-        assert await page.locator("#items li").count() == 0
-        assert await page.locator("#unread").inner_text() == "0"
-    else:
-        assert await status.get_attribute("data-state") == "unavailable"
-        assert "not available" in await status.inner_text()
+
+def _event(customer: str, order: str, state: str, seq: int) -> dict[str, Any]:
+    return {
+        "event_id": f"{order}-{seq}",
+        "order_id": order,
+        "source": "browser-test",
+        "state": state,
+        "occurred_at": f"2026-11-30T10:0{seq}:00+00:00",
+        "customer": {"id": customer, "name": "Ada Lovelace", "locale": "en"},
+    }
+
+
+async def test_a_new_feed_item_appears_live_on_the_dev_feed_page(dev: DevStack, page: Page) -> None:
+    from playwright.async_api import expect
+
+    customer = f"live-{time.monotonic_ns()}"
+    order = f"LIVE-{time.monotonic_ns()}"
+    await page.goto(dev.url(f"/dev/feed/{customer}"))
+    await expect(page.locator("#status")).to_have_attribute("data-state", "live")
+    items = page.locator("#items li")
+    assert await items.count() == 0
+
+    # the page is not reloaded: each item arrives over the stream
+    await dev.emit_events([_event(customer, order, "placed", 1)])
+    await expect(items).to_have_count(1, timeout=20_000)
+    assert order in await items.first.inner_text()
+    await dev.emit_events([_event(customer, order, "cancelled", 2)])
+    await expect(items).to_have_count(2, timeout=20_000)
+    assert "cancel" in (await items.first.inner_text()).lower(), "newest first"
+    assert await page.locator("#unread").inner_text() == "2"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=SCREENSHOTS / "dev-feed-live.png", full_page=True)
