@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 #: the demo's three orders (delivered, cancelled, delivered): each sends email
 DEMO_ORDERS = 3
+#: the demo's two shops (notifier/devtools/demo-stores.yaml)
+DEMO_SHOPS = {"Analytical Coffee Co.", "Boutique Érable"}
 
 
 async def _outbox(dev: DevStack) -> tuple[Any, ...]:
@@ -71,6 +73,13 @@ async def test_the_outbox_page_lists_the_demo_emails_each_rendered_in_a_sandboxe
     assert order in rendered
     # the email's own markup, not its source text, reached the screen
     assert "<" not in rendered and "{{" not in rendered
+    # branded: the shop's logo (an inlined image) drawn in its header, its footer
+    logo = frame.locator("img").first
+    shop = await logo.get_attribute("alt")
+    assert shop in DEMO_SHOPS
+    assert await logo.evaluate("image => image.complete && image.naturalWidth > 0")
+    assert shop in rendered, "the footer names the shop"
+    assert "View your order" in rendered
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await frame_element.screenshot(path=SCREENSHOTS / "outbox-email-in-sandboxed-iframe.png")
 
