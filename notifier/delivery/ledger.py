@@ -192,6 +192,12 @@ def _next_due_statement() -> Any:
 #: with null channels
 _CLAIM = _claim_statement()
 _NEXT_DUE = _next_due_statement()
+_STATES = select(N.id, N.status, N.lease_until, N.order_id).where(
+    N.id.in_(bindparam("b_ids", expanding=True))
+)
+_DEAD = select(dead_push_tokens.c.token_sha256).where(
+    dead_push_tokens.c.token_sha256.in_(bindparam("b_hashes", expanding=True))
+)
 
 
 async def claim(
@@ -243,9 +249,7 @@ async def claim(
 
 
 async def _why_not(conn: AsyncConnection, ids: list[str], now: datetime) -> dict[str, Held]:
-    rows = (
-        await conn.execute(select(N.id, N.status, N.lease_until, N.order_id).where(N.id.in_(ids)))
-    ).all()
+    rows = (await conn.execute(_STATES, {"b_ids": ids})).all()
     found = {r.id: r for r in rows}
     held: dict[str, Held] = {}
     waiting: dict[str, str] = {}  # notification id → its order
@@ -304,17 +308,7 @@ async def _dead_tokens(conn: AsyncConnection, tokens: Sequence[str]) -> set[str]
     by_hash = {token_hash(t): t for t in tokens if t}
     if not by_hash:
         return set()
-    rows = (
-        (
-            await conn.execute(
-                select(dead_push_tokens.c.token_sha256).where(
-                    dead_push_tokens.c.token_sha256.in_(list(by_hash))
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
+    rows = (await conn.execute(_DEAD, {"b_hashes": list(by_hash)})).scalars().all()
     return {by_hash[h] for h in rows}
 
 

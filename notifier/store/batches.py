@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, text, update
+from sqlalchemy import Table, bindparam, or_, select, text, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -46,9 +46,20 @@ async def load_orders(
     aggregates = {oid: OrderAggregate(order_id=oid, exists=False) for oid in ids}
     for (oid,) in await conn.execute(select(orders.c.order_id).where(orders.c.order_id.in_(ids))):
         aggregates[oid].exists = True
-    rows = await conn.execute(select(events).where(events.c.order_id.in_(ids)))
+    # the touched orders' history and, in the same statement, the owner of any of the
+    # batch's event ids stored under another order (a conflict): one round trip, not two
+    owners: dict[str, str] = {}
+    rows = await conn.execute(
+        select(events).where(
+            or_(events.c.order_id.in_(ids), events.c.event_id.in_(sorted(set(event_ids))))
+        )
+    )
     for r in rows.mappings():
-        aggregates[r["order_id"]].events[r["event_id"]] = StoredEvent(
+        owners[r["event_id"]] = r["order_id"]
+        aggregate = aggregates.get(r["order_id"])
+        if aggregate is None:
+            continue
+        aggregate.events[r["event_id"]] = StoredEvent(
             event_id=r["event_id"],
             order_id=r["order_id"],
             seq=r["seq"],
@@ -91,15 +102,6 @@ async def load_orders(
             subject=r["subject"],
             sent_at=_aware(r["sent_at"]) if r["sent_at"] is not None else None,
         )
-    owners: dict[str, str] = {}
-    for oid, agg in aggregates.items():
-        for eid in agg.events:
-            owners[eid] = oid
-    unknown = sorted(set(event_ids) - owners.keys())
-    if unknown:
-        q = select(events.c.event_id, events.c.order_id).where(events.c.event_id.in_(unknown))
-        for eid, oid in await conn.execute(q):
-            owners[eid] = oid
     return aggregates, owners
 
 
