@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from tqdm import tqdm
+
+from notifier.config import DEFAULT_RULES_FILE
+
+#: the channel left out of the benchmark's rules: it has no provider, so no client
+#: library could set a ceiling for it, and the ratios compare like with like
+NO_CEILING_CHANNEL = "inapp"
 
 REPLICAS_NEED_POSTGRES = (
     "--replicas needs --postgres URL: the replicas share one database, and SQLite is "
@@ -72,10 +81,28 @@ def progress_bar(cfg: BenchConfig, total: float, desc: str, unit: str = "msg") -
     )
 
 
+@functools.cache
+def bench_rules_file() -> Path:
+    """The shipped rules without in-app (``NO_CEILING_CHANNEL``), written once per run:
+    the rules without an in-app channel, and the in-app rules beside fallback chains
+    dropped."""
+    shipped = yaml.safe_load(DEFAULT_RULES_FILE.read_text(encoding="utf-8"))
+    rules = []
+    for rule in shipped["rules"]:
+        channels = [c for c in rule["channels"] if c != NO_CEILING_CHANNEL]
+        if channels:
+            rules.append({**rule, "channels": channels})
+    path = Path(tempfile.mkdtemp(prefix="notifier-bench-")) / "rules.yaml"
+    path.write_text(yaml.safe_dump({**shipped, "rules": rules}, sort_keys=False), "utf-8")
+    return path
+
+
 def service_settings(nats_url: str, database_url: str) -> dict[str, str]:
-    """The real configuration, but with provider rate limits off: the fakes have none,
-    and the point is what notifier itself sustains."""
+    """The real configuration, but with provider rate limits off (the fakes have none,
+    and the point is what notifier itself sustains) and the shipped rules without
+    in-app (``bench_rules_file``)."""
     return {
+        "NOTIFIER_RULES_FILE": str(bench_rules_file()),
         "NOTIFIER_ENVIRONMENT": "production",
         "NOTIFIER_LOG_LEVEL": "INFO",
         "NOTIFIER_NATS_URL": nats_url,

@@ -106,3 +106,20 @@ def test_no_event_lies_in_the_future_however_long_the_run() -> None:
         if m.kind == "event" and workload.counts.orders > 7_000:
             assert datetime.fromisoformat(json.loads(m.data)["occurred_at"]) < now
     assert workload.counts.orders > 8_000
+
+
+def test_the_bench_rules_are_the_shipped_ones_without_in_app() -> None:
+    import yaml
+
+    from notifier.bench.settings import bench_rules_file
+    from notifier.config import DEFAULT_RULES_FILE
+
+    shipped = yaml.safe_load(DEFAULT_RULES_FILE.read_text())["rules"]
+    bench = yaml.safe_load(bench_rules_file().read_text())["rules"]
+    assert all("inapp" not in rule["channels"] for rule in bench)
+    assert any("inapp" in rule["channels"] for rule in shipped), "the shipped rules send it"
+    assert [r for r in bench] == [
+        {**r, "channels": [c for c in r["channels"] if c != "inapp"]}
+        for r in shipped
+        if r["channels"] != ["inapp"]
+    ]
