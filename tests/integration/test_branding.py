@@ -196,6 +196,7 @@ async def test_a_messaging_service_keeps_its_own_sender(
         "email": ("Acme Outdoor <orders@acme.example>", "help@acme.example"),
         "sms": (None, None),
         "push": (None, None),  # no push token; and push has no sender a store sets
+        "inapp": (None, None),  # the customer's own feed: nobody sends it
     }
     assert sms.from_ is None and sms.messaging_service_sid == SERVICE_SID
     rows = {r["channel"]: r for r in await ledger(database_url)}
