@@ -135,6 +135,14 @@ async def unread_count(engine: AsyncEngine, customer_id: str) -> int:
         return int((await conn.execute(_unread(customer_id))).scalar_one())
 
 
+async def newest_items(engine: AsyncEngine, *, limit: int) -> list[FeedItem]:
+    """Up to ``limit`` of the newest items of every customer, newest first (what
+    ``notifier dev``'s outbox page lists)."""
+    query = _select().order_by(F.seq.desc()).limit(limit)
+    async with engine.connect() as conn:
+        return [_item(r) for r in (await conn.execute(query)).all()]
+
+
 async def seq_of(engine: AsyncEngine, customer_id: str, item_id: str) -> int | None:
     """The seq of one of the customer's items, None when they have no such item."""
     query = select(F.seq).where(F.customer_id == customer_id, F.id == item_id)
