@@ -4,7 +4,11 @@ is committed, to every connection that follows that feed, on whichever replica.
 A connection subscribes to the customer's core NATS subject (the in-app channel
 announces each item there after its commit) before it reads anything, so nothing falls
 between reading and listening. ``Last-Event-ID`` (or ``?last_event_id=``) names the
-last item a client saw: what came after it is read from the database first. Each
+last item a client saw: what came after it is read from the database first, and so
+is what came a little before it (items of the ``RESEND_WINDOW`` before it, which the
+client may already hold: a seq is taken at INSERT, so an item with a lower seq can
+commit, and be announced, after the one the client saw). The stream is therefore
+at-least-once across a reconnection, and clients drop ids they hold. Each
 connection has a bounded queue; one that overflows (a slow client) drops what arrives
 and catches up from the database once it has sent what it holds, so a slow reader
 costs memory for ``queue_size`` items, and loses none. Items are sent once per
@@ -22,6 +26,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -29,7 +34,7 @@ from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.contracts.feed import FeedItem, feed_subject
-from notifier.store.feed import feed_page, items_after, seq_of
+from notifier.store.feed import feed_page, items_after, items_committed_late, seq_of
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,9 @@ log = logging.getLogger(__name__)
 SEEN_IDS = 1000
 #: items read from the database at a time while catching up
 CATCH_UP_PAGE = 100
+#: how far before the last item seen a catch-up looks for items that committed after
+#: it: far more than a dispatch takes from making an item to announcing it
+RESEND_WINDOW = timedelta(seconds=60)
 
 
 def sse_item(item_id: str, item: dict[str, Any]) -> str:
@@ -110,16 +118,9 @@ class FeedStreams:
         sub = await nc.subscribe(feed_subject(customer_id), cb=heard)
         closing = asyncio.create_task(self._closing.wait())
         try:
-            resume = None
-            if last_event_id:
-                resume = await seq_of(self._engine, customer_id, last_event_id)
-            if resume is None:
-                newest = await feed_page(self._engine, customer_id, limit=1)
-                conn.last_seq = newest.items[0].seq if newest.items else 0
-            else:
-                conn.last_seq = resume
+            resumed = await self._start(customer_id, conn, last_event_id)
             yield ": connected\n\n"
-            if resume is not None:
+            if resumed:
                 async for text in self._catch_up(customer_id, conn):
                     yield text
             while not self._closing.is_set():
@@ -145,8 +146,40 @@ class FeedStreams:
             with contextlib.suppress(Exception):  # the connection may be gone already
                 await sub.unsubscribe()
 
+    async def _start(self, customer_id: str, conn: _Connection, last_event_id: str | None) -> bool:
+        """Where the stream starts: after ``last_event_id`` when the customer has that
+        item (True: catch up first), else after their newest item."""
+        if last_event_id:
+            resume = await seq_of(self._engine, customer_id, last_event_id)
+            if resume is not None:
+                conn.last_seq = resume
+                conn.first_time(last_event_id)
+                return True
+        newest = await feed_page(self._engine, customer_id, limit=1)
+        if newest.items:
+            await self._held_already(customer_id, conn, newest.items[0])
+        return False
+
+    async def _held_already(self, customer_id: str, conn: _Connection, newest: FeedItem) -> None:
+        """A new stream starts after ``newest``: what a catch-up would look back at was
+        there before the client connected, so it is not sent."""
+        conn.last_seq = newest.seq
+        conn.first_time(newest.id)
+        before = await items_committed_late(
+            self._engine, customer_id, newest.seq, RESEND_WINDOW, limit=CATCH_UP_PAGE
+        )
+        for item in before:
+            conn.first_time(item.id)
+
     async def _catch_up(self, customer_id: str, conn: _Connection) -> AsyncIterator[str]:
-        """Every item after ``conn.last_seq`` from the database, oldest first."""
+        """From the database, oldest first: the items of the ``RESEND_WINDOW`` before
+        ``conn.last_seq`` not sent yet on this connection, then every item after it."""
+        late = await items_committed_late(
+            self._engine, customer_id, conn.last_seq, RESEND_WINDOW, limit=CATCH_UP_PAGE
+        )
+        for item in late:
+            if conn.first_time(item.id):
+                yield sse_item(item.id, item.as_json())
         while True:
             page: list[FeedItem] = await items_after(
                 self._engine, customer_id, conn.last_seq, limit=CATCH_UP_PAGE

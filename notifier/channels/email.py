@@ -1,12 +1,10 @@
-"""Email over SMTP (aiosmtplib), through a small pool of reused connections.
+"""Email over SMTP (aiosmtplib), through a small pool of reused connections
+(``smtp_pool``: why a pool, and how its connections are kept and replaced).
 
-Why a pool: a new connection per message pays TCP, TLS, EHLO and AUTH every time
-(measured ~360 msg/s plain and ~166 msg/s STARTTLS+AUTH, against ~830 and ~1,130 for a
-pool of 4; see FACTS.md), and aiosmtplib has no pool of its own. Connections open on
-first use; one the server closed while idle is replaced, and a send that finds its
-pooled connection dead mid-way is tried once more on a new one. That retry can deliver
-a message twice if the server dropped us after accepting it, so the Message-ID is
-derived from the notification id: a duplicate is recognisably the same message.
+A send that finds its pooled connection dead mid-way is tried once more on a new one.
+That retry can deliver a message twice if the server dropped us after accepting it, so
+the Message-ID is derived from the notification id: a duplicate is recognisably the
+same message.
 
 How failures map (the caller never sees an aiosmtplib error):
 
@@ -23,18 +21,16 @@ Error codes: ``connect``, ``timeout``, ``disconnect``, ``smtp-<reply code>``,
 Refused credentials stay transient because every message would fail the same way
 until an operator fixes them; dropping them all as permanent would lose them.
 
-The message itself (headers, bodies, Message-ID) is composed in ``email_mime``; this
-module is the SMTP side: the pool, the conversation, and how its failures map.
+The message itself (headers, bodies, Message-ID) is composed in ``email_mime``, the
+connections are ``smtp_pool``'s; this module is the channel: its settings, the sender
+of each message, and how the conversation's failures map.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import ssl
-from dataclasses import dataclass
-from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
 from typing import ClassVar
@@ -43,6 +39,7 @@ import aiosmtplib
 
 from notifier.channels import email_mime
 from notifier.channels.base import ChannelPlugin, OutboundMessage, SendLimits, SendReceipt
+from notifier.channels.smtp_pool import AUTH_REPLY_CODES, SmtpPool, SmtpRelay
 from notifier.config import Settings, SmtpTls
 from notifier.contracts.channels import ChannelSpec, SenderAddress, SenderPicker, TemplateParts
 from notifier.errors import (
@@ -58,8 +55,6 @@ log = logging.getLogger(__name__)
 FALLBACK_MESSAGE_ID_DOMAIN = "notifier.local"
 #: distinct store senders remembered (one per store in the stores file)
 _MAX_ORIGINS = 1024
-#: replies that mean "our credentials or TLS setup are wrong", not "this message is bad"
-AUTH_REPLY_CODES = frozenset({530, 534, 535})
 
 _ADDRESS_IN_TEXT = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
 
@@ -100,8 +95,7 @@ class EmailChannel:
         self._explicit_domain = message_id_domain
         #: a store's sender → (From, envelope sender, Message-ID domain)
         self._origins: dict[str, tuple[str, str, str]] = {}
-        self._tls_context: ssl.SSLContext | None = None
-        self._pool: asyncio.LifoQueue[_Slot] | None = None
+        self._pool: SmtpPool | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmailChannel:
@@ -126,11 +120,16 @@ class EmailChannel:
         if self._pool is not None:
             raise RuntimeError("EmailChannel is already running")
         self._validate()
-        self._tls_context = self._load_tls_context()
-        pool: asyncio.LifoQueue[_Slot] = asyncio.LifoQueue()
-        for _ in range(self._pool_size):
-            pool.put_nowait(_Slot())
-        self._pool = pool
+        relay = SmtpRelay(
+            host=self._host,
+            port=self._port,
+            tls=self._tls,
+            username=self._username,
+            password=self._password,
+            timeout_s=self._timeout_s,
+            tls_context=self._load_tls_context(),
+        )
+        self._pool = SmtpPool(relay, self._pool_size)
 
     async def send(self, message: OutboundMessage) -> SendReceipt:
         """Send one message on a pooled connection; raises a typed error, never returns False."""
@@ -142,11 +141,13 @@ class EmailChannel:
         mime, recipient = email_mime.compose(
             message, from_addr=from_addr, message_id=message_id, reply_to=message.reply_to
         )
-        # LIFO: a quiet service keeps reusing one warm connection instead of rotating
-        # through all of them and letting the server time each one out.
-        slot = await pool.get()
         try:
-            await self._deliver(slot, mime, recipient, message.notification_id, sender)
+            await pool.send(
+                mime,
+                sender=sender or self._sender,
+                recipient=recipient,
+                notification_id=message.notification_id,
+            )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             # `from None`: the library's exception carries the recipient address.
             raise _recipients_refused(exc) from None
@@ -157,27 +158,19 @@ class EmailChannel:
                 f"the SMTP server cannot take this message: {exc.message}", code="smtp-unsupported"
             ) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
-            slot.discard()
+            # the pool has dropped the connection
             timed_out = isinstance(exc, aiosmtplib.SMTPTimeoutError)
             raise TransientDeliveryError(
                 f"SMTP conversation with {self._host}:{self._port} failed: {exc}",
                 code="timeout" if timed_out else "disconnect",
             ) from exc
-        except BaseException:
-            # Cancelled or failed mid-conversation: the connection's state is unknown.
-            slot.discard()
-            raise
-        finally:
-            pool.put_nowait(slot)
         return SendReceipt(provider=self.provider, provider_message_id=message_id)
 
     async def close(self) -> None:
         """Wait for in-flight sends, then QUIT every pooled connection."""
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        slots = [await pool.get() for _ in range(self._pool_size)]
-        await asyncio.gather(*(slot.quit() for slot in slots))
+        if pool is not None:
+            await pool.close()
 
     def message_id_for(self, notification_id: str, sender: str | None = None) -> str:
         """``<notification-id@domain>``: the same for every attempt at one notification;
@@ -198,63 +191,6 @@ class EmailChannel:
             if len(self._origins) < _MAX_ORIGINS:
                 self._origins[sender] = found
         return found
-
-    async def _deliver(
-        self,
-        slot: _Slot,
-        mime: EmailMessage,
-        recipient: str,
-        notification_id: str,
-        sender: str | None = None,
-    ) -> None:
-        envelope = sender or self._sender
-        client = slot.live_client()
-        reused = client is not None
-        if client is None:
-            client = await self._reconnect(slot)
-        try:
-            await client.send_message(mime, sender=envelope, recipients=[recipient])
-        except aiosmtplib.SMTPServerDisconnected:
-            if not reused:
-                raise
-            log.info(
-                "pooled SMTP connection was closed by the server; "
-                "retrying notification %s once on a new connection",
-                notification_id,
-            )
-            client = await self._reconnect(slot)
-            await client.send_message(mime, sender=envelope, recipients=[recipient])
-
-    async def _reconnect(self, slot: _Slot) -> aiosmtplib.SMTP:
-        slot.discard()
-        client = aiosmtplib.SMTP(
-            hostname=self._host,
-            port=self._port,
-            username=self._username,
-            password=self._password,
-            timeout=self._timeout_s,
-            use_tls=self._tls is SmtpTls.TLS,
-            start_tls=self._tls is SmtpTls.STARTTLS,
-            tls_context=self._tls_context,
-        )
-        where = f"{self._host}:{self._port}"
-        try:
-            await client.connect()
-        except aiosmtplib.SMTPResponseException as exc:
-            if isinstance(exc, aiosmtplib.SMTPAuthenticationError) or exc.code in AUTH_REPLY_CODES:
-                message = (
-                    f"SMTP server {where} refused our credentials ({exc.code}); fix "
-                    "NOTIFIER_SMTP_USERNAME / NOTIFIER_SMTP_PASSWORD, messages stay queued"
-                )
-            else:
-                message = f"SMTP server {where} refused the session: {exc.code} {exc.message}"
-            raise TransientDeliveryError(message, code=f"smtp-{exc.code}") from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise TransientDeliveryError(
-                f"cannot reach SMTP server {where}: {exc}", code="connect"
-            ) from exc
-        slot.client = client
-        return client
 
     def _validate(self) -> None:
         problems: list[str] = []
@@ -287,35 +223,6 @@ class EmailChannel:
             return ssl.create_default_context(cafile=str(self._ca_file))
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"email channel: cannot load ca_file {self._ca_file}: {exc}") from exc
-
-
-@dataclass
-class _Slot:
-    """One place in the pool; holds a client once a send has needed one."""
-
-    client: aiosmtplib.SMTP | None = None
-
-    def live_client(self) -> aiosmtplib.SMTP | None:
-        """The client if its connection is still open (the server may close idle ones)."""
-        if self.client is not None and self.client.is_connected:
-            return self.client
-        return None
-
-    def discard(self) -> None:
-        """Drop the connection without a goodbye; the next send opens a new one."""
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-
-    async def quit(self) -> None:
-        """Say QUIT politely; a server that is already gone needs nothing more."""
-        client, self.client = self.client, None
-        if client is None or not client.is_connected:
-            return
-        try:
-            await client.quit()
-        except (aiosmtplib.SMTPException, OSError):
-            client.close()
 
 
 def _refused_what(exc: aiosmtplib.SMTPResponseException) -> str:

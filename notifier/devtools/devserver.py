@@ -13,7 +13,8 @@ import logging
 import secrets
 from pathlib import Path
 
-from fastapi import Response
+from fastapi import Request, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.config import Role, load_settings
 from notifier.devtools.demo import DEMO_CUSTOMER_IDS
@@ -27,11 +28,14 @@ from notifier.devtools.natsserver import NatsServer, free_port
 from notifier.devtools.outboxpage import outbox_body
 from notifier.devtools.twiliofake import TwilioFake
 from notifier.serve import serve
+from notifier.store.feed import newest_items
 
 log = logging.getLogger("notifier")
 DEV_TWILIO_SID = "AC" + "0" * 32
 #: Twilio's magic "valid" test sender number
 DEV_TWILIO_FROM = "+15005550006"
+#: the newest in-app items the outbox page lists
+OUTBOX_FEED_ITEMS = 100
 
 
 async def serve_dev(*, data_dir: Path, http_port: int) -> None:
@@ -83,9 +87,14 @@ async def serve_dev(*, data_dir: Path, http_port: int) -> None:
             base,
         )
 
-        def outbox_page() -> Response:
+        async def outbox_page(request: Request) -> Response:
+            engine: AsyncEngine = request.app.state.engine
             body = outbox_body(
-                catcher.messages(), twilio.outbox(), fcm.outbox(), feed_customers=DEMO_CUSTOMER_IDS
+                catcher.messages(),
+                twilio.outbox(),
+                fcm.outbox(),
+                inapp=await newest_items(engine, limit=OUTBOX_FEED_ITEMS),
+                feed_customers=DEMO_CUSTOMER_IDS,
             )
             return page("notifier dev: outbox", body)
 

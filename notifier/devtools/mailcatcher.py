@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -155,7 +155,7 @@ class _CatchingHandler:
 
 
 #: draws the outbox as an HTML page (``notifier dev`` passes one that shows every channel)
-OutboxPage = Callable[[], Response]
+OutboxPage = Callable[[Request], Awaitable[Response]]
 
 
 def outbox_router(catcher: MailCatcher, *, page: OutboxPage | None = None) -> APIRouter:
@@ -176,7 +176,7 @@ def outbox_router(catcher: MailCatcher, *, page: OutboxPage | None = None) -> AP
         fmt: FORMAT_QUERY = None,
     ) -> Any:
         if page is not None and wants_html(request, fmt):
-            return page()
+            return await page(request)
         found = catcher.messages()
         if to is not None:
             wanted = to.casefold()

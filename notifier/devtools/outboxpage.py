@@ -1,12 +1,12 @@
 """``/dev/outbox`` as a page: every email the catcher holds, each drawn in a sandboxed
 iframe as a mail client would, then the SMS and pushes the Twilio and FCM fakes
-received, newest first.
+received and the newest in-app feed items the service keeps, newest first.
 
 An email's HTML goes into ``srcdoc`` under ``sandbox=""``: it renders, but it runs no
 script, submits no form and cannot reach this page (its origin is opaque), so a
 template that misbehaves shows as it would in a mailbox and harms nothing here.
-In-app feed items are not listed here: each customer's feed has its own live page,
-``/dev/feed/{customer_id}`` (:mod:`notifier.devtools.feedpage`), linked from this one.
+Each in-app item names its customer with a link to that customer's live feed page,
+``/dev/feed/{customer_id}`` (:mod:`notifier.devtools.feedpage`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from notifier.contracts.feed import FeedItem
 from notifier.devtools.mailcatcher import CaughtMessage
 
 
@@ -69,6 +70,28 @@ def _push(entry: Mapping[str, Any]) -> str:
     return f'<article class="push">{head}<p>{body}</p>{details}</article>'
 
 
+def _feed_link(customer_id: str) -> str:
+    href = f"/dev/feed/{quote(customer_id, safe='')}"
+    return f'<a href="{escape(href)}">{escape(customer_id)}</a>'
+
+
+def _inapp(item: FeedItem) -> str:
+    head = _fields(
+        [
+            ("Order", item.order_id),
+            ("Template", item.template),
+            ("Created", item.created_at.isoformat()),
+            ("Read", "yes" if item.read else "no"),
+            ("Link", item.link),
+        ]
+    )
+    return (
+        f'<article class="inapp" data-item-id="{escape(item.id)}">'
+        f"<h3>{escape(item.title)}</h3><p>Customer {_feed_link(item.customer_id)}</p>"
+        f"{head}<pre>{escape(item.body)}</pre></article>"
+    )
+
+
 def _section(kind: str, title: str, items: Sequence[str], empty: str) -> str:
     inner = "".join(items) if items else f'<p class="empty">{escape(empty)}</p>'
     return f'<section id="{kind}"><h2>{escape(title)} ({len(items)})</h2>{inner}</section>'
@@ -79,16 +102,15 @@ def outbox_body(
     sms: Sequence[Mapping[str, Any]],
     pushes: Sequence[Mapping[str, Any]],
     *,
+    inapp: Sequence[FeedItem] = (),
     feed_customers: Sequence[str] = (),
 ) -> str:
-    """The page's body: emails, SMS and pushes newest first, and links to the live feeds
-    of ``feed_customers``. ``sms`` comes oldest first, as the Twilio fake keeps it;
-    ``pushes`` newest first, as the FCM fake lists them."""
+    """The page's body: emails, SMS, pushes and in-app items newest first, and links to
+    the live feeds of ``feed_customers``. ``sms`` comes oldest first, as the Twilio fake
+    keeps it; ``pushes`` and ``inapp`` newest first, as the FCM fake and the store list
+    them."""
     hint = "Nothing caught yet: run `notifier emit --demo` in another shell, then reload."
-    feeds = "".join(
-        f'<li><a href="/dev/feed/{escape(quote(customer, safe=""))}">{escape(customer)}</a></li>'
-        for customer in feed_customers
-    )
+    feeds = "".join(f"<li>{_feed_link(customer)}</li>" for customer in feed_customers)
     return (
         '<p class="note">What customers received, newest first. JSON: '
         '<a href="/dev/outbox?format=json">emails</a>, '
@@ -96,6 +118,7 @@ def outbox_body(
         + _section("emails", "Emails", [_email(m) for m in reversed(emails)], hint)
         + _section("sms", "SMS", [_sms(e) for e in reversed(sms)], hint)
         + _section("push", "Push notifications", [_push(e) for e in pushes], hint)
+        + _section("inapp", "In-app feed items", [_inapp(i) for i in inapp], hint)
         + (f'<section id="feeds"><h2>In-app feeds (live)</h2><ul>{feeds}</ul></section>'
            if feeds else "")
     )  # fmt: skip

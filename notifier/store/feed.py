@@ -3,14 +3,15 @@ marks, and what a resumed stream missed.
 
 A feed is ordered by ``seq``, which the database assigns and never reuses: a page is
 "the ``limit`` items below this seq", so items that arrive while a customer scrolls
-land above the first page and never shift the pages after it.
+land above the first page and never shift the pages after it. A seq is taken at INSERT,
+not at COMMIT: a stream that resumes looks back a little as well as forward.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, func, select, update
@@ -134,6 +135,14 @@ async def unread_count(engine: AsyncEngine, customer_id: str) -> int:
         return int((await conn.execute(_unread(customer_id))).scalar_one())
 
 
+async def newest_items(engine: AsyncEngine, *, limit: int) -> list[FeedItem]:
+    """Up to ``limit`` of the newest items of every customer, newest first (what
+    ``notifier dev``'s outbox page lists)."""
+    query = _select().order_by(F.seq.desc()).limit(limit)
+    async with engine.connect() as conn:
+        return [_item(r) for r in (await conn.execute(query)).all()]
+
+
 async def seq_of(engine: AsyncEngine, customer_id: str, item_id: str) -> int | None:
     """The seq of one of the customer's items, None when they have no such item."""
     query = select(F.seq).where(F.customer_id == customer_id, F.id == item_id)
@@ -152,6 +161,29 @@ async def items_after(
     )
     async with engine.connect() as conn:
         return [_item(r) for r in (await conn.execute(query)).all()]
+
+
+async def items_committed_late(
+    engine: AsyncEngine, customer_id: str, upto: int, window: timedelta, *, limit: int
+) -> list[FeedItem]:
+    """Up to ``limit`` of the customer's items below seq ``upto`` created at most
+    ``window`` before item ``upto`` was (or after it), oldest first: ones a stream that
+    last saw ``upto`` may have missed. A seq is taken at INSERT, so two dispatches at
+    once can commit (and announce) out of seq order; ``items_after`` cannot see an item
+    that took the lower seq and came second. Empty when there is no item ``upto``."""
+    query = select(F.created_at).where(F.customer_id == customer_id, F.seq == upto)
+    async with engine.connect() as conn:
+        created: datetime | None = (await conn.execute(query)).scalar_one_or_none()
+        if created is None:
+            return []
+        recent = (
+            _select()
+            .where(F.customer_id == customer_id, F.seq < upto, F.created_at >= created - window)
+            .order_by(F.seq.desc())
+            .limit(limit)
+        )
+        rows = (await conn.execute(recent)).all()
+    return [_item(r) for r in reversed(rows)]
 
 
 async def delete_customer_items(conn: AsyncConnection, customer_id: str) -> int:

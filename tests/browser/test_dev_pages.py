@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
+from notifier.devtools.demo import DEMO_CUSTOMER_IDS
 from notifier.devtools.feedpage import STREAM_ROUTE
 from tests.browser.conftest import SCREENSHOTS
 from tests.browser.stack import DevStack
@@ -82,6 +83,24 @@ async def test_the_outbox_page_lists_the_demo_emails_each_rendered_in_a_sandboxe
     assert "View your order" in rendered
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await frame_element.screenshot(path=SCREENSHOTS / "outbox-email-in-sandboxed-iframe.png")
+
+    # the in-app items the demo's orders made, each naming its customer's live feed
+    inapp = page.locator("#inapp article.inapp")
+    deadline = time.monotonic() + 30
+    while True:
+        shown = "\n".join(await inapp.all_inner_texts())
+        if all(o in shown for o in orders) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+        await page.reload()
+    assert all(o in shown for o in orders), shown
+    customers = {quote(c, safe="") for c in DEMO_CUSTOMER_IDS}
+    for link in await inapp.locator("a[href^='/dev/feed/']").all():
+        href = await link.get_attribute("href") or ""
+        assert href.removeprefix("/dev/feed/") in customers
+        assert href.endswith(quote(await link.inner_text(), safe=""))
+    await inapp.first.locator("a").click()
+    await page.wait_for_url("**/dev/feed/demo-customer-*")
 
 
 async def test_the_dev_stack_keeps_a_feed_and_a_track_secret_for_tokens(dev: DevStack) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 from httpx import AsyncClient, Response
 from nats import connect as nats_connect
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from typer.testing import CliRunner
 
 from notifier import signing
@@ -357,6 +359,9 @@ async def test_a_slow_stream_catches_up_from_the_database_and_ends_when_closed(
     await feed.start()
     streams = FeedStreams(engine, lambda: nc, keepalive_s=0.1, queue_size=2)
     try:
+        # items from before the stream: catching up does not look back at them
+        for n in (100, 101):
+            await feed.write(_item("ada", n))
         events = streams.events("ada", None)
         assert await anext(events) == ": connected\n\n"
         # nobody reads while eight items are announced: two wait, the rest overflow
@@ -374,6 +379,66 @@ async def test_a_slow_stream_catches_up_from_the_database_and_ends_when_closed(
         assert not streams.available()
     finally:
         await feed.close()
+        await nc.close()
+        await engine.dispose()
+
+
+async def _insert(conn: AsyncConnection, item: NewFeedItem, created_at: datetime) -> None:
+    """An item as the in-app channel writes it, in a transaction the test holds open."""
+    await conn.execute(
+        feed_items.insert().values(
+            id=item.id,
+            customer_id=item.customer_id,
+            order_id=item.order_id,
+            template=item.template,
+            title=item.title,
+            body=item.body,
+            link=item.link,
+            created_at=created_at,
+        )
+    )
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_resumed_stream_sends_an_earlier_item_that_committed_after_the_one_seen(
+    nats: NatsServer, database_url: str
+) -> None:
+    from notifier.api.feed_stream import RESEND_WINDOW, FeedStreams
+    from notifier.store.db import create_engine
+    from notifier.store.migrate import upgrade
+
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    nc = await nats_connect(nats.url)
+    streams = FeedStreams(engine, lambda: nc, keepalive_s=0.5, queue_size=10)
+    try:
+        old = _item("ada", 0)
+        async with engine.begin() as conn:
+            await _insert(conn, old, datetime.now(UTC) - 2 * RESEND_WINDOW)
+        # two dispatches at once: the first takes the lower seq and commits last
+        late = _item("ada", 1)
+        async with engine.begin() as slow:
+            await _insert(slow, late, datetime.now(UTC))
+            kept = await add_item(engine, _item("ada", 2))
+            assert kept is not None
+            seen, _ = kept
+        lower = select(feed_items.c.seq).where(feed_items.c.id == late.id)
+        async with engine.connect() as conn:
+            assert (await conn.execute(lower)).scalar_one() < seen.seq
+        # a client saw the second live, went away before the first committed, and is back
+        events = streams.events("ada", seen.id)
+        assert await anext(events) == ": connected\n\n"
+        resent = await asyncio.wait_for(anext(events), 5)
+        assert resent.startswith(f"id: {late.id}\n"), resent
+        # only what may have committed late: not the one seen, nor one long before it
+        assert await asyncio.wait_for(anext(events), 5) == ": keep-alive\n\n"
+        await events.aclose()
+        # a new stream (no Last-Event-ID) starts after what is there: it sends none of it
+        fresh = streams.events("ada", None)
+        assert await anext(fresh) == ": connected\n\n"
+        assert await asyncio.wait_for(anext(fresh), 5) == ": keep-alive\n\n"
+        await fresh.aclose()
+    finally:
         await nc.close()
         await engine.dispose()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import stat
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,10 +16,11 @@ from typing import Any, cast
 import httpx
 import pytest
 import yaml
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 
 from notifier import signing
 from notifier.config import Settings
+from notifier.contracts.feed import FeedItem
 from notifier.devtools.demo import demo_events
 from notifier.devtools.devdefaults import (
     DEMO_STORES_FILE,
@@ -40,6 +42,14 @@ def _caught(subject: str, html: str | None, to: str = "ada@example.org") -> Caug
         rcpt_tos=[to], subject=subject, text="plain & simple", html=html,
         received_at="2026-11-30T10:00:00+00:00",
         headers={"From": "Acme Outdoor <orders@acme.example>"},
+    )  # fmt: skip
+
+
+def _feed_item(item_id: str, customer: str, title: str) -> FeedItem:
+    return FeedItem(
+        seq=1, id=item_id, customer_id=customer, title=title, body=f"<p>body of {item_id}",
+        link="https://shop.example/track/O-1?t=x", template="delivered", order_id="O-1",
+        created_at=datetime(2026, 11, 30, 10, tzinfo=UTC), read=False,
     )  # fmt: skip
 
 
@@ -79,7 +89,11 @@ async def test_a_browser_gets_the_page_and_everyone_else_the_json(
 ) -> None:
     catcher = MailCatcher()
     app = FastAPI()
-    app.include_router(outbox_router(catcher, page=lambda: page("outbox", "<p>the page</p>")))
+
+    async def the_page(request: Request) -> Response:
+        return page("outbox", f"<p>the page for {request.url.path}</p>")
+
+    app.include_router(outbox_router(catcher, page=the_page))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://d") as c:
         answer = await c.get(f"/dev/outbox{query}", headers={"Accept": accept})
 
@@ -89,7 +103,7 @@ async def test_a_browser_gets_the_page_and_everyone_else_the_json(
         assert answer.json() == []
     else:
         assert answer.headers["content-type"].startswith("text/html")
-        assert "<p>the page</p>" in answer.text
+        assert "<p>the page for /dev/outbox</p>" in answer.text
 
 
 async def test_without_a_page_and_with_a_bad_format_the_route_stays_as_it_was() -> None:
@@ -112,7 +126,9 @@ def test_the_outbox_page_shows_each_email_in_a_sandboxed_iframe_and_escapes_the_
     sms = [{"to": "+14155550100", "from": "ACME", "body": "<b>shipped</b>", "received_at": "t"}]
     pushes = [{"title": "Shipped", "body": "on its way", "token": "tok", "data": {"k": "<v>"}}]
 
-    body = outbox_body(emails, sms, pushes, feed_customers=["demo customer/1"])
+    inapp = [_feed_item("n-2", "ada", "<b>Delivered</b>"), _feed_item("n-1", "x/y z", "Shipped")]
+
+    body = outbox_body(emails, sms, pushes, inapp=inapp, feed_customers=["demo customer/1"])
 
     frames = _tags(body, "iframe")
     assert len(frames) == 1, "the text-only email is shown as text"
@@ -126,11 +142,18 @@ def test_the_outbox_page_shows_each_email_in_a_sandboxed_iframe_and_escapes_the_
     titles = re.findall(r"<h3>(.*?)</h3>", body)
     assert titles[0].startswith("second"), "newest first"
     assert [a["href"] for a in _tags(body, "a")][-1] == "/dev/feed/demo%20customer%2F1"
-    assert re.search(r"Emails \(2\).*SMS \(1\).*Push notifications \(1\)", body)
+    assert re.search(
+        r"Emails \(2\).*SMS \(1\).*Push notifications \(1\).*In-app feed items \(2\)", body
+    )
+    items = _tags(body, "article")
+    assert [a["data-item-id"] for a in items if a["class"] == "inapp"] == ["n-2", "n-1"]
+    assert "&lt;b&gt;Delivered&lt;/b&gt;" in body and "&lt;p&gt;body of n-2" in body
+    hrefs = [a["href"] for a in _tags(body, "a")]
+    assert hrefs.index("/dev/feed/ada") < hrefs.index("/dev/feed/x%2Fy%20z"), "each links its feed"
 
 
 def test_an_empty_outbox_says_how_to_fill_it() -> None:
-    assert outbox_body([], [], []).count("notifier emit --demo") == 3
+    assert outbox_body([], [], []).count("notifier emit --demo") == 4
 
 
 def test_a_page_allows_only_its_own_inline_script() -> None:
