@@ -196,9 +196,10 @@ def webhook_body(
     correction: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a partner endpoint receives: the event without the customer's contact
-    details (ids only), the transition it caused, and the delivery's own id."""
+    details (ids only), the transition it caused, and the delivery's own id; the
+    event's ``reason_code`` when it has one."""
     shipment = event.shipment
-    return {
+    body: dict[str, Any] = {
         "type": "order.transition",
         "delivery_id": delivery_id,
         "endpoint": endpoint,
@@ -228,6 +229,11 @@ def webhook_body(
         },
         "correction": correction,
     }
+    if event.reason_code is not None:
+        # only when set: the bodies of events without one (and their digests, which
+        # decide partner corrections) stay as they were before reason codes existed
+        body["event"]["reason_code"] = event.reason_code
+    return body
 
 
 def recipient_for(event: OrderEvent, channel: ChannelSpec) -> tuple[str | None, str]:

@@ -146,3 +146,27 @@ def test_every_listed_code_is_accepted(state: str, code: str) -> None:
     result = decode(message)
     assert isinstance(result, IncomingEvent)
     assert result.event.reason_code == code
+
+
+def test_a_partner_body_carries_the_reason_code_only_when_the_event_has_one() -> None:
+    from notifier.contracts.events import OrderEvent
+    from notifier.core.intents import webhook_body
+    from notifier.core.lifecycle import Transition
+    from notifier.core.model import OrderState
+
+    base = {
+        "event_id": "e1",
+        "order_id": "A-1",
+        "source": "web",
+        "state": "cancelled",
+        "occurred_at": "2026-11-20T09:00:00+00:00",
+        "customer": {"id": "c1"},
+    }
+    cancelled = Transition("e1", None, None, OrderState.CANCELLED, "cancelled")
+    plain = webhook_body(OrderEvent.model_validate(base), cancelled, "n_1", "erp")
+    coded = webhook_body(
+        OrderEvent.model_validate({**base, "reason_code": "out_of_stock"}), cancelled, "n_1", "erp"
+    )
+    assert "reason_code" not in plain["event"]
+    assert coded["event"]["reason_code"] == "out_of_stock"
+    assert {k: v for k, v in coded["event"].items() if k != "reason_code"} == plain["event"]
