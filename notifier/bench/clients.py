@@ -11,7 +11,8 @@ service side's cores (``cores.py``). That is the most any design of one process 
 send on this machine, and the end-to-end burst is reported as a share of it.
 
 A channel's rate is its sends over the time until its last send was answered; the total
-is every send over the time until the last of all. The ceiling's events/s is the rate
+is every send over the time until the last of all. The burst is measured the same way:
+each channel from the first publish to its own last send, the total to the last of all. The ceiling's events/s is the rate
 at which it could carry the burst's events (events times its sends/s over the burst's sends).
 Twilio's status callbacks are left out (no ``NOTIFIER_PUBLIC_BASE_URL``): they cost the
 fake and the service, not the client.
@@ -144,7 +145,10 @@ def compare(ceiling: Mapping[str, Any], burst: Mapping[str, Any]) -> dict[str, A
     per_channel = {}
     for name, measured in (at(ceiling, "channels") or {}).items():
         sends = num(at(burst, "sends", name))
-        ours = sends / seconds if sends is not None and seconds else None
+        # over the time until the channel's own last send (as the ceiling times it); a
+        # burst recorded without it falls back to the whole burst's time
+        span = num(at(burst, "channel_seconds", name)) or seconds
+        ours = sends / span if sends is not None and span else None
         per_channel[name] = {
             **measured,
             "end_to_end_sends_per_s": ours,

@@ -245,9 +245,14 @@ class DeliveryBench:
         received = await self._received()
         sends = {ch: sum(1 for r in received if r.channel == ch) for ch in ("email", "sms", "push")}
         seconds = (max((r.at for r in received), default=times[-1]) - times[0]) or float("nan")
+        # each channel over the time until its own last send, as the ceiling times it
+        lasts: dict[str, float] = {}
+        for r in received:
+            lasts[r.channel] = max(r.at, lasts.get(r.channel, r.at))
         return {
             "events": count,
             "seconds": seconds,
+            "channel_seconds": {ch: (at - times[0]) or float("nan") for ch, at in lasts.items()},
             "events_per_s": count / seconds,
             "sends": sends,
             "sends_per_s": sum(sends.values()) / seconds,

@@ -172,6 +172,30 @@ def test_the_end_to_end_burst_is_a_share_of_the_ceiling_per_channel_and_in_total
     assert compare(ceiling, {})["ratio"] is None
 
 
+def test_a_channel_that_finished_early_is_timed_to_its_own_last_send() -> None:
+    ceiling = {
+        "channels": {
+            "email": {"sends": 100, "seconds": 0.5, "sends_per_s": 200.0},
+            "push": {"sends": 50, "seconds": 0.25, "sends_per_s": 200.0},
+        },
+        "sends": 150,
+        "seconds": 0.5,
+        "sends_per_s": 300.0,
+    }
+    burst = {
+        "events_per_s": 80.0,
+        "seconds": 2.0,
+        "channel_seconds": {"email": 2.0, "push": 0.5},
+        "sends": {"email": 100, "push": 50},
+        "sends_per_s": 75.0,
+    }
+    found = compare(ceiling, burst)
+    assert found["channels"]["push"]["end_to_end_sends_per_s"] == pytest.approx(100.0)
+    assert found["channels"]["push"]["ratio"] == pytest.approx(0.5)
+    assert found["channels"]["email"]["ratio"] == pytest.approx(0.25)
+    assert found["ratio"] == pytest.approx(0.25), "the total is over the whole burst"
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable cores")
 def test_pinning_moves_a_process_and_the_service_side_is_left_after_use() -> None:
     first, second = sorted(os.sched_getaffinity(0))[:2]
