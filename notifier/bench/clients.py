@@ -12,8 +12,9 @@ send on this machine, and the end-to-end burst is reported as a share of it.
 
 A channel's rate is its sends over the time until its last send was answered; the total
 is every send over the time until the last of all. The burst is measured the same way:
-each channel from the first publish to its own last send, the total to the last of all. The ceiling's events/s is the rate
-at which it could carry the burst's events (events times its sends/s over the burst's sends).
+each channel from the first publish to its own last send, the total to the last of all.
+The ceiling's events/s is the rate at which it could carry the burst's events (events
+times its sends/s over the burst's sends).
 Twilio's status callbacks are left out (no ``NOTIFIER_PUBLIC_BASE_URL``): they cost the
 fake and the service, not the client.
 """
