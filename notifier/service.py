@@ -16,7 +16,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from sqlalchemy import text
@@ -30,19 +29,17 @@ from notifier.delivery.alerts import DeliveryAlerter
 from notifier.delivery.dispatcher import Dispatcher
 from notifier.delivery.ledger import queue_depth
 from notifier.delivery.outbox import Outbox
-from notifier.errors import StartupError
 from notifier.ingest.consumer import IngestConsumer
 from notifier.ingest.deadletter_store import DeadLetterStore
 from notifier.ingest.health import IngestHealth
 from notifier.metrics import Metrics
+from notifier.nats_client import connect_for_life
 from notifier.store.maintenance import prune
 from notifier.store.migrate import upgrade
 from notifier.streams import StreamSettings, ensure_streams
 from notifier.workers import WorkerPool
 
 log = logging.getLogger("notifier")
-
-NATS_STARTUP_TIMEOUT_S = 15.0
 
 
 async def _nats_error(exc: Exception) -> None:
@@ -84,27 +81,14 @@ class Service:
         """Migrate, declare streams, start sending, then start consuming."""
         await upgrade(self.engine)
         s = self.settings
-        try:
-            # Once connected, reconnect forever; at start-up, give up after a bound so
-            # a wrong URL is one clear line, not a silent hang.
-            self.nc = await asyncio.wait_for(
-                nats.connect(
-                    s.nats_url,
-                    name="notifier",
-                    connect_timeout=5,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    user_credentials=str(s.nats_creds_file) if s.nats_creds_file else None,
-                    error_cb=_nats_error,
-                    disconnected_cb=self._nats_disconnected,
-                    reconnected_cb=_nats_reconnected,
-                ),
-                NATS_STARTUP_TIMEOUT_S,
-            )
-        except TimeoutError:
-            raise StartupError(
-                f"NATS at {s.nats_url} unreachable for {NATS_STARTUP_TIMEOUT_S:.0f} s"
-            ) from None
+        self.nc = await connect_for_life(
+            s.nats_url,
+            name="notifier",
+            creds_file=s.nats_creds_file,
+            error_cb=_nats_error,
+            disconnected_cb=self._nats_disconnected,
+            reconnected_cb=_nats_reconnected,
+        )
         js = self._js()
         await ensure_streams(
             js,

@@ -12,24 +12,21 @@ worker process too), and reconnects for ever once it has connected.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import nats
 from nats.aio.client import Client as NatsClient
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.contracts.feed import NewFeedItem, feed_subject
-from notifier.errors import StartupError, TransientDeliveryError
+from notifier.errors import TransientDeliveryError
+from notifier.nats_client import connect_for_life
 from notifier.store.feed import add_item
 
 log = logging.getLogger(__name__)
-
-CONNECT_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,23 +48,9 @@ class FeedDelivery:
     async def start(self) -> None:
         """Connect to NATS (bounded now; once connected, reconnect for ever)."""
         a = self._announcer
-        try:
-            self._nc = await asyncio.wait_for(
-                nats.connect(
-                    a.nats_url,
-                    name="notifier-feed",
-                    connect_timeout=5,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    user_credentials=str(a.creds_file) if a.creds_file else None,
-                    error_cb=_nats_error,
-                ),
-                CONNECT_TIMEOUT_S,
-            )
-        except TimeoutError:
-            raise StartupError(
-                f"NATS at {a.nats_url} unreachable for {CONNECT_TIMEOUT_S:.0f} s (feed)"
-            ) from None
+        self._nc = await connect_for_life(
+            a.nats_url, name="notifier-feed", creds_file=a.creds_file, error_cb=_nats_error
+        )
 
     async def write(self, item: NewFeedItem) -> None:
         """Keep ``item`` unless it is kept already, then announce it."""
