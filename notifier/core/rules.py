@@ -1,14 +1,15 @@
 """The declarative rules file: which transition sends which template on which channels.
 
-Loaded and validated once at start-up; every problem is reported as one
-``RulesError`` line that names the file, the rule and the field.
+Loaded and validated at start-up (``load_rules``), or from any text (``parse_rules``);
+every problem is reported as one ``RulesError`` line that names the file (or where the
+text came from), the rule and the field.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,11 +31,20 @@ from notifier.errors import RulesError
 
 
 class Priority(IntEnum):
-    """Lower sends first."""
+    """Lower sends first. ``urgent`` in a rules file is ``high``: it goes out at once,
+    quiet hours or not."""
 
     HIGH = 0
     NORMAL = 1
     LOW = 2
+
+
+class Category(StrEnum):
+    """What a customer may switch off: ``transactional`` (what they must know about
+    their order) always keeps at least one channel; ``alerts`` can be turned off."""
+
+    TRANSACTIONAL = "transactional"
+    ALERTS = "alerts"
 
 
 def _registered(channel: str, info: ValidationInfo) -> str:
@@ -59,7 +69,8 @@ class _Rule(BaseModel):
     when: _When
     template: str = Field(min_length=1)
     channels: list[Annotated[str, AfterValidator(_registered)]] = Field(min_length=1)
-    priority: Literal["high", "normal", "low"] = "normal"
+    priority: Literal["urgent", "high", "normal", "low"] = "normal"
+    category: Category = Category.TRANSACTIONAL
     once: bool = False
     fallback: bool = False
 
@@ -91,6 +102,7 @@ class Rule:
     once: bool
     #: send on the first channel the customer can receive; the next only if it fails
     fallback: bool = False
+    category: Category = Category.TRANSACTIONAL
 
     def matches(self, transition: Transition) -> bool:
         """Whether this rule fires for the transition."""
@@ -117,7 +129,7 @@ class RuleSet:
         return frozenset(r.template for r in self.rules)
 
 
-def _describe(path: Path, raw: Any, error: ValidationError) -> str:
+def _describe(origin: str, raw: Any, error: ValidationError) -> str:
     first = error.errors()[0]
     loc = list(first["loc"])
     where = ".".join(str(p) for p in loc) or "top level"
@@ -128,7 +140,7 @@ def _describe(path: Path, raw: Any, error: ValidationError) -> str:
             name = rules[loc[1]].get("name")
         rest = ".".join(str(p) for p in loc[2:]) or "rule"
         where = f"rule {loc[1] + 1}" + (f" ({name})" if name else "") + f": {rest}"
-    return f"{path}: {where}: {first['msg']}"
+    return f"{origin}: {where}: {first['msg']}"
 
 
 def load_rules(
@@ -138,40 +150,63 @@ def load_rules(
     channels: Collection[str] = CUSTOMER_CHANNELS,
     reaching_everyone: Collection[str] = (),
 ) -> RuleSet:
-    """Parse and validate the rules file; ``template_exists(template, channel)`` checks
-    parts, and each rule may name only ``channels`` (the registered customer channels).
-    A fallback rule may name a channel ``reaching_everyone`` only last: anywhere else,
-    every customer would "receive" it and the channels after it would never be tried."""
+    """Read and validate a rules file (see ``parse_rules``)."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesError(f"{path}: cannot read rules file: {exc.strerror}") from exc
+    return parse_rules(
+        text,
+        str(path),
+        template_exists=template_exists,
+        channels=channels,
+        reaching_everyone=reaching_everyone,
+    )
+
+
+def parse_rules(
+    text: str,
+    origin: str,
+    *,
+    template_exists: Callable[[str, str], bool],
+    channels: Collection[str] = CUSTOMER_CHANNELS,
+    reaching_everyone: Collection[str] = (),
+) -> RuleSet:
+    """Parse and validate a rules document (YAML, or JSON, which is YAML) that came from
+    ``origin`` (a path, or where the API got it), which every error line starts with.
+
+    ``template_exists(template, channel)`` checks parts, and each rule may name only
+    ``channels`` (the registered customer channels). A fallback rule may name a channel
+    ``reaching_everyone`` only last: anywhere else, every customer would "receive" it
+    and the channels after it would never be tried."""
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or "cannot parse"
-        raise RulesError(f"{path}: not valid YAML: {where}{problem}") from exc
+        raise RulesError(f"{origin}: not valid YAML: {where}{problem}") from exc
     try:
         parsed = _RulesFile.model_validate(raw, context={"channels": tuple(channels)})
     except ValidationError as exc:
-        raise RulesError(_describe(path, raw, exc)) from exc
+        raise RulesError(_describe(origin, raw, exc)) from exc
     names: set[str] = set()
     rules: list[Rule] = []
     for index, item in enumerate(parsed.rules, start=1):
         if item.name in names:
-            raise RulesError(f"{path}: rule {index} ({item.name}): name is used twice")
+            raise RulesError(f"{origin}: rule {index} ({item.name}): name is used twice")
         names.add(item.name)
         blocking = [c for c in item.channels[:-1] if c in reaching_everyone]
         if item.fallback and blocking:
             raise RulesError(
-                f"{path}: rule {index} ({item.name}): every customer can receive "
+                f"{origin}: rule {index} ({item.name}): every customer can receive "
                 f"{blocking[0]}, so in a fallback chain the channels after it are never "
                 "tried; put it last, or give it a rule of its own"
             )
         for channel in item.channels:
             if not template_exists(item.template, channel):
                 raise RulesError(
-                    f"{path}: rule {index} ({item.name}): template {item.template!r} "
+                    f"{origin}: rule {index} ({item.name}): template {item.template!r} "
                     f"has no {channel} part"
                 )
         rules.append(
@@ -181,7 +216,10 @@ def load_rules(
                 from_states=frozenset(item.when.from_) if item.when.from_ is not None else None,
                 template=item.template,
                 channels=tuple(item.channels),
-                priority=Priority[item.priority.upper()],
+                priority=Priority.HIGH
+                if item.priority == "urgent"
+                else Priority[item.priority.upper()],
+                category=item.category,
                 once=item.once,
                 fallback=item.fallback,
             )

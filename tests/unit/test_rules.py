@@ -9,7 +9,7 @@ import pytest
 from notifier.config import DEFAULT_RULES_FILE
 from notifier.contracts.events import OrderState
 from notifier.core.lifecycle import Transition
-from notifier.core.rules import load_rules
+from notifier.core.rules import Category, Priority, load_rules, parse_rules
 from notifier.errors import RulesError
 
 
@@ -123,3 +123,19 @@ def test_a_channel_everyone_receives_may_only_end_a_fallback_chain(tmp_path: Pat
     assert load_rules(rules, template_exists=always, reaching_everyone=("inapp",)).rules
     rules.write_text(chain + "    channels: [inapp, push, email]\n")
     assert load_rules(rules, template_exists=always, reaching_everyone=("inapp",)).rules
+
+
+def test_text_rules_take_category_and_urgent_and_name_their_origin() -> None:
+    text = """
+version: 1
+rules:
+  - {name: late, when: {state: [delivery_failed]}, template: t, channels: [sms],
+     priority: urgent, category: alerts}
+  - {name: kept, when: {state: [shipped]}, template: t, channels: [email]}
+"""
+    rules = parse_rules(text, "PUT /v1/rules", template_exists=always)
+    late, kept = rules.rules
+    assert (late.priority, late.category) == (Priority.HIGH, Category.ALERTS)
+    assert (kept.priority, kept.category) == (Priority.NORMAL, Category.TRANSACTIONAL)
+    with pytest.raises(RulesError, match=r"^PUT /v1/rules: rule 1 \(late\): category"):
+        parse_rules(text.replace("alerts}", "marketing}"), "PUT /v1/rules", template_exists=always)
