@@ -6,7 +6,7 @@ and PostgreSQL."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer
 from notifier.devtools.twiliofake import TwilioFake
 from notifier.store.db import create_engine
+from notifier.store.maintenance import prune
 from notifier.store.preferences import opt_out
 from notifier.store.tables import notifications
 from tests.integration.helpers import channel_settings, event, order, publish, running
@@ -288,3 +289,19 @@ async def test_erasure_removes_the_stored_preferences(
         assert erased.status_code == 200
         assert erased.json()["preferences"] == 1
         assert (await client.get(url)).json()["email"] is None
+
+
+async def test_retention_forgets_preferences_of_customers_with_no_order_left(
+    nats: NatsServer, database_url: str, mail: MailCatcher, tmp_path: Path
+) -> None:
+    async with running(_settings(nats, database_url, mail, tmp_path)) as (service, client):
+        await client.put("/v1/customers/gone/preferences", json={"phone": PHONE})
+        await client.put(f"/v1/customers/{CUSTOMER}/preferences", json={"locale": "fr"})
+        await publish(nats.url, _event("E-1", "placed", 0))
+        await _fates(client, "E-1", 1)
+        later = datetime.now(UTC) + timedelta(days=2)
+        report = await prune(service.engine, dedup_days=30, notification_days=1, now=later)
+        assert report.preferences == 1
+        assert (await client.get("/v1/customers/gone/preferences")).json()["phone"] is None
+        kept = (await client.get(f"/v1/customers/{CUSTOMER}/preferences")).json()
+        assert kept["locale"] == "fr"  # still ordering
