@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.api.responses import error_responses
 from notifier.contracts.preferences import CustomerPreferences
 from notifier.redaction import redact
 from notifier.store.preferences import get_preferences, put_preferences
@@ -62,7 +63,10 @@ def build_preferences_router() -> APIRouter:
         """What the customer stored; every field unset (the events decide) when nothing."""
         return await get_preferences(engine, customer_id) or CustomerPreferences()
 
-    @router.put("/customers/{customer_id}/preferences")
+    @router.put(
+        "/customers/{customer_id}/preferences",
+        responses=error_responses(400, s400="The body is not JSON"),
+    )
     async def replace(
         customer_id: str, document: CustomerPreferences, engine: Engine
     ) -> CustomerPreferences:

@@ -14,8 +14,9 @@ customer (``notifier erase-customer``) and by retention (``store.preferences``).
 from __future__ import annotations
 
 from typing import Annotated
+from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from notifier.contracts.events import Channel, Email, Id, Locale, Phone, TimeZone
 
@@ -44,6 +45,32 @@ def _at_least_one(channels: list[str]) -> list[str]:
 
 
 _AtLeastOne = AfterValidator(_at_least_one)
+#: the document says what the validators check, so a client (and the API's own
+#: schema test) knows a valid value before sending it
+#: an id: no control characters, no space at either end (they are stripped)
+_INNER = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]"
+_EDGE = r"[^\x00-\x20\x7f-\x9f\u2028\u2029]"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ORDER_ID = WithJsonSchema(
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": rf"^{_EDGE}({_INNER}*{_EDGE})?$",
+    }
+)
+_PHONE = WithJsonSchema({"type": "string", "pattern": r"^\+[1-9][0-9]{6,14}$"})
+_LOCALE = WithJsonSchema(
+    {"type": "string", "maxLength": 35, "pattern": r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"}
+)
+_EMAIL = WithJsonSchema(
+    {
+        "type": "string",
+        "maxLength": 254,
+        "pattern": rf"^[A-Za-z0-9._%+-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$",
+    }
+)
+_ZONE = WithJsonSchema({"type": "string", "enum": sorted(available_timezones())})
 #: a wall-clock time of day, ``HH:MM`` (24 hours)
 ClockTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", examples=["22:00"])]
 
@@ -87,15 +114,15 @@ class CustomerPreferences(BaseModel):
     #: the channel the customer would rather be told on (stored; rules decide the order)
     preferred_channel: Channel | None = None
     #: contact overrides: these addresses are used instead of the event's
-    email: Email | None = None
-    phone: Phone | None = None
-    locale: Locale | None = None
-    timezone: TimeZone | None = None
+    email: Annotated[Email, _EMAIL] | None = None
+    phone: Annotated[Phone, _PHONE] | None = None
+    locale: Annotated[Locale, _LOCALE] | None = None
+    timezone: Annotated[TimeZone, _ZONE] | None = None
     quiet_hours: QuietHours | None = None
     #: orders the customer asked for no more updates about
-    muted_orders: Annotated[list[Id], _Unique, _UNIQUE_SCHEMA, Field(max_length=500)] = Field(
-        default_factory=list
-    )
+    muted_orders: Annotated[
+        list[Annotated[Id, _ORDER_ID]], _Unique, _UNIQUE_SCHEMA, Field(max_length=500)
+    ] = Field(default_factory=list)
 
     def muted(self, order_id: str) -> bool:
         """Whether the customer asked for no more updates about ``order_id``."""
