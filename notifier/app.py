@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI
 from notifier.api.feed import build_feed_router
 from notifier.api.feed_stream import FeedStreams
 from notifier.api.http import new_app
+from notifier.api.optout_pages import build_optout_router
 from notifier.api.receipts import build_receipts_router
 from notifier.api.routes import build_ops_router, build_router
 from notifier.api.track import build_track_router
@@ -29,6 +30,7 @@ from notifier.contracts.stores import load_stores
 from notifier.core.drafts import Check
 from notifier.core.intents import WebhookRoutes
 from notifier.core.links import LinkMaker, TrackLinks, no_links
+from notifier.core.optout_links import OptOutLinks
 from notifier.core.pipeline import Pipeline
 from notifier.core.rules import RuleSet, load_rules
 from notifier.delivery.alerts import (
@@ -182,6 +184,18 @@ def track_links(settings: Settings) -> LinkMaker:
     )
 
 
+def optout_links(settings: Settings) -> OptOutLinks | None:
+    """Signed unsubscribe and preferences links (signed with the tracking secret, under
+    purposes of their own), when the public base URL and that secret are set."""
+    if settings.public_base_url is None or settings.track_secret is None:
+        return None
+    return OptOutLinks(
+        settings.public_base_url,
+        settings.track_secret.get_secret_value(),
+        settings.track_link_ttl_days * 86_400,
+    )
+
+
 def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None = None) -> Service:
     """Build every component from settings. Nothing connects until ``start``.
 
@@ -236,6 +250,7 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         links=track_links(settings),
         stores=stores,
         senders=sender_pickers(settings, plugins),
+        optout_links=optout_links(settings),
     )
     dead_letter_store = DeadLetterStore(engine, metrics)
     limits = EventLimits(
@@ -360,6 +375,11 @@ def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> 
             service.engine,
             track_secret.get_secret_value() if track_secret else None,
             store_for=service.stores.view_of if service.stores else None,
+        )
+    )
+    app.include_router(
+        build_optout_router(
+            service.engine, track_secret.get_secret_value() if track_secret else None
         )
     )
     for router in extra_routers:

@@ -67,14 +67,22 @@ class PermanentDeliveryError(DeliveryError):
     """The provider will never accept this message; do not retry.
 
     ``dead_recipient`` says the address itself is gone for good (an unregistered push
-    token): it is recorded and never used again.
+    token): it is recorded and never used again. ``opted_out`` says the recipient told
+    the provider to stop (an SMS STOP), and why: the customer is opted out of the channel
+    and the message is suppressed, not failed.
     """
 
     def __init__(
-        self, message: str, *, code: str | None = None, dead_recipient: bool = False
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        dead_recipient: bool = False,
+        opted_out: str | None = None,
     ) -> None:
         super().__init__(message, code=code)
         self.dead_recipient = dead_recipient
+        self.opted_out = opted_out
 
 
 class StoreError(NotifierError):

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.api.auth import bearer_guard
+from notifier.api.preferences import build_preferences_router
 from notifier.api.responses import error_responses, query_error
 from notifier.api.triage import build_triage_router
 from notifier.delivery.stats import delivery_stats, parse_window
@@ -135,7 +136,8 @@ def build_router(
     )
     async def erase(customer_id: str, engine: Engine, request: Request) -> dict[str, Any]:
         """Erase one customer's contacts, names and message bodies (ids and fates stay),
-        their in-app feed items, and their refused events from the dead letters."""
+        their in-app feed items and stored preferences, and their refused events from
+        the dead letters."""
         try:
             report = await erase_customer(
                 engine, customer_id, delete_dead_letter=request.app.state.delete_dead_letter
@@ -148,6 +150,7 @@ def build_router(
             "notifications": report.notifications,
             "dead_letters": report.dead_letters,
             "feed_items": report.feed_items,
+            "preferences": report.preferences,
         }
 
     @v1.get("/stats/delivery", tags=["operations"])
@@ -187,5 +190,6 @@ def build_router(
         return {"customer_id": customer_id, "dead_push_tokens": found}
 
     v1.include_router(build_triage_router())
+    v1.include_router(build_preferences_router())
     router.include_router(v1)
     return router

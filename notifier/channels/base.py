@@ -67,6 +67,8 @@ class OutboundMessage:
     sender: str | None = None
     #: where replies go (email), as its ledger row says
     reply_to: str | None = None
+    #: an alert's one-click unsubscribe link (RFC 8058; an email's ``List-Unsubscribe``)
+    unsubscribe_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

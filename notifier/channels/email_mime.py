@@ -26,9 +26,9 @@ import functools
 import re
 import secrets
 from datetime import UTC, datetime
-from email.headerregistry import BaseHeader, HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
-from email.policy import default
+from email.policy import Policy, default
 from email.utils import format_datetime, getaddresses
 
 from notifier.channels.base import OutboundMessage
@@ -66,8 +66,32 @@ class HeaderClasses(HeaderRegistry):
         super().map_to_type(name, cls)
 
 
+class OneLineHeader(UnstructuredHeader):
+    """A header written on one line whatever its length (up to RFC 5322's 998).
+
+    The one-click unsubscribe headers (RFC 8058) hold a long URL: the standard folder
+    would break ``List-Unsubscribe:`` from its value, and some mail clients then miss
+    the link. Their values are ASCII, checked by :func:`_set` like every header."""
+
+    def fold(self, *, policy: Policy) -> str:
+        """``Name: value`` and the policy's line ending, never folded."""
+        name: str = getattr(self, "name")  # noqa: B009 (set by BaseHeader, which is mixed in)
+        return f"{name}: {self}{policy.linesep}"
+
+
+#: the headers :class:`OneLineHeader` writes
+ONE_LINE_HEADERS = ("List-Unsubscribe", "List-Unsubscribe-Post")
+
+
+def _header_classes() -> HeaderClasses:
+    classes = HeaderClasses()
+    for name in ONE_LINE_HEADERS:
+        classes.map_to_type(name.lower(), OneLineHeader)  # type: ignore[arg-type]
+    return classes
+
+
 #: ``email.policy.default`` (what ``EmailMessage()`` uses) with :class:`HeaderClasses`
-POLICY = default.clone(header_factory=HeaderClasses())
+POLICY = default.clone(header_factory=_header_classes())
 
 
 def compose(
@@ -97,6 +121,15 @@ def compose(
     _set(mime, "Subject", message.subject)
     _set(mime, "Date", format_datetime(datetime.now(UTC)))
     _set(mime, "Message-ID", message_id)
+    if message.unsubscribe_url is not None:
+        # an alert: one click in the mail client opts the customer out (RFC 8058)
+        if not message.unsubscribe_url.isascii():
+            raise PermanentDeliveryError(
+                "cannot build the email: the List-Unsubscribe link is not ASCII",
+                code="invalid-message",
+            )
+        _set(mime, "List-Unsubscribe", f"<{message.unsubscribe_url}>")
+        _set(mime, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     mime.set_content(message.text, charset="utf-8")
     if message.html is not None:
         mime.make_alternative(boundary=_boundary(message.text, message.html))

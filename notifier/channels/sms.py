@@ -61,6 +61,7 @@ from notifier.contracts.channels import (
     SenderPicker,
     TemplateParts,
 )
+from notifier.contracts.preferences import REPLIED_STOP
 from notifier.errors import (
     ConfigError,
     DeliveryError,
@@ -86,6 +87,8 @@ class Refusal:
 
     code: str
     dead_recipient: bool = False
+    #: the recipient asked the provider to stop: the ledger's reason, and an opt-out
+    opted_out: str | None = None
 
 
 #: Twilio error codes that no retry will change
@@ -94,7 +97,7 @@ PERMANENT_CODES: Mapping[int, Refusal] = {
     21614: Refusal("not_mobile", dead_recipient=True),  # 'To' cannot receive SMS (landline)
     21265: Refusal("invalid_number", dead_recipient=True),  # 'To' is a short code
     # The customer replied STOP; not dead, since replying START re-subscribes them.
-    21610: Refusal("unsubscribed"),
+    21610: Refusal("unsubscribed", opted_out=REPLIED_STOP),
     21612: Refusal("unreachable"),  # no route from our sender to 'To'
     21408: Refusal("region_not_enabled"),  # the account may not send to that country
     21606: Refusal("invalid_sender"),  # 'From' cannot send SMS
@@ -122,7 +125,10 @@ def twilio_error(
     refusal = PERMANENT_CODES.get(code) if code is not None else None
     if refusal is not None:
         return PermanentDeliveryError(
-            what, code=refusal.code, dead_recipient=refusal.dead_recipient
+            what,
+            code=refusal.code,
+            dead_recipient=refusal.dead_recipient,
+            opted_out=refusal.opted_out,
         )
     if 400 <= status < 500:
         return PermanentDeliveryError(what, code=f"twilio_{code or status}")

@@ -48,7 +48,8 @@ def erase_customer_cmd(customer_id: str) -> None:
                 await nc.close()
         typer.echo(
             f"erased: {report.events} event(s), {report.notifications} notification(s), "
-            f"{report.dead_letters} dead letter(s), {report.feed_items} feed item(s)"
+            f"{report.dead_letters} dead letter(s), {report.feed_items} feed item(s), "
+            f"{report.preferences} preference document(s)"
         )
 
     run_db_command(go())

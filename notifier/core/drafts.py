@@ -23,7 +23,9 @@ from notifier.core.intents import (
 from notifier.core.lifecycle import Transition
 from notifier.core.links import LinkMaker, no_links
 from notifier.core.model import NotificationStatus, OrderAggregate, canonical_json, digest
+from notifier.core.optout_links import OptOutLinks
 from notifier.core.plan import NewNotification, notification_id
+from notifier.core.preferences import PreferenceBook, personalised, refusal
 from notifier.core.rules import Priority
 from notifier.errors import TemplateError
 from notifier.redaction import redact
@@ -107,6 +109,13 @@ class Drafting:
     #: the shops messages come from, and per channel who a store's message is sent as
     stores: StoreBook = field(default_factory=StoreBook)
     senders: Mapping[str, SenderPicker] = field(default_factory=dict)
+    #: the stored preferences of the batch's customers, and the links by which they
+    #: change them (None: no public base URL or secret, so no such links)
+    preferences: PreferenceBook = field(default_factory=dict)
+    optout_links: OptOutLinks | None = None
+    #: id of an event → (the event, kept alive, and the event as its customer's
+    #: preferences change it), so its contexts are cached under one identity
+    _personal: dict[int, tuple[OrderEvent, OrderEvent]] = field(default_factory=dict)
     #: (id of the event, transition) → (the event, kept alive so the id stays its own,
     #: its context)
     _contexts: dict[tuple[int, Transition], tuple[OrderEvent, DraftContext]] = field(
@@ -123,6 +132,17 @@ class Drafting:
             found = self._contexts[key] = (event, DraftContext(make))
         return found[1]
 
+    def personal(self, event: OrderEvent) -> OrderEvent:
+        """``event`` with its customer's stored contacts, locale and time zone, the same
+        object for the same event throughout the batch."""
+        prefs = self.preferences.get(event.customer.id)
+        if prefs is None:
+            return event
+        found = self._personal.get(id(event))
+        if found is None:
+            found = self._personal[id(event)] = (event, personalised(event, prefs))
+        return found[1]
+
 
 def materialize(
     d: Drafting,
@@ -135,9 +155,13 @@ def materialize(
     priority: Priority,
     context: DraftContext,
     state: str,
+    category: str = "transactional",
 ) -> NewNotification:
     """The ledger row for one notification. A suppressed one is neither rendered nor
-    hashed (its digest stays empty): it was never told, so no revision corrects it."""
+    hashed (its digest stays empty): it was never told, so no revision corrects it.
+
+    ``event`` is as :meth:`Drafting.personal` gives it; a message its customer opted out
+    of (the category on this channel, or a muted order) is suppressed saying so."""
     draft = NewNotification(
         id=notification_id(key),
         idempotency_key=key,
@@ -158,12 +182,19 @@ def materialize(
         digest="",
         state=state,
         last_error=None,
+        category=category,
     )
     spec = d.channels.get(channel)
     if spec is None:  # a correction of a message on a channel no longer registered
         draft.last_error = f"channel {channel} is not registered"
         return draft
-    recipient, why_not = recipient_for(event, spec)
+    prefs = d.preferences.get(event.customer.id)
+    unwanted = refusal(prefs, order.order_id, channel, category)
+    if unwanted is not None:
+        draft.last_error = unwanted
+        return draft
+    chosen = prefs is not None and prefs.channels.of(category) is not None
+    recipient, why_not = recipient_for(event, spec, chosen=chosen)
     if recipient is None:
         draft.last_error = why_not
         return draft
@@ -172,8 +203,15 @@ def materialize(
         return draft
     # the address is part of what is told: a revision that fixes it is a change
     draft.digest = context.digest_to(recipient)
+    values = context.values
+    if d.optout_links is not None:
+        # per category and channel, unlike the rest of the context; links are not
+        # part of what is told (``UNTOLD_KEYS``), so the digest above is unchanged
+        optout = d.optout_links(event.customer.id, channel, category, event.occurred_at)
+        values = {**values, "links": {**values["links"], **optout}}
+        draft.unsubscribe_url = optout.get("unsubscribe")
     try:
-        rendered = d.renderer.render(template, channel, event.customer.locale, context.values)
+        rendered = d.renderer.render(template, channel, event.customer.locale, values)
     except TemplateError as exc:
         draft.status = NotificationStatus.FAILED
         # a template error can quote what it was given: a name, an address
@@ -243,7 +281,7 @@ def webhook_draft(
 def draft_intent(d: Drafting, order: OrderAggregate, intent: Intent, key: str) -> NewNotification:
     """The ledger row an intent calls for; a fallback channel waits on standby while an
     earlier channel of its rule will be tried."""
-    event = order.events[intent.event_id].parsed()
+    event = d.personal(order.events[intent.event_id].parsed())
     if intent.endpoint is not None:
         return webhook_draft(
             d, order, event, key, intent.transition, endpoint=intent.endpoint, correction=None
@@ -259,6 +297,7 @@ def draft_intent(d: Drafting, order: OrderAggregate, intent: Intent, key: str) -
         priority=intent.priority,
         context=context,
         state=intent.transition.to_state.value,
+        category=intent.category,
     )
     context.sendable[intent.template, intent.channel] = draft.status is NotificationStatus.QUEUED
     if intent.fallback_group is not None:
@@ -293,6 +332,7 @@ def _sendable(
             priority=intent.priority,
             context=context,
             state=intent.transition.to_state.value,
+            category=intent.category,
         )
         known = draft.status is NotificationStatus.QUEUED
         context.sendable[intent.template, channel] = known

@@ -39,6 +39,8 @@ class Intent:
     chain: tuple[str, ...] = ()
     #: a webhook delivery: the endpoint's name
     endpoint: str | None = None
+    #: the rule's category (``transactional`` or ``alerts``): what a customer may switch off
+    category: str = "transactional"
 
 
 #: the ledger's channel for partner webhooks (not a customer channel)
@@ -90,6 +92,7 @@ def derive_intents(
                     fallback_group=f"{scope}:{rule.name}" if rule.fallback else None,
                     fallback_rank=rank if rule.fallback else None,
                     chain=chain,
+                    category=rule.category.value,
                 )
         for endpoint in webhooks(source, transition.to_state.value):
             key = f"{transition.event_id}:{WEBHOOK}:{endpoint}"
@@ -154,7 +157,7 @@ def template_context(
         },
         "shipment": shipment,
         "correction": None,
-        "links": {"track": None, **(links or {})},
+        "links": {"track": None, "unsubscribe": None, "preferences": None, **(links or {})},
         "store": store,
     }
 
@@ -236,11 +239,14 @@ def webhook_body(
     return body
 
 
-def recipient_for(event: OrderEvent, channel: ChannelSpec) -> tuple[str | None, str]:
+def recipient_for(
+    event: OrderEvent, channel: ChannelSpec, *, chosen: bool = False
+) -> tuple[str | None, str]:
     """The customer's address on a channel (the channel picks it), or ``None`` and why
-    there is none."""
+    there is none. ``chosen``: the customer's stored preferences allow the channel, which
+    wins over the event's ``customer.channels``."""
     customer = event.customer
-    if customer.channels is not None and channel.name not in customer.channels:
+    if not chosen and customer.channels is not None and channel.name not in customer.channels:
         return None, f"customer did not opt into {channel.name}"
     if channel.recipient is None:
         return None, f"customers are not told on {channel.name}"

@@ -25,7 +25,9 @@ from notifier.core.intents import Intent, WebhookRoutes, derive_intents
 from notifier.core.lifecycle import OrderView, Replay
 from notifier.core.links import LinkMaker, no_links
 from notifier.core.model import DeadLetter, DeadLetterReason, IncomingEvent, OrderAggregate
+from notifier.core.optout_links import OptOutLinks
 from notifier.core.plan import BatchPlan, OrderWrite
+from notifier.core.preferences import PreferenceBook
 from notifier.core.reconcile import reconcile_order
 from notifier.core.rules import RuleSet
 
@@ -50,14 +52,18 @@ class Pipeline:
     #: store's message is sent as
     stores: StoreBook = field(default_factory=StoreBook)
     senders: Mapping[str, SenderPicker] = field(default_factory=dict)
+    #: the unsubscribe and preferences links messages carry (None: not configured)
+    optout_links: OptOutLinks | None = None
 
     def plan_batch(
         self,
         orders: dict[str, OrderAggregate],
         incoming: Iterable[IncomingEvent],
         owners: dict[str, str],
+        preferences: PreferenceBook | None = None,
     ) -> BatchPlan:
-        """Plan one batch; ``owners`` maps already-stored event ids to their order."""
+        """Plan one batch; ``owners`` maps already-stored event ids to their order,
+        ``preferences`` the batch's customers to what they stored."""
         plan = BatchPlan()
         drafting = Drafting(
             self.renderer,
@@ -67,6 +73,8 @@ class Pipeline:
             self.links,
             stores=self.stores,
             senders=self.senders,
+            preferences=preferences or {},
+            optout_links=self.optout_links,
         )
         owners = dict(owners)
         before: dict[str, dict[str, Intent]] = {}

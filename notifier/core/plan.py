@@ -37,6 +37,10 @@ class NewNotification:
     #: who it comes from (its store's), and where replies go; None: the channel's own
     sender: str | None = None
     reply_to: str | None = None
+    #: the rule's category (what a customer may switch off), and the one-click
+    #: unsubscribe link an alert carries (an email's ``List-Unsubscribe``)
+    category: str = "transactional"
+    unsubscribe_url: str | None = None
 
 
 @dataclass(slots=True)

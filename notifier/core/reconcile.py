@@ -132,7 +132,9 @@ def _correct(
     plan: BatchPlan,
 ) -> None:
     stored = order.events[told.event_id]
-    event = stored.parsed()
+    # told with the customer's stored contacts and language; compared as published
+    published = stored.parsed()
+    event = d.personal(published)
     view = replay_order(order).view
     store = d.stores.view(event)
     if now is not None:
@@ -141,8 +143,8 @@ def _correct(
         context = template_context(event, _no_transition(event, view), d.links(event), store=store)
     context["correction"] = correction_context(
         told,
-        stored.before or event,
-        event,
+        stored.before or published,
+        published,
         current_state=view.derived_state,
         current_template=now.template if now else None,
         retracted=retracted,

@@ -33,6 +33,7 @@ from notifier.core.notification_status import (
     NotificationStatus,
     sources,
 )
+from notifier.delivery import optouts
 from notifier.delivery.receipts import find_by_provider_id, record_receipt
 from notifier.store.moves import any_of, status_values
 from notifier.store.tables import dead_push_tokens, notifications
@@ -82,6 +83,10 @@ class Claimed:
     #: who it comes from and where replies go, as rendered; None: the channel's own
     sender: str | None = None
     reply_to: str | None = None
+    #: why its customer no longer wants it (``delivery.optouts``): suppressed, not sent
+    opted_out: str | None = None
+    #: an alert's one-click unsubscribe link (an email's ``List-Unsubscribe``)
+    unsubscribe_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,7 @@ _CLAIMED_COLUMNS = (
     N.fallback_rank,
     N.sender,
     N.reply_to,
+    N.unsubscribe_url,
 )
 
 
@@ -213,6 +219,7 @@ async def claim(
     now = _now()
     params = {"b_ids": list(ids), "b_now": now, "b_until": now + timedelta(seconds=lease_s)}
     rows = (await conn.execute(_CLAIM, params)).all()
+    refused = await optouts.refusals(conn, [r.id for r in rows])
     claimed = [
         Claimed(
             id=r.id,
@@ -233,6 +240,8 @@ async def claim(
             fallback_rank=r.fallback_rank,
             sender=r.sender,
             reply_to=r.reply_to,
+            opted_out=refused.get(r.id),
+            unsubscribe_url=r.unsubscribe_url,
         )
         for r in rows
     ]

@@ -34,6 +34,7 @@ from notifier.errors import DeliveryError, PermanentDeliveryError, TransientDeli
 from notifier.metrics import Metrics
 from notifier.redaction import redact
 from notifier.store.maintenance import ERASED
+from notifier.store.preferences import CATEGORIES, opt_out
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +122,13 @@ class Sender:
         recipients known dead; a provider that calls one dead adds it.
         """
         provider = self.adapter.provider
-        # erased while a crashed sender held it, or a push token known to be gone: not
-        # sent, and a fallback channel takes over
+        # erased while a crashed sender held it, opted out of since it was planned, or a
+        # push token known to be gone: not sent, and a fallback channel takes over
         why_not = (
             ERASED
             if not item.recipient
-            else ("push token is unregistered" if item.recipient in dead else None)
+            else item.opted_out
+            or ("push token is unregistered" if item.recipient in dead else None)
         )
         if why_not is not None:
             return Outcome(item, Fate.GIVEN_UP, error=why_not, status=NotificationStatus.SUPPRESSED)
@@ -153,12 +155,26 @@ class Sender:
             state=item.state,
             sender=item.sender,
             reply_to=item.reply_to,
+            unsubscribe_url=item.unsubscribe_url,
         )
         started = time.perf_counter()
         try:
             receipt = await _call(self.adapter, message)
         except PermanentDeliveryError as exc:
             breaker.success()  # the provider answered; the message was at fault
+            if exc.opted_out is not None:
+                # the customer's choice, not a failure: no dead letter
+                try:
+                    await opt_out(self.engine, item.customer_id, self.channel, CATEGORIES)
+                except SQLAlchemyError as db:
+                    # the next send to them is refused the same way and tries again
+                    log.warning(
+                        "notification %s: opt-out not stored: %s", item.id, type(db).__name__
+                    )
+                log.info("notification %s: recipient opted out (%s)", item.id, exc.code)
+                return Outcome(
+                    item, Fate.GIVEN_UP, error=exc.opted_out, status=NotificationStatus.SUPPRESSED
+                )
             error = _error_text(exc, "permanent", item)
             reason = deadletters.DEAD_RECIPIENT if exc.dead_recipient else deadletters.PERMANENT
             if exc.dead_recipient and self.channel in self.settings.dead_recipient_channels:

@@ -77,6 +77,9 @@ class MailCatcher:
 
     def __init__(self, *, max_messages: int = MAX_MESSAGES) -> None:
         self._messages: deque[CaughtMessage] = deque(maxlen=max_messages)
+        #: each message's bytes as they came off the wire, newest last: what a test of
+        #: header folding reads (the parser unfolds headers)
+        self.raw: deque[bytes] = deque(maxlen=max_messages)
         self._arrived = asyncio.Condition()
         self._server: asyncio.Server | None = None
         self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -122,6 +125,7 @@ class MailCatcher:
     def clear(self) -> None:
         """Forget every caught message."""
         self._messages.clear()
+        self.raw.clear()
 
     # The bound sits in the call because a test reads better that way.
     async def wait_for(self, count: int, timeout: float = 5.0) -> list[CaughtMessage]:  # noqa: ASYNC109
@@ -150,6 +154,7 @@ class _CatchingHandler:
             mail_from=envelope.mail_from or "",
             rcpt_tos=list(envelope.rcpt_tos),
         )
+        self._catcher.raw.append(envelope.original_content or b"")
         await self._catcher._catch(caught)
         return "250 OK: caught"
 

@@ -23,6 +23,7 @@ from notifier.core.model import (
     DeadLetterReason,
     IncomingEvent,
     NotificationStatus,
+    OrderAggregate,
     RawMessage,
 )
 from notifier.core.pipeline import Pipeline
@@ -31,6 +32,7 @@ from notifier.errors import StoreError
 from notifier.ingest.decode import DEFAULT_LIMITS, decode
 from notifier.metrics import Metrics
 from notifier.store.batches import load_orders, lock_orders, write_plan
+from notifier.store.preferences import load_preferences
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +128,8 @@ class BatchProcessor:
         async with self.engine.begin() as conn:
             await lock_orders(conn, order_ids)
             orders, owners = await load_orders(conn, order_ids, event_ids)
-            plan = self.pipeline.plan_batch(orders, incoming, owners)
+            preferences = await load_preferences(conn, _customers(orders, incoming))
+            plan = self.pipeline.plan_batch(orders, incoming, owners, preferences)
             await write_plan(conn, plan)
         return plan
 
@@ -180,6 +183,15 @@ class BatchProcessor:
                 len(plan.dead_letters),
                 ", ".join(f"seq {d.message.seq} {d.reason.value}" for d in plan.dead_letters),
             )
+
+
+def _customers(orders: dict[str, OrderAggregate], incoming: Sequence[IncomingEvent]) -> set[str]:
+    """Every customer the batch may write a message to: of its events, and of the
+    touched orders' earlier events (a correction goes to whom the message went)."""
+    found = {i.event.customer.id for i in incoming}
+    for order in orders.values():
+        found.update(e.customer_id for e in order.events.values())
+    return found
 
 
 def _unrendered(plan: BatchPlan) -> Iterator[NewNotification]:

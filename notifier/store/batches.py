@@ -185,6 +185,8 @@ def _notification_row(d: NewNotification, now: datetime) -> dict[str, Any]:
         "body_html": d.body_html,
         "sender": d.sender,
         "reply_to": d.reply_to,
+        "category": d.category,
+        "unsubscribe_url": d.unsubscribe_url,
         "status": d.status.value,
         "priority": d.priority,
         "event_seq": d.event_seq,

@@ -21,6 +21,7 @@ from notifier.store.deadletter_index import (
 )
 from notifier.store.feed import delete_customer_items, prune_items
 from notifier.store.moves import move, status_values
+from notifier.store.preferences import erase_preferences, prune_preferences
 from notifier.store.tables import dead_push_tokens, events, notifications, ops_alerts, orders
 
 #: the ledger's reason for a notification withheld because its customer was erased
@@ -36,6 +37,7 @@ class PruneReport:
     notifications: int
     dead_letters: int = 0
     feed_items: int = 0
+    preferences: int = 0
 
 
 async def prune(
@@ -47,7 +49,8 @@ async def prune(
     now: datetime | None = None,
 ) -> PruneReport:
     """Forget orders idle longer than ``dedup_days`` (with their dedup records and history),
-    settled notifications older than ``notification_days``, and the index rows of dead
+    settled notifications older than ``notification_days`` (and the stored preferences,
+    that old, of customers with no order left), and the index rows of dead
     letters older than ``deadletter_days``: the DEADLETTER stream's own max age (the
     same setting) removes their messages, so the two age out together.
 
@@ -90,12 +93,15 @@ async def prune(
             delete(ops_alerts).where(ops_alerts.c.created_at < now - timedelta(days=30))
         )
         dead = await prune_dead_letters(conn, now - timedelta(days=deadletter_days))
+        # after the orders: a customer whose last order just went is no longer ordering
+        prefs = await prune_preferences(conn, now - timedelta(days=notification_days))
     return PruneReport(
         orders=len(order_ids),
         events=deleted_events,
         notifications=nt.rowcount,
         dead_letters=dead,
         feed_items=feed,
+        preferences=prefs,
     )
 
 
@@ -119,6 +125,7 @@ class EraseReport:
     notifications: int
     dead_letters: int = 0
     feed_items: int = 0
+    preferences: int = 0
 
 
 #: deletes one message of the DEADLETTER stream by sequence (gone already is no error);
@@ -129,8 +136,9 @@ DeleteDeadLetter = Callable[[int], Awaitable[None]]
 async def erase_customer(
     engine: AsyncEngine, customer_id: str, *, delete_dead_letter: DeleteDeadLetter
 ) -> EraseReport:
-    """Remove a customer's contacts, names, free-form attributes, message bodies and
-    in-app feed items, and their refused events from the DEADLETTER stream (with their index rows).
+    """Remove a customer's contacts, names, free-form attributes, message bodies,
+    stored preferences and in-app feed items, and their refused events from the
+    DEADLETTER stream (with their index rows).
 
     Ids, states and the ledger's fates stay, so the order's history still adds up;
     content hashes stay too, so a replayed old event is still recognised as a duplicate.
@@ -160,6 +168,7 @@ async def erase_customer(
             delete(dead_push_tokens).where(dead_push_tokens.c.customer_id == customer_id)
         )
         feed = await delete_customer_items(conn, customer_id)
+        prefs = await erase_preferences(conn, customer_id)
         nt = await conn.execute(
             update(notifications)
             .where(notifications.c.customer_id == customer_id)
@@ -167,7 +176,11 @@ async def erase_customer(
         )
     dead = await _erase_dead_letters(engine, customer_id, delete_dead_letter)
     return EraseReport(
-        events=len(rows), notifications=nt.rowcount, dead_letters=dead, feed_items=feed
+        events=len(rows),
+        notifications=nt.rowcount,
+        dead_letters=dead,
+        feed_items=feed,
+        preferences=prefs,
     )
 
 

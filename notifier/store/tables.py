@@ -2,7 +2,8 @@
 bodies; both have a retention (see ``store.maintenance``) and an erase-one-customer path.
 Refused events keep theirs in the DEADLETTER stream; ``dead_letters`` indexes them, so
 retention and erasure reach them too. In-app ``feed_items`` keep titles and bodies: they
-age with the ledger and go with the customer.
+age with the ledger and go with the customer. ``customer_preferences`` may hold contact
+overrides: erased with the customer, and aged out once the customer has no order left.
 """
 
 from __future__ import annotations
@@ -129,6 +130,11 @@ notifications = Table(
     #: a fallback rule's notifications share a group; ``standby`` rows wait by rank
     Column("fallback_group", String(700)),
     Column("fallback_rank", Integer),
+    #: the rule's category (``transactional`` or ``alerts``; NULL before categories):
+    #: what a customer's opt-out, checked again when it is claimed, applies to
+    Column("category", String(20)),
+    #: an alert's one-click unsubscribe link (an email's ``List-Unsubscribe``)
+    Column("unsubscribe_url", Text),
     Index("ix_notifications_due", "status", "channel", "next_attempt_at"),
     Index("ix_notifications_pending", "dispatch_pending"),
     Index("ix_notifications_fallback", "fallback_group", "status", "fallback_rank"),
@@ -196,4 +202,25 @@ feed_items = Table(
     #: when the customer marked it read; None while unread
     Column("read_at", UtcDateTime()),
     Index("ix_feed_items_customer_seq", "customer_id", "seq"),
+)
+
+#: one customer's stored preferences (``contracts.preferences``): channels per category
+#: (NULL: the event decides), contact overrides (personal data: erased with the customer,
+#: and kept no longer than the ledger once the customer has no order left), language,
+#: time zone, quiet hours, and the orders they muted
+customer_preferences = Table(
+    "customer_preferences",
+    metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("transactional_channels", JSON),
+    Column("alerts_channels", JSON),
+    Column("preferred_channel", String(20)),
+    Column("email", Text),
+    Column("phone", String(20)),
+    Column("locale", String(35)),
+    Column("timezone", String(64)),
+    Column("quiet_hours_start", String(5)),
+    Column("quiet_hours_end", String(5)),
+    Column("muted_orders", JSON, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False, index=True),
 )

@@ -369,6 +369,7 @@ async def test_erasing_an_unknown_customer_touches_nothing(
             "notifications": 0,
             "dead_letters": 0,
             "feed_items": 0,
+            "preferences": 0,
         }
 
 

@@ -470,7 +470,7 @@ async def test_erase_customer_scrubs_the_database_and_the_dead_letters(
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(
         r"erased: 1 event\(s\), [1-9]\d* notification\(s\), 1 dead letter\(s\), "
-        r"[01] feed item\(s\)\n",
+        r"[01] feed item\(s\), 0 preference document\(s\)\n",
         result.stdout,
     ), result.stdout
     nc = await nats_client.connect(nats.url)
@@ -490,7 +490,9 @@ async def test_erase_customer_scrubs_the_database_and_the_dead_letters(
         NOTIFIER_NATS_URL=closed,
     )
     assert again.returncode == 0, again.stderr
-    assert again.stdout.endswith(", 0 dead letter(s), 0 feed item(s)\n"), again.stdout
+    assert again.stdout.endswith(
+        ", 0 dead letter(s), 0 feed item(s), 0 preference document(s)\n"
+    ), again.stdout
     # something to delete and no NATS: the database is erased, and the command says what is
     # left and fails
     cut_short = await asyncio.to_thread(

@@ -28,6 +28,7 @@ from notifier.delivery.deadletters import NotificationDeadLetter, notification_d
 from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer
 from notifier.devtools.twiliofake import TwilioFake
+from notifier.devtools.twiliowire import Failure
 from notifier.store.tables import notifications
 from notifier.streams import DEADLETTER_STREAM, NOTIFY_STREAM
 from tests.integration.helpers import channel_settings, event, order, publish, running
@@ -196,21 +197,29 @@ async def test_permanent_refusals_are_not_retried_and_are_dead_lettered(
     nats: NatsServer, twilio: TwilioFake, database_url: str
 ) -> None:
     # Twilio code → the dead letter's reason: 21211 (not a valid 'To') means the number
-    # itself is dead; 21610 (the customer replied STOP) is a plain permanent refusal.
+    # itself is dead; 21612 (no route to it) is a plain permanent refusal. 21610 (the
+    # customer replied STOP) is no failure: suppressed, opted out, never dead-lettered.
     cases = {
         "PF-1": (_phone(1), 21211, deadletters.DEAD_RECIPIENT),
-        "PF-2": (_phone(2), 21610, deadletters.PERMANENT),
+        "PF-2": (_phone(2), 21612, deadletters.PERMANENT),
     }
     twilio.invalid_numbers.add(_phone(1))
-    twilio.unsubscribed_numbers.add(_phone(2))
+    twilio.number_failures[_phone(2)] = Failure(400, 21612, "Cannot route to this number")
+    twilio.unsubscribed_numbers.add(_phone(3))
     settings = channel_settings(nats.url, database_url, None, twilio=twilio)
     async with running(settings) as (_service, client):
-        await publish(nats.url, *(_sms_event(o, phone) for o, (phone, _, _) in cases.items()))
+        await publish(
+            nats.url,
+            *(_sms_event(o, phone) for o, (phone, _, _) in cases.items()),
+            _sms_event("PF-3", _phone(3)),
+        )
         rows = {o: await _wait_status(client, o, "sms", "failed") for o in cases}
         for o, (_, code, _) in cases.items():
             assert rows[o]["attempts"] == 1
             assert f"code {code}" in rows[o]["last_error"], rows[o]
-        assert twilio.request_count == len(cases)
+        stopped = await _wait_status(client, "PF-3", "sms", "suppressed")
+        assert stopped["last_error"] == "recipient replied STOP"
+        assert twilio.request_count == len(cases) + 1
         assert twilio.messages() == []
 
         async with _jetstream(nats.url) as js:
@@ -224,7 +233,7 @@ async def test_permanent_refusals_are_not_retried_and_are_dead_lettered(
             assert (letter.channel, letter.reason) == ("sms", reason)
             assert f"code {code}" in letter.error
             assert _phone(1) not in letter.error and _phone(2) not in letter.error
-        assert twilio.request_count == len(cases)
+        assert twilio.request_count == len(cases) + 1
 
 
 async def test_exhausted_sms_is_dead_lettered_and_replayed_exactly_once(

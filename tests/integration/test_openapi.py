@@ -48,6 +48,8 @@ ROUTES = {
     "POST /v1/receipts/twilio",
     "GET /v1/customers/{customer_id}/feed",
     "POST /v1/customers/{customer_id}/feed/read",
+    "GET /v1/customers/{customer_id}/preferences",
+    "PUT /v1/customers/{customer_id}/preferences",
 }
 #: answers that never end (a live stream): tested in test_feed.py, not called here
 OPEN_ENDED = {"GET /v1/customers/{customer_id}/feed/stream"}

@@ -104,9 +104,10 @@ def test_the_context_carries_the_link_and_its_digest_leaves_it_out() -> None:
     event = Harness().message(ev("A-1", "placed", 0)).event
     t = Transition(event.event_id, None, None, event.state, "placed")
     linked = template_context(event, t, LINKS(event))
-    assert linked["links"] == {"track": LINKS.url("A-1", event.occurred_at)}
+    none = {"unsubscribe": None, "preferences": None}
+    assert linked["links"] == {"track": LINKS.url("A-1", event.occurred_at), **none}
     unlinked = template_context(event, t)
-    assert unlinked["links"] == {"track": None}
+    assert unlinked["links"] == {"track": None, **none}
     # a link is how the message is reached, not what it says: no correction for it
     assert context_digest(linked) == context_digest(unlinked)
     assert context_digest(linked) != context_digest({**linked, "event": {}})
