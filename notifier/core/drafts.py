@@ -107,6 +107,8 @@ class Drafting:
     #: the shops messages come from, and per channel who a store's message is sent as
     stores: StoreBook = field(default_factory=StoreBook)
     senders: Mapping[str, SenderPicker] = field(default_factory=dict)
+    #: where rules with ``audience: ops`` send (``NOTIFIER_OPS_EMAIL``)
+    ops_email: str | None = None
     #: (id of the event, transition) → (the event, kept alive so the id stays its own,
     #: its context)
     _contexts: dict[tuple[int, Transition], tuple[OrderEvent, DraftContext]] = field(
@@ -135,9 +137,11 @@ def materialize(
     priority: Priority,
     context: DraftContext,
     state: str,
+    to_ops: bool = False,
 ) -> NewNotification:
     """The ledger row for one notification. A suppressed one is neither rendered nor
-    hashed (its digest stays empty): it was never told, so no revision corrects it."""
+    hashed (its digest stays empty): it was never told, so no revision corrects it.
+    ``to_ops``: it goes to the operations address, not to the customer."""
     draft = NewNotification(
         id=notification_id(key),
         idempotency_key=key,
@@ -163,7 +167,10 @@ def materialize(
     if spec is None:  # a correction of a message on a channel no longer registered
         draft.last_error = f"channel {channel} is not registered"
         return draft
-    recipient, why_not = recipient_for(event, spec)
+    if to_ops:
+        recipient, why_not = d.ops_email, "NOTIFIER_OPS_EMAIL is not set"
+    else:
+        recipient, why_not = recipient_for(event, spec)
     if recipient is None:
         draft.last_error = why_not
         return draft
@@ -259,6 +266,7 @@ def draft_intent(d: Drafting, order: OrderAggregate, intent: Intent, key: str) -
         priority=intent.priority,
         context=context,
         state=intent.transition.to_state.value,
+        to_ops=intent.to_ops,
     )
     context.sendable[intent.template, intent.channel] = draft.status is NotificationStatus.QUEUED
     if intent.fallback_group is not None:
@@ -293,6 +301,7 @@ def _sendable(
             priority=intent.priority,
             context=context,
             state=intent.transition.to_state.value,
+            to_ops=intent.to_ops,
         )
         known = draft.status is NotificationStatus.QUEUED
         context.sendable[intent.template, channel] = known
@@ -306,4 +315,40 @@ def _context(d: Drafting, event: OrderEvent, intent: Intent) -> DraftContext:
         lambda: template_context(
             event, intent.transition, d.links(event), store=d.stores.view(event)
         ),
+    )
+
+
+def withheld(
+    order: OrderAggregate,
+    event: OrderEvent,
+    key: str,
+    *,
+    template: str,
+    channel: str,
+    priority: Priority,
+    state: str,
+    reason: str,
+) -> NewNotification:
+    """A ledger row for a notification decided against (``suppressed``, with why): what
+    a due timer leaves when the order moved on, so the order's page says so."""
+    return NewNotification(
+        id=notification_id(key),
+        idempotency_key=key,
+        event_id=event.event_id,
+        order_id=order.order_id,
+        customer_id=event.customer.id,
+        channel=channel,
+        template=template,
+        template_version=None,
+        locale=None,
+        recipient=None,
+        subject=None,
+        body_text=None,
+        body_html=None,
+        status=NotificationStatus.SUPPRESSED,
+        priority=int(priority),
+        event_seq=order.events[event.event_id].revised_seq,
+        digest="",
+        state=state,
+        last_error=reason,
     )
