@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
 from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer
 from notifier.store.db import create_engine
-from notifier.store.tables import timers
+from notifier.store.maintenance import erase_customer, prune
+from notifier.store.tables import orders, timers
 from tests.integration.helpers import event, order, publish, running, settings_for
 from tests.integration.test_crash import _env, _start
 from tests.support import wait_until
@@ -199,3 +200,41 @@ async def test_two_replicas_fire_each_due_timer_once(
     got = subjects(mail)
     assert [got[STUCK.format(f"R-{i}")] for i in range(orders)] == [1] * orders
     assert max(Counter(m.message_id for m in mail.messages()).values()) == 1
+
+
+async def test_erasure_and_retention_clear_timers(
+    nats: NatsServer, mail: MailCatcher, database_url: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    settings = settings_for(
+        nats.url, database_url, mail.port, rules_file=rules_file(tmp_path, "1h")
+    )
+    async with running(settings):
+        await publish(
+            nats.url,
+            at(now, event("E-1", "processing", 0)),
+            at(now, event("E-2", "processing", 0)),
+            at(now, event("E-3", "processing", 0)),
+        )
+        await wait_until(lambda: _timers_of(database_url, 3), timeout=20)
+    engine = create_engine(database_url)
+    try:
+        await erase_customer(engine, "cust-E-1", delete_dead_letter=_nothing)
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(orders)
+                .where(orders.c.order_id == "E-2")
+                .values(updated_at=now - timedelta(days=60))
+            )
+        await prune(engine, dedup_days=30, notification_days=180)
+    finally:
+        await engine.dispose()
+    assert [r["order_id"] for r in await timer_rows(database_url)] == ["E-3"]
+
+
+async def _timers_of(database_url: str, count: int) -> bool:
+    return len(await timer_rows(database_url)) == count
+
+
+async def _nothing(seq: int) -> None:
+    raise AssertionError(f"no dead letter to delete, asked for {seq}")
