@@ -167,6 +167,7 @@ def build_rules(
         template_exists=renderer.has,
         channels=[p.name for p in plugins if p.spec.for_customers],
         reaching_everyone=[p.name for p in plugins if p.spec.reaches_everyone],
+        ops_channels=[p.name for p in plugins if p.alerts_to is not None],
     )
     ops = next((r for r in rules.rules if r.audience is Audience.OPS), None)
     if ops is not None and settings.ops_email is None:

@@ -119,9 +119,15 @@ class _Rule(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _ops_by_email(self) -> _Rule:
-        if self.audience is Audience.OPS and self.channels != ["email"]:
-            raise ValueError("audience ops is told by email only: channels must be [email]")
+    def _ops_channels(self, info: ValidationInfo) -> _Rule:
+        """The operations team has an address on some channels only (email)."""
+        ops: Collection[str] = (info.context or {}).get("ops_channels", ())
+        if self.audience is Audience.OPS and not set(self.channels) <= set(ops):
+            raise ValueError(
+                "audience ops is told only on "
+                + (", ".join(ops) or "no channel")
+                + f": channels must be [{', '.join(ops)}]"
+            )
         return self
 
 
@@ -214,6 +220,7 @@ def load_rules(
     template_exists: Callable[[str, str], bool],
     channels: Collection[str] = CUSTOMER_CHANNELS,
     reaching_everyone: Collection[str] = (),
+    ops_channels: Collection[str] = (),
 ) -> RuleSet:
     """Read and validate a rules file (see ``parse_rules``)."""
     try:
@@ -226,6 +233,7 @@ def load_rules(
         template_exists=template_exists,
         channels=channels,
         reaching_everyone=reaching_everyone,
+        ops_channels=ops_channels,
     )
 
 
@@ -236,6 +244,7 @@ def parse_rules(
     template_exists: Callable[[str, str], bool],
     channels: Collection[str] = CUSTOMER_CHANNELS,
     reaching_everyone: Collection[str] = (),
+    ops_channels: Collection[str] = (),
 ) -> RuleSet:
     """Parse and validate a rules document (YAML, or JSON, which is YAML) that came from
     ``origin`` (a path, or where the API got it), which every error line starts with.
@@ -243,7 +252,8 @@ def parse_rules(
     ``template_exists(template, channel)`` checks parts, and each rule may name only
     ``channels`` (the registered customer channels). A fallback rule may name a channel
     ``reaching_everyone`` only last: anywhere else, every customer would "receive" it
-    and the channels after it would never be tried."""
+    and the channels after it would never be tried. A rule with ``audience: ops`` may
+    name only ``ops_channels`` (those with an operations address)."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -252,7 +262,9 @@ def parse_rules(
         problem = getattr(exc, "problem", None) or "cannot parse"
         raise RulesError(f"{origin}: not valid YAML: {where}{problem}") from exc
     try:
-        parsed = _RulesFile.model_validate(raw, context={"channels": tuple(channels)})
+        parsed = _RulesFile.model_validate(
+            raw, context={"channels": tuple(channels), "ops_channels": tuple(ops_channels)}
+        )
     except ValidationError as exc:
         raise RulesError(_describe(origin, raw, exc)) from exc
     names: set[str] = set()

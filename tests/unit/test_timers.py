@@ -68,7 +68,7 @@ class Store:
     def __init__(self, rules: str = RULES, ops_email: str | None = "ops@shop.example") -> None:
         plugins = registered()
         renderer = TemplateRenderer(default_templates_dir(), template_parts(plugins))
-        ruleset = parse_rules(rules, "test", template_exists=renderer.has)
+        ruleset = parse_rules(rules, "test", template_exists=renderer.has, ops_channels=["email"])
         self.pipeline = Pipeline(
             ruleset, renderer, frozenset({"email"}), specs(plugins), ops_email=ops_email
         )
