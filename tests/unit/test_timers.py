@@ -315,3 +315,21 @@ def test_an_ops_rule_goes_to_the_ops_address() -> None:
     (note,) = [n for n in plan.notifications if "ops_stuck" in n.idempotency_key]
     assert note.recipient == "ops@shop.example"
     assert note.status is NotificationStatus.QUEUED
+
+
+def test_the_demo_alert_orders_are_due_under_the_shipped_rules() -> None:
+    from notifier.config import DEFAULT_RULES_FILE
+    from notifier.devtools.demo_alerts import alert_events
+
+    s = Store(rules=DEFAULT_RULES_FILE.read_text())
+    now = datetime.now(UTC)
+    s.clock.advance(now - T0)
+    events = alert_events(now=now, run_id="r1")
+    for body in events:
+        s.ingest(body)
+    fired = {(n.order_id, n.idempotency_key.split(":")[2]) for n in s.due().notifications}
+    assert fired == {
+        ("DEMO-STUCK-r1", "processing_stuck"),
+        ("DEMO-SILENT-r1", "parcel_silent"),
+        ("DEMO-LATE-r1", "promise_missed"),
+    }
