@@ -32,6 +32,7 @@ from notifier.core.intents import WebhookRoutes
 from notifier.core.links import LinkMaker, TrackLinks, no_links
 from notifier.core.optout_links import OptOutLinks
 from notifier.core.pipeline import Pipeline
+from notifier.core.rule_kinds import Audience
 from notifier.core.rules import RuleSet, load_rules
 from notifier.delivery.alerts import (
     AlertSettings,
@@ -49,10 +50,12 @@ from notifier.delivery.dispatcher import (
 from notifier.delivery.feed import Announcer, FeedDelivery
 from notifier.delivery.outbox import Outbox
 from notifier.delivery.retry import RetryPolicy
+from notifier.errors import ConfigError
 from notifier.ingest.consumer import ConsumerSettings, IngestConsumer
 from notifier.ingest.deadletter_store import DeadLetterStore
 from notifier.ingest.health import IngestHealth
 from notifier.ingest.processor import BatchProcessor
+from notifier.ingest.timer_poller import TimerPoller
 from notifier.metrics import Metrics
 from notifier.rendering.templates import TemplateRenderer
 from notifier.service import Service
@@ -159,13 +162,21 @@ def channel_limits(settings: Settings, plugin: ChannelPlugin) -> ChannelLimits:
 def build_rules(
     settings: Settings, renderer: TemplateRenderer, plugins: Iterable[ChannelPlugin]
 ) -> RuleSet:
-    """Load and validate the rules file against the channels and the templates on disk."""
-    return load_rules(
+    """Load and validate the rules file against the channels and the templates on disk;
+    a rule for the operations team needs their address (``NOTIFIER_OPS_EMAIL``)."""
+    rules = load_rules(
         settings.rules_file,
         template_exists=renderer.has,
         channels=[p.name for p in plugins if p.spec.for_customers],
         reaching_everyone=[p.name for p in plugins if p.spec.reaches_everyone],
+        ops_channels=[p.name for p in plugins if p.alerts_to is not None],
     )
+    ops = next((r for r in rules.rules if r.audience is Audience.OPS), None)
+    if ops is not None and settings.ops_email is None:
+        raise ConfigError(
+            f"NOTIFIER_OPS_EMAIL: rule {ops.name} has audience ops; set the address it is sent to"
+        )
+    return rules
 
 
 def track_links(settings: Settings) -> LinkMaker:
@@ -251,6 +262,7 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         stores=stores,
         senders=sender_pickers(settings, plugins),
         optout_links=optout_links(settings),
+        ops_email=settings.ops_email,
     )
     dead_letter_store = DeadLetterStore(engine, metrics)
     limits = EventLimits(
@@ -303,6 +315,9 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         health,
         workers=WorkerPool(settings, metrics) if settings.dispatch_workers else None,
         stores=stores,
+        timers=TimerPoller(
+            engine, pipeline, metrics, settings.timer_poll_s, on_committed=outbox.wake
+        ),
     )
 
 

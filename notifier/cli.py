@@ -132,12 +132,14 @@ def emit(
     publishes only if every one passes; --dry-run validates and publishes nothing.
     """
     from notifier.devtools.demo import demo_events
+    from notifier.devtools.demo_alerts import alert_events
     from notifier.devtools.publisher import load_events, publish_events
 
     if (file is None) == (not demo):
         raise fail("give a FILE or --demo (one of them)")
     try:
-        events = load_events(file) if file is not None else demo_events(orders)
+        # the demo adds one order per time rule, already due: its alerts show at once
+        events = load_events(file) if file is not None else demo_events(orders) + alert_events()
     except (OSError, ValueError) as exc:
         raise fail(str(exc)) from None
     if check or dry_run:

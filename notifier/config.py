@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     feed_stream_queue: int = Field(default=100, ge=1, le=10_000)
 
     rules_file: Path = DEFAULT_RULES_FILE
+    #: how often due timers of the time rules (held, promise_missed) are looked for
+    timer_poll_s: float = Field(default=1.0, gt=0, le=60)
+    #: where rules with ``audience: ops`` send, by email; needed only when one exists
+    ops_email: str | None = Field(default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$")
     templates_dir: Path = Field(default_factory=default_templates_dir)
     default_locale: str = "en"
 

@@ -32,6 +32,7 @@ from notifier.delivery.outbox import Outbox
 from notifier.ingest.consumer import IngestConsumer
 from notifier.ingest.deadletter_store import DeadLetterStore
 from notifier.ingest.health import IngestHealth
+from notifier.ingest.timer_poller import TimerPoller
 from notifier.metrics import Metrics
 from notifier.nats_client import connect_for_life
 from notifier.store.maintenance import prune
@@ -67,6 +68,8 @@ class Service:
     workers: WorkerPool | None = None
     #: the shops of ``NOTIFIER_STORES_FILE`` (the order-status page shows their contact)
     stores: StoreBook | None = None
+    #: fires the time rules' due timers (an ingest process's task)
+    timers: TimerPoller | None = None
     nc: NatsClient | None = None
     #: one JetStream context for the connection's life (each one holds subscriptions)
     _jetstream: JetStreamContext | None = None
@@ -107,6 +110,8 @@ class Service:
             self.outbox.start(js)
             self.dead_letter_store.start(js)
             await self.consumer.start(self.nc)
+            if self.timers is not None:
+                self.timers.start()
             self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
         if self.workers is not None:
             await self.workers.ready()
@@ -125,6 +130,8 @@ class Service:
         if s.dispatches:
             await self.alerter.stop()
         if s.ingests:
+            if self.timers is not None:
+                await self.timers.stop()
             await self.consumer.stop()
         if self.workers is not None:
             await self.workers.stop()

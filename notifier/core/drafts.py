@@ -116,6 +116,8 @@ class Drafting:
     #: id of an event → (the event, kept alive, and the event as its customer's
     #: preferences change it), so its contexts are cached under one identity
     _personal: dict[int, tuple[OrderEvent, OrderEvent]] = field(default_factory=dict)
+    #: where rules with ``audience: ops`` send (``NOTIFIER_OPS_EMAIL``)
+    ops_email: str | None = None
     #: (id of the event, transition) → (the event, kept alive so the id stays its own,
     #: its context)
     _contexts: dict[tuple[int, Transition], tuple[OrderEvent, DraftContext]] = field(
@@ -156,12 +158,15 @@ def materialize(
     context: DraftContext,
     state: str,
     category: str = "transactional",
+    to_ops: bool = False,
 ) -> NewNotification:
     """The ledger row for one notification. A suppressed one is neither rendered nor
     hashed (its digest stays empty): it was never told, so no revision corrects it.
 
     ``event`` is as :meth:`Drafting.personal` gives it; a message its customer opted out
-    of (the category on this channel, or a muted order) is suppressed saying so."""
+    of (the category on this channel, or a muted order) is suppressed saying so.
+    ``to_ops``: it goes to the operations address, not to the customer, whose
+    preferences do not apply to it."""
     draft = NewNotification(
         id=notification_id(key),
         idempotency_key=key,
@@ -188,13 +193,16 @@ def materialize(
     if spec is None:  # a correction of a message on a channel no longer registered
         draft.last_error = f"channel {channel} is not registered"
         return draft
-    prefs = d.preferences.get(event.customer.id)
-    unwanted = refusal(prefs, order.order_id, channel, category)
-    if unwanted is not None:
-        draft.last_error = unwanted
-        return draft
-    chosen = prefs is not None and prefs.channels.of(category) is not None
-    recipient, why_not = recipient_for(event, spec, chosen=chosen)
+    if to_ops:
+        recipient, why_not = d.ops_email, "NOTIFIER_OPS_EMAIL is not set"
+    else:
+        prefs = d.preferences.get(event.customer.id)
+        unwanted = refusal(prefs, order.order_id, channel, category)
+        if unwanted is not None:
+            draft.last_error = unwanted
+            return draft
+        chosen = prefs is not None and prefs.channels.of(category) is not None
+        recipient, why_not = recipient_for(event, spec, chosen=chosen)
     if recipient is None:
         draft.last_error = why_not
         return draft
@@ -298,6 +306,7 @@ def draft_intent(d: Drafting, order: OrderAggregate, intent: Intent, key: str) -
         context=context,
         state=intent.transition.to_state.value,
         category=intent.category,
+        to_ops=intent.to_ops,
     )
     context.sendable[intent.template, intent.channel] = draft.status is NotificationStatus.QUEUED
     if intent.fallback_group is not None:
@@ -333,6 +342,7 @@ def _sendable(
             context=context,
             state=intent.transition.to_state.value,
             category=intent.category,
+            to_ops=intent.to_ops,
         )
         known = draft.status is NotificationStatus.QUEUED
         context.sendable[intent.template, channel] = known
@@ -346,4 +356,40 @@ def _context(d: Drafting, event: OrderEvent, intent: Intent) -> DraftContext:
         lambda: template_context(
             event, intent.transition, d.links(event), store=d.stores.view(event)
         ),
+    )
+
+
+def withheld(
+    order: OrderAggregate,
+    event: OrderEvent,
+    key: str,
+    *,
+    template: str,
+    channel: str,
+    priority: Priority,
+    state: str,
+    reason: str,
+) -> NewNotification:
+    """A ledger row for a notification decided against (``suppressed``, with why): what
+    a due timer leaves when the order moved on, so the order's page says so."""
+    return NewNotification(
+        id=notification_id(key),
+        idempotency_key=key,
+        event_id=event.event_id,
+        order_id=order.order_id,
+        customer_id=event.customer.id,
+        channel=channel,
+        template=template,
+        template_version=None,
+        locale=None,
+        recipient=None,
+        subject=None,
+        body_text=None,
+        body_html=None,
+        status=NotificationStatus.SUPPRESSED,
+        priority=int(priority),
+        event_seq=order.events[event.event_id].revised_seq,
+        digest="",
+        state=state,
+        last_error=reason,
     )

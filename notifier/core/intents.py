@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from notifier.contracts.channels import PARTNER_CHANNEL, ChannelSpec, PartnerRoutes
-from notifier.contracts.events import OrderEvent
+from notifier.contracts.events import OrderEvent, OrderState
 from notifier.core.greeting import first_name
 from notifier.core.lifecycle import OrderView, Transition
 from notifier.core.links import Links
-from notifier.core.model import canonical_json, digest
-from notifier.core.rules import Priority, RuleSet
+from notifier.core.model import OrderAggregate, canonical_json, digest
+from notifier.core.rule_kinds import Audience
+from notifier.core.rules import Priority, Rule, RuleSet
+from notifier.core.timers import counted_events
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,8 @@ class Intent:
     endpoint: str | None = None
     #: the rule's category (``transactional`` or ``alerts``): what a customer may switch off
     category: str = "transactional"
+    #: an ops rule: sent to the operations address, not to the customer
+    to_ops: bool = False
 
 
 #: the ledger's channel for partner webhooks (not a customer channel)
@@ -60,8 +65,13 @@ def derive_intents(
     *,
     source: str = "",
     webhooks: WebhookRoutes = _no_webhooks,
+    order: OrderAggregate | None = None,
 ) -> dict[str, Intent]:
     """Every notification the order's history calls for, keyed by idempotency key.
+
+    With the ``order`` (its events), a rule's ``conditions`` are checked against the
+    event of each transition, and a shipment event that moves the estimated delivery
+    later fires the ``estimate_revised`` rules. Without it, conditions are not checked.
 
     A once-per-order rule is keyed by the order, so when the event that fires it changes
     (a redelivered ``placed`` lands before an applied ``confirmed``, or ``placed`` is
@@ -72,6 +82,10 @@ def derive_intents(
     fired_once: set[str] = set()
     for transition in view.transitions:
         for rule in rules.matching(transition):
+            if order is not None and not rule.conditions.allow(
+                order.events[transition.event_id].parsed()
+            ):
+                continue
             if rule.once:
                 if rule.name in fired_once:
                     continue
@@ -93,6 +107,7 @@ def derive_intents(
                     fallback_rank=rank if rule.fallback else None,
                     chain=chain,
                     category=rule.category.value,
+                    to_ops=rule.audience is Audience.OPS,
                 )
         for endpoint in webhooks(source, transition.to_state.value):
             key = f"{transition.event_id}:{WEBHOOK}:{endpoint}"
@@ -106,7 +121,58 @@ def derive_intents(
                 transition,
                 endpoint=endpoint,
             )
+    if order is not None and rules.estimates:
+        for transition in revised_estimates(order, view):
+            event = order.events[transition.event_id].parsed()
+            for rule in rules.estimates:
+                if rule.conditions.allow(event):
+                    group = f"{transition.event_id}:{rule.name}"
+                    intents.update(rule_intents(rule, transition, group))
     return intents
+
+
+def rule_intents(rule: Rule, transition: Transition, group: str) -> dict[str, Intent]:
+    """The intents of one rule firing for ``transition``, keyed ``group:channel`` (a
+    fallback rule's channels share the ``group``)."""
+    intents: dict[str, Intent] = {}
+    for rank, channel in enumerate(rule.channels):
+        key = f"{group}:{channel}"
+        intents[key] = Intent(
+            key,
+            transition.event_id,
+            rule.name,
+            rule.template,
+            channel,
+            rule.priority,
+            transition,
+            fallback_group=group if rule.fallback else None,
+            fallback_rank=rank if rule.fallback else None,
+            chain=rule.channels,
+            to_ops=rule.audience is Audience.OPS,
+        )
+    return intents
+
+
+def revised_estimates(order: OrderAggregate, view: OrderView) -> list[Transition]:
+    """The shipment events that moved its estimated delivery later than the one before
+    (what the customer was last given), as transitions that leave the state as it is."""
+    last: dict[str, datetime] = {}
+    found: list[Transition] = []
+    for stored in counted_events(order, view):
+        if stored.shipment_id is None:
+            continue
+        shipment = stored.parsed().shipment
+        eta = shipment.estimated_delivery if shipment else None
+        if eta is None:
+            continue
+        before = last.get(stored.shipment_id)
+        last[stored.shipment_id] = eta
+        if before is not None and eta > before:
+            state = OrderState(stored.state)
+            found.append(
+                Transition(stored.event_id, stored.shipment_id, state, state, view.derived_state)
+            )
+    return found
 
 
 def template_context(

@@ -189,6 +189,24 @@ class StoredNotification:
 
 
 @dataclass(slots=True)
+class StoredTimer:
+    """A durable timer of a time rule (``core.timers``): one per order, rule and
+    shipment (``""`` for the order itself)."""
+
+    order_id: str
+    rule: str
+    shipment: str
+    due_at: datetime
+    #: when what armed it happened (the event's ``occurred_at``), and which event
+    armed_at: datetime
+    event_id: str
+    #: whose order it is: erasure finds the customer's timers by it
+    customer_id: str
+    #: set once it fired (or was found moved on): the same due time never fires again
+    fired_at: datetime | None = None
+
+
+@dataclass(slots=True)
 class OrderAggregate:
     """An order with its history and ledger, as loaded (and locked) for one batch."""
 
@@ -196,3 +214,5 @@ class OrderAggregate:
     exists: bool
     events: dict[str, StoredEvent] = field(default_factory=dict)
     notifications: dict[str, StoredNotification] = field(default_factory=dict)
+    #: (rule, shipment) → its timer, for orders of a rule set with time rules
+    timers: dict[tuple[str, str], StoredTimer] = field(default_factory=dict)

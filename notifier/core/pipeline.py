@@ -14,8 +14,9 @@ customer was told against what the new history calls for).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from notifier.contracts.channels import ChannelSpec, SenderPicker
 from notifier.contracts.stores import StoreBook
@@ -24,12 +25,20 @@ from notifier.core.drafts import Check, Drafting, Renderer
 from notifier.core.intents import Intent, WebhookRoutes, derive_intents
 from notifier.core.lifecycle import OrderView, Replay
 from notifier.core.links import LinkMaker, no_links
-from notifier.core.model import DeadLetter, DeadLetterReason, IncomingEvent, OrderAggregate
+from notifier.core.model import (
+    DeadLetter,
+    DeadLetterReason,
+    IncomingEvent,
+    OrderAggregate,
+    StoredTimer,
+)
 from notifier.core.optout_links import OptOutLinks
 from notifier.core.plan import BatchPlan, OrderWrite
 from notifier.core.preferences import PreferenceBook
 from notifier.core.reconcile import reconcile_order
 from notifier.core.rules import RuleSet
+from notifier.core.timer_plan import plan_due
+from notifier.core.timers import timer_writes
 
 
 @dataclass(slots=True)
@@ -54,6 +63,34 @@ class Pipeline:
     senders: Mapping[str, SenderPicker] = field(default_factory=dict)
     #: the unsubscribe and preferences links messages carry (None: not configured)
     optout_links: OptOutLinks | None = None
+    #: where ``audience: ops`` rules send (``NOTIFIER_OPS_EMAIL``)
+    ops_email: str | None = None
+
+    def drafting(self, preferences: PreferenceBook | None = None) -> Drafting:
+        """A fresh drafting for one batch (it remembers template contexts), with the
+        stored preferences of the batch's customers."""
+        return Drafting(
+            self.renderer,
+            self.enabled_channels,
+            self.checks,
+            self.channels,
+            self.links,
+            stores=self.stores,
+            senders=self.senders,
+            preferences=preferences or {},
+            optout_links=self.optout_links,
+            ops_email=self.ops_email,
+        )
+
+    def plan_timers(
+        self,
+        orders: Mapping[str, OrderAggregate],
+        due: Sequence[StoredTimer],
+        now: datetime,
+        preferences: PreferenceBook | None = None,
+    ) -> BatchPlan:
+        """Plan what claimed, due timers call for (``core.timer_plan``)."""
+        return plan_due(self.drafting(preferences), self.rules, orders, due, now)
 
     def plan_batch(
         self,
@@ -65,17 +102,7 @@ class Pipeline:
         """Plan one batch; ``owners`` maps already-stored event ids to their order,
         ``preferences`` the batch's customers to what they stored."""
         plan = BatchPlan()
-        drafting = Drafting(
-            self.renderer,
-            self.enabled_channels,
-            self.checks,
-            self.channels,
-            self.links,
-            stores=self.stores,
-            senders=self.senders,
-            preferences=preferences or {},
-            optout_links=self.optout_links,
-        )
+        drafting = self.drafting(preferences)
         owners = dict(owners)
         before: dict[str, dict[str, Intent]] = {}
         runs: dict[str, Replay] = {}
@@ -101,6 +128,7 @@ class Pipeline:
                     event.order_id,
                     source=_source(order) or event.source,
                     webhooks=self.webhooks,
+                    order=order,
                 )
             what = dedupe(order, item, plan, runs)
             if event.event_id in order.events:
@@ -156,9 +184,15 @@ class Pipeline:
             )
         )
         new = derive_intents(
-            view, self.rules, order.order_id, source=latest_event.source, webhooks=self.webhooks
+            view,
+            self.rules,
+            order.order_id,
+            source=latest_event.source,
+            webhooks=self.webhooks,
+            order=order,
         )
         reconcile_order(d, order, old, new, touched, plan=plan)
+        plan.timers.extend(timer_writes(order, view, self.rules))
         for stored in order.events.values():
             stored.before = None  # told now: the next batch compares with this version
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from notifier.core.model import DeadLetter, NotificationStatus, StoredEvent, digest
+from notifier.core.model import (
+    DeadLetter,
+    NotificationStatus,
+    StoredEvent,
+    StoredTimer,
+    digest,
+)
 
 
 @dataclass(slots=True)
@@ -69,6 +75,16 @@ class OrderWrite:
 
 
 @dataclass(slots=True)
+class TimerWrite:
+    """A timer to arm or re-arm (``exists``: its row is there already), or to mark
+    fired, or (``delete``) to clear."""
+
+    timer: StoredTimer
+    exists: bool
+    delete: bool = False
+
+
+@dataclass(slots=True)
 class BatchPlan:
     """Everything one batch writes, in one transaction."""
 
@@ -79,6 +95,8 @@ class BatchPlan:
     #: sent rows whose content a correction superseded: id → what the customer now knows
     retold: dict[str, str] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: timers armed, re-armed, fired or cleared with the history that decides them
+    timers: list[TimerWrite] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
     def count(self, what: str) -> None:

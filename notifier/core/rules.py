@@ -8,7 +8,8 @@ text came from), the rule and the field.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,11 +23,22 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from notifier.contracts.channels import CUSTOMER_CHANNELS
 from notifier.contracts.events import OrderState
 from notifier.core.lifecycle import Transition
+from notifier.core.rule_kinds import (
+    TIMED,
+    Audience,
+    Conditions,
+    ConditionsIn,
+    EstimateRevisedWhen,
+    HeldWhen,
+    PromiseMissedWhen,
+    RuleKind,
+)
 from notifier.errors import RulesError
 
 
@@ -58,8 +70,31 @@ def _registered(channel: str, info: ValidationInfo) -> str:
 class _When(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    state: list[OrderState] = Field(min_length=1)
+    state: list[OrderState] | None = Field(default=None, min_length=1)
     from_: list[OrderState | None] | None = Field(default=None, alias="from")
+    held: HeldWhen | None = None
+    promise_missed: PromiseMissedWhen | None = None
+    estimate_revised: EstimateRevisedWhen | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> _When:
+        given = [k for k in _KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(_KINDS)}")
+        if self.from_ is not None and self.state is None:
+            raise ValueError("from goes only with state")
+        return self
+
+    @property
+    def kind(self) -> RuleKind:
+        """What the rule waits for."""
+        return RuleKind.TRANSITION if self.state is not None else RuleKind(self._given())
+
+    def _given(self) -> str:
+        return next(k for k in _KINDS if getattr(self, k) is not None)
+
+
+_KINDS = ("state", "held", "promise_missed", "estimate_revised")
 
 
 class _Rule(BaseModel):
@@ -73,6 +108,8 @@ class _Rule(BaseModel):
     category: Category = Category.TRANSACTIONAL
     once: bool = False
     fallback: bool = False
+    conditions: ConditionsIn | None = None
+    audience: Audience = Audience.CUSTOMER
 
     @field_validator("channels")
     @classmethod
@@ -80,6 +117,18 @@ class _Rule(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("a channel is listed twice")
         return value
+
+    @model_validator(mode="after")
+    def _ops_channels(self, info: ValidationInfo) -> _Rule:
+        """The operations team has an address on some channels only (email)."""
+        ops: Collection[str] = (info.context or {}).get("ops_channels", ())
+        if self.audience is Audience.OPS and not set(self.channels) <= set(ops):
+            raise ValueError(
+                "audience ops is told only on "
+                + (", ".join(ops) or "no channel")
+                + f": channels must be [{', '.join(ops)}]"
+            )
+        return self
 
 
 class _RulesFile(BaseModel):
@@ -103,10 +152,23 @@ class Rule:
     #: send on the first channel the customer can receive; the next only if it fails
     fallback: bool = False
     category: Category = Category.TRANSACTIONAL
+    kind: RuleKind = RuleKind.TRANSITION
+    #: a held rule: how long the state may last, or until the end of the customer's day
+    held_for: timedelta | None = None
+    until_end_of_local_day: bool = False
+    #: a promise_missed rule: how long past the promised moment before it fires
+    grace: timedelta = timedelta(0)
+    conditions: Conditions = field(default_factory=Conditions)
+    audience: Audience = Audience.CUSTOMER
+
+    @property
+    def timed(self) -> bool:
+        """Whether the store keeps a timer for this rule."""
+        return self.kind in TIMED
 
     def matches(self, transition: Transition) -> bool:
         """Whether this rule fires for the transition."""
-        if transition.to_state not in self.states:
+        if self.kind is not RuleKind.TRANSITION or transition.to_state not in self.states:
             return False
         return self.from_states is None or transition.from_state in self.from_states
 
@@ -117,8 +179,17 @@ class RuleSet:
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = tuple(rules)
         self._by_state: dict[OrderState, tuple[Rule, ...]] = {
-            state: tuple(r for r in rules if state in r.states) for state in OrderState
+            state: tuple(r for r in rules if r.kind is RuleKind.TRANSITION and state in r.states)
+            for state in OrderState
         }
+        #: the rules the store keeps timers for, and those that watch delivery estimates
+        self.timed = tuple(r for r in self.rules if r.timed)
+        self.estimates = tuple(r for r in self.rules if r.kind is RuleKind.ESTIMATE_REVISED)
+        self._by_name = {r.name: r for r in self.rules}
+
+    def named(self, name: str) -> Rule | None:
+        """The rule of that name (a stored timer names its rule), if it still exists."""
+        return self._by_name.get(name)
 
     def matching(self, transition: Transition) -> tuple[Rule, ...]:
         """The rules a transition fires, in file order."""
@@ -149,6 +220,7 @@ def load_rules(
     template_exists: Callable[[str, str], bool],
     channels: Collection[str] = CUSTOMER_CHANNELS,
     reaching_everyone: Collection[str] = (),
+    ops_channels: Collection[str] = (),
 ) -> RuleSet:
     """Read and validate a rules file (see ``parse_rules``)."""
     try:
@@ -161,6 +233,7 @@ def load_rules(
         template_exists=template_exists,
         channels=channels,
         reaching_everyone=reaching_everyone,
+        ops_channels=ops_channels,
     )
 
 
@@ -171,6 +244,7 @@ def parse_rules(
     template_exists: Callable[[str, str], bool],
     channels: Collection[str] = CUSTOMER_CHANNELS,
     reaching_everyone: Collection[str] = (),
+    ops_channels: Collection[str] = (),
 ) -> RuleSet:
     """Parse and validate a rules document (YAML, or JSON, which is YAML) that came from
     ``origin`` (a path, or where the API got it), which every error line starts with.
@@ -178,7 +252,8 @@ def parse_rules(
     ``template_exists(template, channel)`` checks parts, and each rule may name only
     ``channels`` (the registered customer channels). A fallback rule may name a channel
     ``reaching_everyone`` only last: anywhere else, every customer would "receive" it
-    and the channels after it would never be tried."""
+    and the channels after it would never be tried. A rule with ``audience: ops`` may
+    name only ``ops_channels`` (those with an operations address)."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -187,7 +262,9 @@ def parse_rules(
         problem = getattr(exc, "problem", None) or "cannot parse"
         raise RulesError(f"{origin}: not valid YAML: {where}{problem}") from exc
     try:
-        parsed = _RulesFile.model_validate(raw, context={"channels": tuple(channels)})
+        parsed = _RulesFile.model_validate(
+            raw, context={"channels": tuple(channels), "ops_channels": tuple(ops_channels)}
+        )
     except ValidationError as exc:
         raise RulesError(_describe(origin, raw, exc)) from exc
     names: set[str] = set()
@@ -209,11 +286,13 @@ def parse_rules(
                     f"{origin}: rule {index} ({item.name}): template {item.template!r} "
                     f"has no {channel} part"
                 )
+        when = item.when
+        held = when.held
         rules.append(
             Rule(
                 name=item.name,
-                states=frozenset(item.when.state),
-                from_states=frozenset(item.when.from_) if item.when.from_ is not None else None,
+                states=frozenset(when.state or (held.state if held else ())),
+                from_states=frozenset(when.from_) if when.from_ is not None else None,
                 template=item.template,
                 channels=tuple(item.channels),
                 priority=Priority.HIGH
@@ -222,6 +301,12 @@ def parse_rules(
                 category=item.category,
                 once=item.once,
                 fallback=item.fallback,
+                kind=when.kind,
+                held_for=held.for_ if held else None,
+                until_end_of_local_day=held is not None and held.until is not None,
+                grace=when.promise_missed.grace if when.promise_missed else timedelta(0),
+                conditions=Conditions.of(item.conditions),
+                audience=item.audience,
             )
         )
     return RuleSet(rules)

@@ -127,7 +127,9 @@ class BatchProcessor:
         event_ids = [i.event.event_id for i in incoming]
         async with self.engine.begin() as conn:
             await lock_orders(conn, order_ids)
-            orders, owners = await load_orders(conn, order_ids, event_ids)
+            orders, owners = await load_orders(
+                conn, order_ids, event_ids, with_timers=bool(self.pipeline.rules.timed)
+            )
             preferences = await load_preferences(conn, _customers(orders, incoming))
             plan = self.pipeline.plan_batch(orders, incoming, owners, preferences)
             await write_plan(conn, plan)

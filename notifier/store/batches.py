@@ -7,16 +7,22 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, or_, select, text, update
+from sqlalchemy import Table, and_, bindparam, delete, or_, select, text, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from notifier.core.model import NotificationStatus, OrderAggregate, StoredEvent, StoredNotification
+from notifier.core.model import (
+    NotificationStatus,
+    OrderAggregate,
+    StoredEvent,
+    StoredNotification,
+    StoredTimer,
+)
 from notifier.core.notification_status import Move
-from notifier.core.plan import BatchPlan, NewNotification
+from notifier.core.plan import BatchPlan, NewNotification, TimerWrite
 from notifier.errors import StoreError
 from notifier.store.moves import move
-from notifier.store.tables import events, notifications, orders
+from notifier.store.tables import events, notifications, orders, timers
 
 
 async def lock_orders(conn: AsyncConnection, order_ids: Sequence[str]) -> None:
@@ -39,9 +45,14 @@ async def lock_orders(conn: AsyncConnection, order_ids: Sequence[str]) -> None:
 
 
 async def load_orders(
-    conn: AsyncConnection, order_ids: Sequence[str], event_ids: Sequence[str]
+    conn: AsyncConnection,
+    order_ids: Sequence[str],
+    event_ids: Sequence[str],
+    *,
+    with_timers: bool = False,
 ) -> tuple[dict[str, OrderAggregate], dict[str, str]]:
-    """The touched orders with history and ledger, and the owner order of each known event id."""
+    """The touched orders with history and ledger (and their timers, when the rules have
+    time rules), and the owner order of each known event id."""
     ids = sorted(set(order_ids))
     aggregates = {oid: OrderAggregate(order_id=oid, exists=False) for oid in ids}
     for (oid,) in await conn.execute(select(orders.c.order_id).where(orders.c.order_id.in_(ids))):
@@ -102,6 +113,18 @@ async def load_orders(
             subject=r["subject"],
             sent_at=_aware(r["sent_at"]) if r["sent_at"] is not None else None,
         )
+    if with_timers:
+        for r in (await conn.execute(select(timers).where(timers.c.order_id.in_(ids)))).mappings():
+            aggregates[r["order_id"]].timers[r["rule"], r["shipment"]] = StoredTimer(
+                order_id=r["order_id"],
+                rule=r["rule"],
+                shipment=r["shipment"],
+                due_at=_aware(r["due_at"]),
+                armed_at=_aware(r["armed_at"]),
+                event_id=r["event_id"],
+                customer_id=r["customer_id"],
+                fired_at=_aware(r["fired_at"]) if r["fired_at"] is not None else None,
+            )
     return aggregates, owners
 
 
@@ -291,3 +314,35 @@ async def write_plan(conn: AsyncConnection, plan: BatchPlan) -> None:
         )
         if result.rowcount != 1:
             raise StoreError(f"notification {u.id} changed status while its order was locked")
+    if plan.timers:
+        await write_timers(conn, plan.timers, now)
+
+
+def _timer_key(t: StoredTimer) -> Any:
+    return and_(
+        timers.c.order_id == t.order_id, timers.c.rule == t.rule, timers.c.shipment == t.shipment
+    )
+
+
+async def write_timers(conn: AsyncConnection, writes: Sequence[TimerWrite], now: datetime) -> None:
+    """Arm, re-arm, mark or clear timers (their orders are locked: no one else writes
+    them now). A write clears any claim: what it decided stands."""
+    for w in writes:
+        t = w.timer
+        if w.delete:
+            await conn.execute(delete(timers).where(_timer_key(t)))
+            continue
+        values = {
+            "customer_id": t.customer_id,
+            "due_at": t.due_at,
+            "armed_at": t.armed_at,
+            "event_id": t.event_id,
+            "fired_at": t.fired_at,
+            "claimed_until": None,
+            "updated_at": now,
+        }
+        if w.exists:
+            await conn.execute(update(timers).where(_timer_key(t)).values(values))
+        else:
+            keys = {"order_id": t.order_id, "rule": t.rule, "shipment": t.shipment}
+            await conn.execute(timers.insert().values({**keys, **values}))

@@ -22,7 +22,14 @@ from notifier.store.deadletter_index import (
 from notifier.store.feed import delete_customer_items, prune_items
 from notifier.store.moves import move, status_values
 from notifier.store.preferences import erase_preferences, prune_preferences
-from notifier.store.tables import dead_push_tokens, events, notifications, ops_alerts, orders
+from notifier.store.tables import (
+    dead_push_tokens,
+    events,
+    notifications,
+    ops_alerts,
+    orders,
+    timers,
+)
 
 #: the ledger's reason for a notification withheld because its customer was erased
 ERASED = "customer erased"
@@ -76,6 +83,8 @@ async def prune(
             chunk = order_ids[start : start + 500]
             result = await conn.execute(delete(events).where(events.c.order_id.in_(chunk)))
             deleted_events += result.rowcount
+            # a forgotten order's timers go with it: nothing left to re-check them against
+            await conn.execute(delete(timers).where(timers.c.order_id.in_(chunk)))
         nt = await conn.execute(
             delete(notifications)
             .where(notifications.c.created_at < now - timedelta(days=notification_days))
@@ -142,7 +151,8 @@ async def erase_customer(
 
     Ids, states and the ledger's fates stay, so the order's history still adds up;
     content hashes stay too, so a replayed old event is still recognised as a duplicate.
-    Queued notifications for the customer are suppressed: nothing more is sent. A dead
+    Queued notifications for the customer are suppressed and their timers cleared:
+    nothing more is sent. A dead
     letter's index row goes only once its message is gone, so an erasure cut short by
     a NATS outage is finished by running it again.
     """
@@ -167,6 +177,8 @@ async def erase_customer(
         await conn.execute(
             delete(dead_push_tokens).where(dead_push_tokens.c.customer_id == customer_id)
         )
+        # nothing more is sent: no time rule fires for them either
+        await conn.execute(delete(timers).where(timers.c.customer_id == customer_id))
         feed = await delete_customer_items(conn, customer_id)
         prefs = await erase_preferences(conn, customer_id)
         nt = await conn.execute(

@@ -224,3 +224,26 @@ customer_preferences = Table(
     Column("muted_orders", JSON, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False, index=True),
 )
+
+#: durable timers of the time rules (``core.timers``): one per order, rule and shipment
+#: ("" for the order itself), armed, re-armed and cleared in the transaction of the
+#: batch that changes the order, and claimed by the poller when due. No personal data
+#: (ids and times); they go with their order (retention) and their customer (erasure)
+timers = Table(
+    "timers",
+    metadata,
+    Column("order_id", String(200), primary_key=True),
+    Column("rule", String(100), primary_key=True),
+    Column("shipment", String(200), primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("due_at", UtcDateTime(), nullable=False),
+    #: the ``occurred_at`` of what armed it, and which event that was
+    Column("armed_at", UtcDateTime(), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    #: when it fired (or was found moved on): the same due time never fires twice
+    Column("fired_at", UtcDateTime()),
+    #: a poller took it until then; past it (the poller died), another may
+    Column("claimed_until", UtcDateTime()),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_timers_due", "fired_at", "due_at"),
+)

@@ -15,13 +15,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier.contracts.events import OrderState
 from notifier.core.transit import TransitSample
 from notifier.store.tables import events
 
 _DELIVERED = (
     select(events.c.order_id, events.c.shipment_id, events.c.occurred_at, events.c.payload)
     .where(
-        events.c.state == "delivered",
+        events.c.state == OrderState.DELIVERED.value,
         events.c.shipment_id.is_not(None),
         events.c.outcome == "applied",
         events.c.retracted.is_(False),
@@ -33,7 +34,7 @@ _DELIVERED = (
 _SHIPPED = (
     select(events.c.order_id, events.c.shipment_id, events.c.occurred_at, events.c.payload)
     .where(
-        events.c.state == "shipped",
+        events.c.state == OrderState.SHIPPED.value,
         events.c.shipment_id.is_not(None),
         events.c.outcome == "applied",
         events.c.retracted.is_(False),

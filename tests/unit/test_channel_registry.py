@@ -164,6 +164,13 @@ NOT_CHANNEL_NAMES = {
     ("store/maintenance.py", "email"): "the customer's contact field, erased with the others",
     ("contracts/events.py", "email"): "the JSON Schema string format of an address",
     ("core/drafts.py", "webhook"): "the fixed key of a partner body's digest, stored per row",
+    ("core/preferences.py", "email"): "the customer's contact field a stored override replaces",
+    ("store/preferences.py", "email"): "the stored override's column",
+    ("store/tables.py", "email"): "the stored override's column",
+    (
+        "store/migrations/versions/0007_customer_preferences.py",
+        "email",
+    ): "the stored override's column",
 }
 #: not the service: the benchmark and the dev fakes stand in for particular providers
 NOT_THE_SERVICE = ("bench", "devtools")

@@ -26,6 +26,10 @@ SHIPPED = (
     "refunded",
     "on_hold",
     "correction",
+    "processing_stuck",
+    "parcel_silent",
+    "promise_missed",
+    "new_delivery_date",
 )
 CHANNELS = ("email", "sms", "push")
 #: the registered channels' template files
