@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI
 
@@ -56,6 +57,7 @@ from notifier.ingest.deadletter_store import DeadLetterStore
 from notifier.ingest.health import IngestHealth
 from notifier.ingest.processor import BatchProcessor
 from notifier.ingest.timer_poller import TimerPoller
+from notifier.ingest.transit_learner import TransitLearner
 from notifier.metrics import Metrics
 from notifier.rendering.templates import TemplateRenderer
 from notifier.service import Service
@@ -317,6 +319,13 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         stores=stores,
         timers=TimerPoller(
             engine, pipeline, metrics, settings.timer_poll_s, on_committed=outbox.wake
+        ),
+        learner=TransitLearner(
+            engine,
+            pipeline,
+            settings.prediction_refresh_s,
+            timedelta(days=settings.prediction_window_days),
+            settings.prediction_min_sample,
         ),
     )
 

@@ -155,6 +155,12 @@ class Settings(BaseSettings):
     rules_file: Path = DEFAULT_RULES_FILE
     #: how often due timers of the time rules (held, promise_missed) are looked for
     timer_poll_s: float = Field(default=1.0, gt=0, le=60)
+    #: predicted_late rules: how often transit times are relearned from the store (and
+    #: how soon a shipment the model could not yet predict is looked at again), over
+    #: which recent deliveries, and how many a carrier needs before it is predicted
+    prediction_refresh_s: float = Field(default=600.0, gt=0, le=86_400)
+    prediction_window_days: int = Field(default=90, ge=1, le=3650)
+    prediction_min_sample: int = Field(default=30, ge=1)
     #: where rules with ``audience: ops`` send, by email; needed only when one exists
     ops_email: str | None = Field(default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$")
     templates_dir: Path = Field(default_factory=default_templates_dir)

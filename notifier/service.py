@@ -33,6 +33,7 @@ from notifier.ingest.consumer import IngestConsumer
 from notifier.ingest.deadletter_store import DeadLetterStore
 from notifier.ingest.health import IngestHealth
 from notifier.ingest.timer_poller import TimerPoller
+from notifier.ingest.transit_learner import TransitLearner
 from notifier.metrics import Metrics
 from notifier.nats_client import connect_for_life
 from notifier.store.maintenance import prune
@@ -70,6 +71,8 @@ class Service:
     stores: StoreBook | None = None
     #: fires the time rules' due timers (an ingest process's task)
     timers: TimerPoller | None = None
+    #: relearns transit times for predicted_late rules (an ingest process's task)
+    learner: TransitLearner | None = None
     nc: NatsClient | None = None
     #: one JetStream context for the connection's life (each one holds subscriptions)
     _jetstream: JetStreamContext | None = None
@@ -110,6 +113,8 @@ class Service:
             self.outbox.start(js)
             self.dead_letter_store.start(js)
             await self.consumer.start(self.nc)
+            if self.learner is not None:
+                self.learner.start()
             if self.timers is not None:
                 self.timers.start()
             self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
@@ -132,6 +137,8 @@ class Service:
         if s.ingests:
             if self.timers is not None:
                 await self.timers.stop()
+            if self.learner is not None:
+                await self.learner.stop()
             await self.consumer.stop()
         if self.workers is not None:
             await self.workers.stop()

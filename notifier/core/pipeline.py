@@ -39,6 +39,7 @@ from notifier.core.reconcile import reconcile_order
 from notifier.core.rules import RuleSet
 from notifier.core.timer_plan import plan_due
 from notifier.core.timers import timer_writes
+from notifier.core.transit import Forecast
 
 
 @dataclass(slots=True)
@@ -65,6 +66,8 @@ class Pipeline:
     optout_links: OptOutLinks | None = None
     #: where ``audience: ops`` rules send (``NOTIFIER_OPS_EMAIL``)
     ops_email: str | None = None
+    #: the transit model ``predicted_late`` rules consult, replaced as it is relearned
+    forecast: Forecast = field(default_factory=Forecast)
 
     def drafting(self, preferences: PreferenceBook | None = None) -> Drafting:
         """A fresh drafting for one batch (it remembers template contexts), with the
@@ -90,7 +93,9 @@ class Pipeline:
         preferences: PreferenceBook | None = None,
     ) -> BatchPlan:
         """Plan what claimed, due timers call for (``core.timer_plan``)."""
-        return plan_due(self.drafting(preferences), self.rules, orders, due, now)
+        return plan_due(
+            self.drafting(preferences), self.rules, orders, due, now, forecast=self.forecast
+        )
 
     def plan_batch(
         self,
@@ -192,7 +197,7 @@ class Pipeline:
             order=order,
         )
         reconcile_order(d, order, old, new, touched, plan=plan)
-        plan.timers.extend(timer_writes(order, view, self.rules))
+        plan.timers.extend(timer_writes(order, view, self.rules, self.forecast))
         for stored in order.events.values():
             stored.before = None  # told now: the next batch compares with this version
 

@@ -1,11 +1,11 @@
 """What a rule can wait for besides a transition, and the conditions any rule can add.
 
 A transition rule fires when an order or shipment enters a state. The kinds here fire
-when *time passes* (``held``, ``promise_missed``: the store keeps a durable timer for
-them, ``core.timers`` decides when it is due and whether it still holds) or when a
-carrier moves a delivery date later (``estimate_revised``). ``Conditions`` narrow any
-rule to some sources, carriers or order values. Validation errors come out through
-``rules._describe``, one line naming the rule and the field.
+when *time passes* (``held``, ``promise_missed``, ``predicted_late``: the store keeps a
+durable timer for them, ``core.timers`` decides when it is due and whether it still
+holds) or when a carrier moves a delivery date later (``estimate_revised``).
+``Conditions`` narrow any rule to some sources, carriers or order values. Validation
+errors come out through ``rules._describe``, one line naming the rule and the field.
 """
 
 from __future__ import annotations
@@ -35,10 +35,13 @@ class RuleKind(StrEnum):
     PROMISE_MISSED = "promise_missed"
     #: a shipment's estimated delivery moved later than the customer was told
     ESTIMATE_REVISED = "estimate_revised"
+    #: a shipment still undelivered when its carrier has usually delivered by now, before
+    #: the date promised (the transit model, ``core.transit``)
+    PREDICTED_LATE = "predicted_late"
 
 
 #: the kinds the store keeps a timer for
-TIMED = frozenset({RuleKind.HELD, RuleKind.PROMISE_MISSED})
+TIMED = frozenset({RuleKind.HELD, RuleKind.PROMISE_MISSED, RuleKind.PREDICTED_LATE})
 
 
 class Audience(StrEnum):
@@ -72,6 +75,16 @@ class PromiseMissedWhen(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     grace: Duration = timedelta(0)
+
+
+class PredictedLateWhen(BaseModel):
+    """``predicted_late: {percentile: 90}``: warn once the carrier's usual transit time at
+    that percentile has passed (the shipment is slower than ``percentile``% of those
+    delivered before), if that comes before the promised date."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    percentile: float = Field(default=90, gt=0, le=100)
 
 
 class EstimateRevisedWhen(BaseModel):

@@ -36,6 +36,7 @@ from notifier.core.rule_kinds import (
     ConditionsIn,
     EstimateRevisedWhen,
     HeldWhen,
+    PredictedLateWhen,
     PromiseMissedWhen,
     RuleKind,
 )
@@ -75,6 +76,7 @@ class _When(BaseModel):
     held: HeldWhen | None = None
     promise_missed: PromiseMissedWhen | None = None
     estimate_revised: EstimateRevisedWhen | None = None
+    predicted_late: PredictedLateWhen | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> _When:
@@ -94,7 +96,7 @@ class _When(BaseModel):
         return next(k for k in _KINDS if getattr(self, k) is not None)
 
 
-_KINDS = ("state", "held", "promise_missed", "estimate_revised")
+_KINDS = ("state", "held", "promise_missed", "estimate_revised", "predicted_late")
 
 
 class _Rule(BaseModel):
@@ -158,6 +160,8 @@ class Rule:
     until_end_of_local_day: bool = False
     #: a promise_missed rule: how long past the promised moment before it fires
     grace: timedelta = timedelta(0)
+    #: a predicted_late rule: the transit-time percentile a shipment has outlasted
+    percentile: float = 90.0
     conditions: Conditions = field(default_factory=Conditions)
     audience: Audience = Audience.CUSTOMER
 
@@ -305,6 +309,7 @@ def parse_rules(
                 held_for=held.for_ if held else None,
                 until_end_of_local_day=held is not None and held.until is not None,
                 grace=when.promise_missed.grace if when.promise_missed else timedelta(0),
+                percentile=when.predicted_late.percentile if when.predicted_late else 90.0,
                 conditions=Conditions.of(item.conditions),
                 audience=item.audience,
             )

@@ -21,6 +21,7 @@ from notifier.core.model import OrderAggregate, StoredTimer
 from notifier.core.plan import BatchPlan, TimerWrite
 from notifier.core.rules import RuleSet
 from notifier.core.timers import ORDER_LEVEL, check_due
+from notifier.core.transit import Forecast
 
 
 def timer_group(timer: StoredTimer, due_at: datetime) -> str:
@@ -35,6 +36,8 @@ def plan_due(
     orders: Mapping[str, OrderAggregate],
     due: Sequence[StoredTimer],
     now: datetime,
+    *,
+    forecast: Forecast | None = None,
 ) -> BatchPlan:
     """Plan what the ``due`` timers call for, each asked again against its order now."""
     plan = BatchPlan()
@@ -46,7 +49,7 @@ def plan_due(
         if timer.fired_at is not None or timer.due_at > now:
             continue  # fired by another replica, or re-armed by an event since
         view = replay_order(order).view
-        found = check_due(timer, order, view, rules, now)
+        found = check_due(timer, order, view, rules, now, forecast=forecast or Forecast())
         if found.armed is not None and not found.fire:
             # re-armed later than it was due: wait (never early)
             plan.timers.append(TimerWrite(found.armed.stored(order), exists=True))
@@ -68,7 +71,7 @@ def plan_due(
                 if key not in order.notifications:
                     plan.notifications.append(draft_intent(d, order, intent, key))
             plan.count("timer_fired")
-        elif rule is not None:
+        elif rule is not None and found.moved_on is not None:
             event_id = timer.event_id if timer.event_id in order.events else _latest(order)
             event = order.events[event_id].parsed()
             group = timer_group(timer, timer.due_at)
@@ -85,7 +88,7 @@ def plan_due(
                         channel=channel,
                         priority=rule.priority,
                         state=view.derived_state,
-                        reason=found.moved_on or "moved on",
+                        reason=found.moved_on,
                     )
                 )
             plan.count("timer_moved_on")

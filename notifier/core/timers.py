@@ -10,6 +10,11 @@ current history and the clock's ``now``.
     promise_missed     due at shipment.estimated_delivery (or the order's
                        attributes.promised_delivery) plus the grace; a revised
                        estimate re-arms it; delivered clears it
+    predicted_late     due when the shipment has been on its way longer than its
+                       carrier's transit time at the rule's percentile (``core.transit``),
+                       if that is before the promise; while the model knows too little,
+                       a provisional timer looks again every ``Forecast.recheck``; past
+                       the promise it is moot (promise_missed speaks)
 
 Due times count from the events' ``occurred_at``, so a late event can be due at once.
 At fire time the rule is asked again against the history as it is *now*: still held
@@ -18,7 +23,7 @@ At fire time the rule is asked again against the history as it is *now*: still h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -28,11 +33,16 @@ from notifier.core.model import OrderAggregate, StoredEvent, StoredTimer
 from notifier.core.plan import TimerWrite
 from notifier.core.rule_kinds import RuleKind
 from notifier.core.rules import Rule, RuleSet
+from notifier.core.transit import Forecast
 
 #: the shipment key of an order-level timer
 ORDER_LEVEL = ""
 _OVER = frozenset({OrderState.CANCELLED, OrderState.REFUNDED})
 _HANDED_OVER = frozenset({OrderState.DELIVERED, OrderState.RETURNED})
+#: a parcel on its way, which a prediction can be about
+_ON_ITS_WAY = frozenset({OrderState.SHIPPED, OrderState.IN_TRANSIT, OrderState.OUT_FOR_DELIVERY})
+#: when a caller has no transit model: predictions know nothing, and look again hourly
+_NO_FORECAST = Forecast()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +57,10 @@ class Armed:
     event_id: str
     #: the state of the order or shipment it watches
     state: OrderState
+    #: past this moment the timer is moot (a prediction, once the promise has passed)
+    until: datetime | None = None
+    #: a prediction the model cannot make yet: not fired, only looked at again
+    provisional: bool = False
 
     def stored(self, order: OrderAggregate) -> StoredTimer:
         """As a row of the store."""
@@ -64,7 +78,8 @@ class Armed:
 @dataclass(frozen=True, slots=True)
 class Due:
     """What a due timer found: ``fire`` it (``armed`` says for what), or it ``moved_on``
-    (why, for the ledger), or it is not due yet (``armed`` has the new due time)."""
+    (why, for the ledger), or it is not due yet (``armed`` has the new due time), or
+    neither (a prediction whose promise has passed: done, with nothing to record)."""
 
     armed: Armed | None
     fire: bool
@@ -72,7 +87,7 @@ class Due:
 
 
 def wanted_timers(
-    order: OrderAggregate, view: OrderView, rules: RuleSet
+    order: OrderAggregate, view: OrderView, rules: RuleSet, forecast: Forecast = _NO_FORECAST
 ) -> dict[tuple[str, str], Armed]:
     """Every timer the order's current history calls for, by (rule, shipment)."""
     if not rules.timed or view.order_state in _OVER:
@@ -80,11 +95,12 @@ def wanted_timers(
     counted = counted_events(order, view)
     wanted: dict[tuple[str, str], Armed] = {}
     for rule in rules.timed:
-        found = (
-            _held(rule, counted, view)
-            if rule.kind is RuleKind.HELD
-            else _promise(rule, counted, view)
-        )
+        if rule.kind is RuleKind.HELD:
+            found = _held(rule, counted, view)
+        elif rule.kind is RuleKind.PREDICTED_LATE:
+            found = _predicted(rule, counted, view, forecast)
+        else:
+            found = _promise(rule, counted, view)
         for armed in found:
             event = order.events[armed.event_id].parsed()
             if rule.conditions.allow(event):
@@ -92,13 +108,15 @@ def wanted_timers(
     return wanted
 
 
-def timer_writes(order: OrderAggregate, view: OrderView, rules: RuleSet) -> list[TimerWrite]:
+def timer_writes(
+    order: OrderAggregate, view: OrderView, rules: RuleSet, forecast: Forecast = _NO_FORECAST
+) -> list[TimerWrite]:
     """What an ingest batch changes of the order's timers: arm what is newly called for,
     re-arm what is due at another time now, clear what the order moved on from. A timer
     that fired keeps its row while its due time stands, so it never fires twice."""
     if not rules.timed and not order.timers:
         return []
-    wanted = wanted_timers(order, view, rules)
+    wanted = wanted_timers(order, view, rules, forecast)
     writes: list[TimerWrite] = []
     for key, armed in wanted.items():
         stored = order.timers.get(key)
@@ -114,16 +132,26 @@ def timer_writes(order: OrderAggregate, view: OrderView, rules: RuleSet) -> list
 
 
 def check_due(
-    timer: StoredTimer, order: OrderAggregate, view: OrderView, rules: RuleSet, now: datetime
+    timer: StoredTimer,
+    order: OrderAggregate,
+    view: OrderView,
+    rules: RuleSet,
+    now: datetime,
+    *,
+    forecast: Forecast = _NO_FORECAST,
 ) -> Due:
     """Ask a due timer's rule again, against the history as it is now. Never early:
     a timer whose due time moved past ``now`` only waits."""
     rule = rules.named(timer.rule)
     if rule is None or not rule.timed:
         return Due(None, fire=False, moved_on=f"rule {timer.rule} is no longer in the rules file")
-    armed = wanted_timers(order, view, rules).get((timer.rule, timer.shipment))
+    armed = wanted_timers(order, view, rules, forecast).get((timer.rule, timer.shipment))
     if armed is None:
         return Due(None, fire=False, moved_on=f"moved on: order is {view.derived_state}")
+    if armed.until is not None and now >= armed.until:
+        return Due(None, fire=False)  # a prediction past its promise: promise_missed speaks
+    if armed.provisional:
+        return Due(replace(armed, due_at=max(armed.due_at, now + forecast.recheck)), fire=False)
     if armed.due_at > now:
         return Due(armed, fire=False)
     return Due(armed, fire=True)
@@ -218,6 +246,42 @@ def _promised(
     return Armed(
         rule, shipment, (eta + rule.grace).astimezone(UTC), event.occurred_at, event.event_id, state
     )
+
+
+def _predicted(
+    rule: Rule, counted: list[StoredEvent], view: OrderView, forecast: Forecast
+) -> list[Armed]:
+    found: list[Armed] = []
+    for shipment, current in view.shipments.items():
+        if current not in _ON_ITS_WAY:
+            continue
+        mine = [e for e in counted if e.shipment_id == shipment]
+        shipped = next((e for e in mine if e.state == OrderState.SHIPPED.value), None)
+        if shipped is None:
+            continue
+        carrier: str | None = None
+        promised: datetime | None = None
+        for event in mine:
+            parsed = event.parsed()
+            if parsed.shipment is not None and parsed.shipment.carrier:
+                carrier = parsed.shipment.carrier
+            promised = _estimate(parsed) or promised
+        promised = promised or promised_delivery(counted[-1].parsed())
+        if promised is None:
+            continue
+        since = shipped.occurred_at
+        estimate = forecast.model.estimate(carrier, shipped.parsed().source, rule.percentile)
+        speak = mine[-1].event_id
+        if estimate is None:
+            due = since + forecast.recheck
+            found.append(Armed(rule, shipment, due, since, speak, current, promised, True))
+            continue
+        due = since + timedelta(hours=estimate.hours)
+        if due < promised:
+            found.append(
+                Armed(rule, shipment, due.astimezone(UTC), since, speak, current, promised)
+            )
+    return found
 
 
 def _estimate(event: OrderEvent) -> datetime | None:

@@ -123,3 +123,12 @@ class TransitModel:
         known = {carrier: len(v) for carrier, v in self._by_carrier.items()}
         known.update({f"{c}/{s}": len(v) for (c, s), v in self._by_source.items()})
         return known
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """What ``predicted_late`` rules consult: the model as last learned, and how soon to
+    look again at a shipment it could not predict (too little history yet)."""
+
+    model: TransitModel = field(default_factory=TransitModel)
+    recheck: timedelta = timedelta(minutes=10)

@@ -59,6 +59,8 @@ def dev_defaults(
         **dev_secrets(data_dir),
         "public_base_url": base_url,
         "stores_file": DEMO_STORES_FILE,
+        # the demo's slow parcel is predicted from history it brings itself
+        "prediction_refresh_s": 5.0,
     }
     given = {name.upper() for name in environ}
     return {

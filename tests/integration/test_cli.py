@@ -160,12 +160,26 @@ def test_emit_publishes_a_file(tmp_path: Path, nats: NatsServer) -> None:
     assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 3
 
 
-def test_emit_demo_publishes_fourteen_events(tmp_path: Path, nats: NatsServer) -> None:
+def test_emit_demo_publishes_the_demo_and_its_alert_orders(
+    tmp_path: Path, nats: NatsServer
+) -> None:
     result = _cli("emit", "--demo", cwd=tmp_path, NOTIFIER_NATS_URL=nats.url)
     assert result.returncode == 0, result.stderr
-    assert "published 14 event(s)" in result.stdout
+    # 3 lifecycle orders (14 events), 4 alert orders (10), 32 orders of carrier history (96)
+    assert "published 120 event(s)" in result.stdout
     assert nats.url in result.stdout
-    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 14
+    listed = result.stdout.split("demo orders: ")[1].split(" (see")[0].split(", ")
+    assert [o.rsplit("-", 1)[0] for o in listed] == [
+        "DEMO-1001",
+        "DEMO-1002",
+        "DEMO-1003",
+        "DEMO-LATE",
+        "DEMO-SILENT",
+        "DEMO-SLOW",
+        "DEMO-STUCK",
+    ]
+    assert "and 32 delivered orders of carrier history" in result.stdout
+    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 120
 
 
 def test_emit_needs_a_file_or_demo(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ SHIPPED = (
     "parcel_silent",
     "promise_missed",
     "new_delivery_date",
+    "predicted_late",
 )
 CHANNELS = ("email", "sms", "push")
 #: the registered channels' template files

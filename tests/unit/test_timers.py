@@ -21,6 +21,7 @@ from notifier.core.pipeline import Pipeline
 from notifier.core.plan import BatchPlan
 from notifier.core.rules import parse_rules
 from notifier.core.timers import end_of_local_day
+from notifier.core.transit import Forecast, TransitModel, TransitSample
 from notifier.ingest.decode import decode
 from notifier.rendering.templates import TemplateRenderer
 
@@ -333,3 +334,14 @@ def test_the_demo_alert_orders_are_due_under_the_shipped_rules() -> None:
         ("DEMO-SILENT-r1", "parcel_silent"),
         ("DEMO-LATE-r1", "promise_missed"),
     }
+    # the slow parcel waits for the model to learn the history the demo brings
+    at = {(b["order_id"], b["state"]): datetime.fromisoformat(b["occurred_at"]) for b in events}
+    history = [
+        TransitSample("Colissimo", "web", at[o, "shipped"], at[o, "delivered"])
+        for o, state in at
+        if o.startswith("DEMO-HISTORY-") and state == "delivered"
+    ]
+    s.pipeline.forecast = Forecast(TransitModel.learn(history, min_sample=30))
+    s.clock.advance(timedelta(minutes=11))  # the provisional timer looks again
+    fired = {(n.order_id, n.idempotency_key.split(":")[2]) for n in s.due().notifications}
+    assert fired == {("DEMO-SLOW-r1", "predicted_late")}
