@@ -18,6 +18,7 @@ from notifier.api.feed_stream import FeedStreams
 from notifier.api.http import new_app
 from notifier.api.receipts import build_receipts_router
 from notifier.api.routes import build_ops_router, build_router
+from notifier.api.rules import build_rules_router
 from notifier.api.track import build_track_router
 from notifier.channels.base import ChannelAdapter, ChannelPlugin, FeedWriter, missing_settings
 from notifier.channels.null import null_channel
@@ -30,7 +31,7 @@ from notifier.core.drafts import Check
 from notifier.core.intents import WebhookRoutes
 from notifier.core.links import LinkMaker, TrackLinks, no_links
 from notifier.core.pipeline import Pipeline
-from notifier.core.rules import RuleSet, load_rules
+from notifier.core.rules import RuleSet, parse_rules
 from notifier.delivery.alerts import (
     AlertSettings,
     AlertSink,
@@ -47,9 +48,11 @@ from notifier.delivery.dispatcher import (
 from notifier.delivery.feed import Announcer, FeedDelivery
 from notifier.delivery.outbox import Outbox
 from notifier.delivery.retry import RetryPolicy
+from notifier.errors import RulesError
 from notifier.ingest.consumer import ConsumerSettings, IngestConsumer
 from notifier.ingest.deadletter_store import DeadLetterStore
 from notifier.ingest.health import IngestHealth
+from notifier.ingest.live_rules import ActiveRules, LiveRules, RulesParser
 from notifier.ingest.processor import BatchProcessor
 from notifier.metrics import Metrics
 from notifier.rendering.templates import TemplateRenderer
@@ -154,16 +157,33 @@ def channel_limits(settings: Settings, plugin: ChannelPlugin) -> ChannelLimits:
     )
 
 
-def build_rules(
-    settings: Settings, renderer: TemplateRenderer, plugins: Iterable[ChannelPlugin]
-) -> RuleSet:
-    """Load and validate the rules file against the channels and the templates on disk."""
-    return load_rules(
-        settings.rules_file,
-        template_exists=renderer.has,
-        channels=[p.name for p in plugins if p.spec.for_customers],
-        reaching_everyone=[p.name for p in plugins if p.spec.reaches_everyone],
-    )
+def rules_parser(renderer: TemplateRenderer, plugins: Iterable[ChannelPlugin]) -> RulesParser:
+    """How a rules document is validated, against the channels and the templates on disk:
+    the rules file at start-up and every document sent to the rules API alike."""
+    plugins = tuple(plugins)
+    customers = [p.name for p in plugins if p.spec.for_customers]
+    everyone = [p.name for p in plugins if p.spec.reaches_everyone]
+
+    def parse(document: str, origin: str) -> RuleSet:
+        return parse_rules(
+            document,
+            origin,
+            template_exists=renderer.has,
+            channels=customers,
+            reaching_everyone=everyone,
+        )
+
+    return parse
+
+
+def file_rules(settings: Settings, parse: RulesParser) -> ActiveRules:
+    """The rules file, validated: version 0, in effect while no version is stored."""
+    path = settings.rules_file
+    try:
+        document = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read rules file: {exc.strerror}") from exc
+    return ActiveRules(0, document, parse(document, str(path)))
 
 
 def track_links(settings: Settings) -> LinkMaker:
@@ -191,7 +211,8 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
     renderer = TemplateRenderer(
         settings.templates_dir, template_parts(plugins), default_locale=settings.default_locale
     )
-    rules = build_rules(settings, renderer, plugins)
+    parse = rules_parser(renderer, plugins)
+    rules_file = file_rules(settings, parse)
     stores = load_stores(settings.stores_file)
     engine = create_engine(settings.database_url)
     feed = FeedDelivery(engine, Announcer(settings.nats_url, settings.nats_creds_file))
@@ -227,7 +248,7 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         }
     )
     pipeline = Pipeline(
-        rules,
+        rules_file.rules,
         renderer,
         frozenset(channels),
         specs(plugins),
@@ -276,6 +297,9 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         providers=metrics.providers,
     )
     health = IngestHealth(settings.ingest_consumer, settings.ingest_stall_s, metrics)
+    live_rules = LiveRules(
+        engine, parse, rules_file, processor.use_rules, metrics, poll_s=settings.rules_poll_s
+    )
     return Service(
         settings,
         engine,
@@ -288,6 +312,7 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         health,
         workers=WorkerPool(settings, metrics) if settings.dispatch_workers else None,
         stores=stores,
+        rules=live_rules,
     )
 
 
@@ -318,6 +343,7 @@ def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> 
             api_token=token.get_secret_value() if token else None,
             before_scrape=service.refresh_gauges,
             providers=service.metrics.providers,
+            extra=[build_rules_router(service.rules)] if service.rules is not None else [],
         )
     )
     secret = service.settings.feed_secret

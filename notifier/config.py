@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     feed_stream_queue: int = Field(default=100, ge=1, le=10_000)
 
     rules_file: Path = DEFAULT_RULES_FILE
+    #: how often each ingest process asks the database for a newer rules version (one
+    #: cheap query): a ``PUT /v1/rules`` is in effect everywhere within about this long
+    rules_poll_s: float = Field(default=0.5, ge=0.05, le=60)
     templates_dir: Path = Field(default_factory=default_templates_dir)
     default_locale: str = "en"
 

@@ -32,6 +32,7 @@ from notifier.delivery.outbox import Outbox
 from notifier.ingest.consumer import IngestConsumer
 from notifier.ingest.deadletter_store import DeadLetterStore
 from notifier.ingest.health import IngestHealth
+from notifier.ingest.live_rules import LiveRules
 from notifier.metrics import Metrics
 from notifier.nats_client import connect_for_life
 from notifier.store.maintenance import prune
@@ -67,6 +68,8 @@ class Service:
     workers: WorkerPool | None = None
     #: the shops of ``NOTIFIER_STORES_FILE`` (the order-status page shows their contact)
     stores: StoreBook | None = None
+    #: the rules in effect, changed through the API (an ingest process's)
+    rules: LiveRules | None = None
     nc: NatsClient | None = None
     #: one JetStream context for the connection's life (each one holds subscriptions)
     _jetstream: JetStreamContext | None = None
@@ -104,6 +107,8 @@ class Service:
             await self.dispatcher.start(self.nc)
             self.alerter.start()
         if s.ingests:
+            if self.rules is not None:
+                await self.rules.start()  # the stored rules, before the first batch
             self.outbox.start(js)
             self.dead_letter_store.start(js)
             await self.consumer.start(self.nc)
@@ -126,6 +131,8 @@ class Service:
             await self.alerter.stop()
         if s.ingests:
             await self.consumer.stop()
+            if self.rules is not None:
+                await self.rules.stop()
         if self.workers is not None:
             await self.workers.stop()
         if s.dispatches:
@@ -181,6 +188,8 @@ class Service:
         if not self.settings.ingests:
             return checks
         checks["dead_letters"] = self.dead_letter_store.health()
+        if self.rules is not None:
+            checks["rules"] = self.rules.health()
         if checks["nats"] == "ok":
             checks["ingest"] = await self.ingest_health.check(self._js())
         if self.workers is not None:
