@@ -176,7 +176,8 @@ class Service:
         """NATS, the database and the dead-letter store, each ``ok`` or why not; ingest
         ``ok`` or ``degraded: …`` when events wait and it has not advanced for
         ``NOTIFIER_INGEST_STALL_S``; the dispatch workers ``ok`` or ``degraded: …`` while
-        one is down. A dispatch process checks only NATS and the database."""
+        one is down; the rules ``ok`` or ``degraded: …`` while a stored version is
+        refused. A dispatch process checks only NATS and the database."""
         checks: dict[str, str] = {}
         checks["nats"] = "ok" if self.nc is not None and self.nc.is_connected else "not connected"
         try:

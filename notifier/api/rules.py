@@ -113,7 +113,7 @@ def build_rules_router(live: LiveRules) -> APIRouter:
             refused=Refused(version=refused.version, error=refused.error) if refused else None,
         )
 
-    @router.put("/rules")
+    @router.put("/rules", responses=error_responses(413))
     async def change_rules(body: RulesDocument, actor: Actor = DEFAULT_ACTOR) -> Version:
         """Store the whole document as the next version, in effect on every replica
         within ``NOTIFIER_RULES_POLL_S``; a rollback is a PUT of an older document.
@@ -125,7 +125,7 @@ def build_rules_router(live: LiveRules) -> APIRouter:
             raise _invalid(exc) from None
         return Version(version=stored.version, author=stored.author, created_at=stored.created_at)
 
-    @router.post("/rules:validate")
+    @router.post("/rules:validate", responses=error_responses(413))
     async def validate_rules(body: RulesDocument) -> Validated:
         """Validate a document as a PUT would (the same 422); nothing is stored."""
         try:
