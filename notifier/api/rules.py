@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import Enum, IntEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException
+from fastapi import APIRouter, Header, HTTPException, Path
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,8 @@ from notifier.errors import RulesError
 from notifier.ingest.live_rules import LiveRules
 from notifier.store.rule_sets import rule_set, rule_set_history
 
+#: the largest version the column holds (a 32-bit integer)
+MAX_VERSION = 2**31 - 1
 #: who changes the rules when the request does not say
 DEFAULT_ACTOR = "api"
 Actor = Annotated[
@@ -46,8 +48,10 @@ class RulesDocument(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    #: bounded by the API's body limit (a 413 past it), not by a length of its own
     document: str = Field(
-        min_length=1, max_length=MAX_BODY_BYTES, description="YAML or JSON, `version: 1`"
+        min_length=1,
+        description=f"YAML or JSON, `version: 1`; the body is at most {MAX_BODY_BYTES} bytes",
     )
 
 
@@ -113,7 +117,7 @@ def build_rules_router(live: LiveRules) -> APIRouter:
             refused=Refused(version=refused.version, error=refused.error) if refused else None,
         )
 
-    @router.put("/rules", responses=error_responses(413))
+    @router.put("/rules", responses=error_responses(400, 413, s400="The body is not JSON"))
     async def change_rules(body: RulesDocument, actor: Actor = DEFAULT_ACTOR) -> Version:
         """Store the whole document as the next version, in effect on every replica
         within ``NOTIFIER_RULES_POLL_S``; a rollback is a PUT of an older document.
@@ -125,7 +129,9 @@ def build_rules_router(live: LiveRules) -> APIRouter:
             raise _invalid(exc) from None
         return Version(version=stored.version, author=stored.author, created_at=stored.created_at)
 
-    @router.post("/rules:validate", responses=error_responses(413))
+    @router.post(
+        "/rules:validate", responses=error_responses(400, 413, s400="The body is not JSON")
+    )
     async def validate_rules(body: RulesDocument) -> Validated:
         """Validate a document as a PUT would (the same 422); nothing is stored."""
         try:
@@ -141,7 +147,9 @@ def build_rules_router(live: LiveRules) -> APIRouter:
         return History(versions=[Version(**dataclasses.asdict(v)) for v in found])
 
     @router.get("/rules/versions/{version}", responses=error_responses(404))
-    async def rule_version(version: int) -> StoredVersion:
+    async def rule_version(
+        version: Annotated[int, Path(ge=1, le=MAX_VERSION, description="a stored version")],
+    ) -> StoredVersion:
         """One stored version with its document."""
         found = await rule_set(live.engine, version)
         if found is None:

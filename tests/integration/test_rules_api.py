@@ -188,6 +188,18 @@ async def test_a_change_decides_the_next_event_without_a_restart(
         assert statuses(await order(client, "A-2")) == {"on_hold": "sent"}
 
 
+async def test_new_rules_reach_the_next_batch_and_never_the_one_in_hand(
+    nats: NatsServer, tmp_path: Any
+) -> None:
+    settings = settings_for(nats.url, f"sqlite+aiosqlite:///{tmp_path / 'n.db'}", None)
+    async with running(settings) as (service, client):
+        processor = service.consumer.processor
+        in_hand = processor.pipeline  # what a batch being planned holds
+        await _put(client, SHIPPED_ONLY)
+        assert [r.name for r in processor.pipeline.rules.rules] == ["shipped"]
+        assert "order_confirmed" in [r.name for r in in_hand.rules.rules]
+
+
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_a_change_through_one_replica_is_followed_by_another_within_a_second(
     nats: NatsServer, mail: MailCatcher, database_url: str
