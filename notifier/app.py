@@ -20,6 +20,7 @@ from notifier.api.http import new_app
 from notifier.api.optout_pages import build_optout_router
 from notifier.api.receipts import build_receipts_router
 from notifier.api.routes import build_ops_router, build_router
+from notifier.api.rules import build_rules_router
 from notifier.api.track import build_track_router
 from notifier.channels.base import ChannelAdapter, ChannelPlugin, FeedWriter, missing_settings
 from notifier.channels.null import null_channel
@@ -34,7 +35,7 @@ from notifier.core.links import LinkMaker, TrackLinks, no_links
 from notifier.core.optout_links import OptOutLinks
 from notifier.core.pipeline import Pipeline
 from notifier.core.rule_kinds import Audience
-from notifier.core.rules import RuleSet, load_rules
+from notifier.core.rules import RuleSet, parse_rules
 from notifier.delivery.alerts import (
     AlertSettings,
     AlertSink,
@@ -51,10 +52,11 @@ from notifier.delivery.dispatcher import (
 from notifier.delivery.feed import Announcer, FeedDelivery
 from notifier.delivery.outbox import Outbox
 from notifier.delivery.retry import RetryPolicy
-from notifier.errors import ConfigError
+from notifier.errors import RulesError
 from notifier.ingest.consumer import ConsumerSettings, IngestConsumer
 from notifier.ingest.deadletter_store import DeadLetterStore
 from notifier.ingest.health import IngestHealth
+from notifier.ingest.live_rules import ActiveRules, LiveRules, RulesParser
 from notifier.ingest.processor import BatchProcessor
 from notifier.ingest.timer_poller import TimerPoller
 from notifier.ingest.transit_learner import TransitLearner
@@ -161,24 +163,45 @@ def channel_limits(settings: Settings, plugin: ChannelPlugin) -> ChannelLimits:
     )
 
 
-def build_rules(
+def rules_parser(
     settings: Settings, renderer: TemplateRenderer, plugins: Iterable[ChannelPlugin]
-) -> RuleSet:
-    """Load and validate the rules file against the channels and the templates on disk;
-    a rule for the operations team needs their address (``NOTIFIER_OPS_EMAIL``)."""
-    rules = load_rules(
-        settings.rules_file,
-        template_exists=renderer.has,
-        channels=[p.name for p in plugins if p.spec.for_customers],
-        reaching_everyone=[p.name for p in plugins if p.spec.reaches_everyone],
-        ops_channels=[p.name for p in plugins if p.alerts_to is not None],
-    )
-    ops = next((r for r in rules.rules if r.audience is Audience.OPS), None)
-    if ops is not None and settings.ops_email is None:
-        raise ConfigError(
-            f"NOTIFIER_OPS_EMAIL: rule {ops.name} has audience ops; set the address it is sent to"
+) -> RulesParser:
+    """How a rules document is validated, against the channels and the templates on disk:
+    the rules file at start-up and every document sent to the rules API alike. A rule
+    for the operations team needs their address (``NOTIFIER_OPS_EMAIL``)."""
+    plugins = tuple(plugins)
+    customers = [p.name for p in plugins if p.spec.for_customers]
+    everyone = [p.name for p in plugins if p.spec.reaches_everyone]
+    ops_channels = [p.name for p in plugins if p.alerts_to is not None]
+
+    def parse(document: str, origin: str) -> RuleSet:
+        rules = parse_rules(
+            document,
+            origin,
+            template_exists=renderer.has,
+            channels=customers,
+            reaching_everyone=everyone,
+            ops_channels=ops_channels,
         )
-    return rules
+        ops = next((r for r in rules.rules if r.audience is Audience.OPS), None)
+        if ops is not None and settings.ops_email is None:
+            raise RulesError(
+                f"{origin}: rule {ops.name}: audience ops needs NOTIFIER_OPS_EMAIL, "
+                "the address it is sent to"
+            )
+        return rules
+
+    return parse
+
+
+def file_rules(settings: Settings, parse: RulesParser) -> ActiveRules:
+    """The rules file, validated: version 0, in effect while no version is stored."""
+    path = settings.rules_file
+    try:
+        document = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read rules file: {exc.strerror}") from exc
+    return ActiveRules(0, document, parse(document, str(path)))
 
 
 def track_links(settings: Settings) -> LinkMaker:
@@ -218,7 +241,8 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
     renderer = TemplateRenderer(
         settings.templates_dir, template_parts(plugins), default_locale=settings.default_locale
     )
-    rules = build_rules(settings, renderer, plugins)
+    parse = rules_parser(settings, renderer, plugins)
+    rules_file = file_rules(settings, parse)
     stores = load_stores(settings.stores_file)
     engine = create_engine(settings.database_url)
     feed = FeedDelivery(engine, Announcer(settings.nats_url, settings.nats_creds_file))
@@ -254,7 +278,7 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         }
     )
     pipeline = Pipeline(
-        rules,
+        rules_file.rules,
         renderer,
         frozenset(channels),
         specs(plugins),
@@ -305,6 +329,9 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         providers=metrics.providers,
     )
     health = IngestHealth(settings.ingest_consumer, settings.ingest_stall_s, metrics)
+    live_rules = LiveRules(
+        engine, parse, rules_file, processor.use_rules, metrics, poll_s=settings.rules_poll_s
+    )
     return Service(
         settings,
         engine,
@@ -318,15 +345,20 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         workers=WorkerPool(settings, metrics) if settings.dispatch_workers else None,
         stores=stores,
         timers=TimerPoller(
-            engine, pipeline, metrics, settings.timer_poll_s, on_committed=outbox.wake
+            engine,
+            lambda: processor.pipeline,
+            metrics,
+            settings.timer_poll_s,
+            on_committed=outbox.wake,
         ),
         learner=TransitLearner(
             engine,
-            pipeline,
+            lambda: processor.pipeline,
             settings.prediction_refresh_s,
             timedelta(days=settings.prediction_window_days),
             settings.prediction_min_sample,
         ),
+        rules=live_rules,
     )
 
 
@@ -357,6 +389,7 @@ def create_app(service: Service, *, extra_routers: Sequence[APIRouter] = ()) -> 
             api_token=token.get_secret_value() if token else None,
             before_scrape=service.refresh_gauges,
             providers=service.metrics.providers,
+            extra=[build_rules_router(service.rules)] if service.rules is not None else [],
         )
     )
     secret = service.settings.feed_secret

@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     prediction_min_sample: int = Field(default=30, ge=1)
     #: where rules with ``audience: ops`` send, by email; needed only when one exists
     ops_email: str | None = Field(default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$")
+    #: how often each ingest process asks the database for a newer rules version (one
+    #: cheap query): a ``PUT /v1/rules`` is in effect everywhere within about this long
+    rules_poll_s: float = Field(default=0.5, ge=0.05, le=60)
     templates_dir: Path = Field(default_factory=default_templates_dir)
     default_locale: str = "en"
 

@@ -125,6 +125,17 @@ class Metrics:
             ["channel"],
             registry=r,
         )
+        self.rules_version = Gauge(
+            "notifier_rules_version",
+            "The rules version in effect in this process (0: the rules file)",
+            registry=r,
+        )
+        self.rules_refused_version = Gauge(
+            "notifier_rules_refused_version",
+            "The newest stored rules version while it is refused here (it does not "
+            "validate: a template or channel it names is missing); 0 when none is",
+            registry=r,
+        )
 
         self.dispatch_workers = Gauge(
             "notifier_dispatch_workers_running",

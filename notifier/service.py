@@ -32,6 +32,7 @@ from notifier.delivery.outbox import Outbox
 from notifier.ingest.consumer import IngestConsumer
 from notifier.ingest.deadletter_store import DeadLetterStore
 from notifier.ingest.health import IngestHealth
+from notifier.ingest.live_rules import LiveRules
 from notifier.ingest.timer_poller import TimerPoller
 from notifier.ingest.transit_learner import TransitLearner
 from notifier.metrics import Metrics
@@ -73,6 +74,8 @@ class Service:
     timers: TimerPoller | None = None
     #: relearns transit times for predicted_late rules (an ingest process's task)
     learner: TransitLearner | None = None
+    #: the rules in effect, changed through the API (an ingest process's)
+    rules: LiveRules | None = None
     nc: NatsClient | None = None
     #: one JetStream context for the connection's life (each one holds subscriptions)
     _jetstream: JetStreamContext | None = None
@@ -110,6 +113,8 @@ class Service:
             await self.dispatcher.start(self.nc)
             self.alerter.start()
         if s.ingests:
+            if self.rules is not None:
+                await self.rules.start()  # the stored rules, before the first batch
             self.outbox.start(js)
             self.dead_letter_store.start(js)
             await self.consumer.start(self.nc)
@@ -140,6 +145,8 @@ class Service:
             if self.learner is not None:
                 await self.learner.stop()
             await self.consumer.stop()
+            if self.rules is not None:
+                await self.rules.stop()
         if self.workers is not None:
             await self.workers.stop()
         if s.dispatches:
@@ -183,7 +190,8 @@ class Service:
         """NATS, the database and the dead-letter store, each ``ok`` or why not; ingest
         ``ok`` or ``degraded: …`` when events wait and it has not advanced for
         ``NOTIFIER_INGEST_STALL_S``; the dispatch workers ``ok`` or ``degraded: …`` while
-        one is down. A dispatch process checks only NATS and the database."""
+        one is down; the rules ``ok`` or ``degraded: …`` while a stored version is
+        refused. A dispatch process checks only NATS and the database."""
         checks: dict[str, str] = {}
         checks["nats"] = "ok" if self.nc is not None and self.nc.is_connected else "not connected"
         try:
@@ -195,6 +203,8 @@ class Service:
         if not self.settings.ingests:
             return checks
         checks["dead_letters"] = self.dead_letter_store.health()
+        if self.rules is not None:
+            checks["rules"] = self.rules.health()
         if checks["nats"] == "ok":
             checks["ingest"] = await self.ingest_health.check(self._js())
         if self.workers is not None:

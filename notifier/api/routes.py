@@ -103,8 +103,10 @@ def build_router(
     api_token: str | None = None,
     before_scrape: Callable[[], Awaitable[None]] | None = None,
     providers: Mapping[str, str] | None = None,
+    extra: Sequence[APIRouter] = (),
 ) -> APIRouter:
     """The service's routes; ``/v1`` needs ``Authorization: Bearer <api_token>`` when set.
+    ``extra`` routers are mounted under ``/v1``, behind the same token.
 
     ``channels`` are every channel name the service knows, configured or not: the stats
     of one that is switched off today are still there to read, and any other name is a
@@ -191,5 +193,7 @@ def build_router(
 
     v1.include_router(build_triage_router())
     v1.include_router(build_preferences_router())
+    for router_ in extra:
+        v1.include_router(router_)
     router.include_router(v1)
     return router

@@ -13,6 +13,8 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from notifier.contracts.events import OrderState
+
 #: (order suffix, rule it shows, [(state, how long ago)], estimated delivery from now)
 _STORIES: tuple[tuple[str, str, tuple[tuple[str, timedelta], ...], timedelta], ...] = (
     (
@@ -51,9 +53,9 @@ def _history(now: datetime, run: str) -> list[dict[str, Any]]:
         order_id = f"DEMO-HISTORY-{run}-{n}"
         shipped = now - timedelta(days=40 - n, hours=n % 7)
         steps = (
-            ("placed", shipped - timedelta(hours=20)),
-            ("shipped", shipped),
-            ("delivered", shipped + timedelta(hours=40 + n % 9)),
+            (OrderState.PLACED.value, shipped - timedelta(hours=20)),
+            (OrderState.SHIPPED.value, shipped),
+            (OrderState.DELIVERED.value, shipped + timedelta(hours=40 + n % 9)),
         )
         for state, at in steps:
             event: dict[str, Any] = {

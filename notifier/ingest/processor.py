@@ -7,6 +7,7 @@ and the plan of a redelivered batch recognises every event as a duplicate.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -28,6 +29,7 @@ from notifier.core.model import (
 )
 from notifier.core.pipeline import Pipeline
 from notifier.core.plan import BatchPlan, NewNotification
+from notifier.core.rules import RuleSet
 from notifier.errors import StoreError
 from notifier.ingest.decode import DEFAULT_LIMITS, decode
 from notifier.metrics import Metrics
@@ -76,8 +78,10 @@ class BatchProcessor:
             else:
                 seen[message.subject, message.data] = decoded
                 incoming.append(decoded)
+        # the rules the whole batch is planned with, even if they change meanwhile
+        pipeline = self.pipeline
         try:
-            plan = await self._commit(incoming)
+            plan = await self._commit(pipeline, incoming)
         except TRANSIENT:
             raise
         except Exception as exc:
@@ -85,7 +89,7 @@ class BatchProcessor:
             # A bug or an input we did not foresee: isolate the message that causes it
             # so the rest of the batch still goes through and the consumer never stalls.
             log.exception("batch of %d failed; retrying one message at a time", len(incoming))
-            plan = await self._one_by_one(incoming)
+            plan = await self._one_by_one(pipeline, incoming)
         dead.extend(plan.dead_letters)
         plan.dead_letters = dead
         if dead:
@@ -120,7 +124,11 @@ class BatchProcessor:
         except Exception as down:
             raise StoreError(f"database unavailable: {type(down).__name__}") from exc
 
-    async def _commit(self, incoming: Sequence[IncomingEvent]) -> BatchPlan:
+    def use_rules(self, rules: RuleSet) -> None:
+        """Plan the next batches with these rules; a batch in hand keeps its own."""
+        self.pipeline = dataclasses.replace(self.pipeline, rules=rules)
+
+    async def _commit(self, pipeline: Pipeline, incoming: Sequence[IncomingEvent]) -> BatchPlan:
         if not incoming:
             return BatchPlan()
         order_ids = [i.event.order_id for i in incoming]
@@ -128,18 +136,18 @@ class BatchProcessor:
         async with self.engine.begin() as conn:
             await lock_orders(conn, order_ids)
             orders, owners = await load_orders(
-                conn, order_ids, event_ids, with_timers=bool(self.pipeline.rules.timed)
+                conn, order_ids, event_ids, with_timers=bool(pipeline.rules.timed)
             )
             preferences = await load_preferences(conn, _customers(orders, incoming))
-            plan = self.pipeline.plan_batch(orders, incoming, owners, preferences)
+            plan = pipeline.plan_batch(orders, incoming, owners, preferences)
             await write_plan(conn, plan)
         return plan
 
-    async def _one_by_one(self, incoming: Sequence[IncomingEvent]) -> BatchPlan:
+    async def _one_by_one(self, pipeline: Pipeline, incoming: Sequence[IncomingEvent]) -> BatchPlan:
         total = BatchPlan()
         for item in incoming:
             try:
-                plan = await self._commit([item])
+                plan = await self._commit(pipeline, [item])
             except TRANSIENT:
                 raise
             except Exception as exc:

@@ -39,7 +39,8 @@ class TimerPoller:
     """Claims and fires due timers until stopped."""
 
     engine: AsyncEngine
-    pipeline: Pipeline
+    #: the pipeline in effect now (the rules API swaps it between batches)
+    pipeline: Callable[[], Pipeline]
     metrics: Metrics
     interval_s: float = 1.0
     clock: Clock = field(default_factory=SystemClock)
@@ -47,8 +48,9 @@ class TimerPoller:
     _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Start polling, unless the rules have no time rules."""
-        if self.pipeline.rules.timed and self._task is None:
+        """Start polling (rules with timers may come through the rules API at any time;
+        a poll with nothing due is one indexed query)."""
+        if self._task is None:
             self._task = asyncio.create_task(self._run(), name="timers")
 
     async def stop(self) -> None:
@@ -71,7 +73,7 @@ class TimerPoller:
             # what fires is told as the customer asked (channels, contacts, muted orders)
             customers = {e.customer_id for o in orders.values() for e in o.events.values()}
             preferences = await load_preferences(conn, customers)
-            plan = self.pipeline.plan_timers(orders, claimed, now, preferences)
+            plan = self.pipeline().plan_timers(orders, claimed, now, preferences)
             await write_plan(conn, plan)
         for note in plan.notifications:
             self.metrics.count(note.channel, note.template, note.status.value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -31,7 +32,8 @@ class TransitLearner:
     """Keeps ``pipeline.forecast`` learned from the last ``window`` of deliveries."""
 
     engine: AsyncEngine
-    pipeline: Pipeline
+    #: the pipeline in effect now (the rules API swaps it between batches)
+    pipeline: Callable[[], Pipeline]
     every_s: float = 600.0
     window: timedelta = timedelta(days=90)
     min_sample: int = 30
@@ -40,18 +42,18 @@ class TransitLearner:
 
     def __post_init__(self) -> None:
         # until the first round, a prediction looks again one round later
-        self.pipeline.forecast = Forecast(
-            TransitModel(self.min_sample), timedelta(seconds=self.every_s)
-        )
+        self._forecast = Forecast(TransitModel(self.min_sample), timedelta(seconds=self.every_s))
+        self.pipeline().forecast = self._forecast
 
     @property
     def wanted(self) -> bool:
-        """Whether any rule predicts lateness."""
-        return any(r.kind is RuleKind.PREDICTED_LATE for r in self.pipeline.rules.timed)
+        """Whether any rule in effect predicts lateness."""
+        return any(r.kind is RuleKind.PREDICTED_LATE for r in self.pipeline().rules.timed)
 
     def start(self) -> None:
-        """Start learning, unless no rule needs it."""
-        if self.wanted and self._task is None:
+        """Start; each round learns only while a rule predicts lateness (rules may
+        change through the API)."""
+        if self._task is None:
             self._task = asyncio.create_task(self._run(), name="transit-learner")
 
     async def stop(self) -> None:
@@ -65,14 +67,19 @@ class TransitLearner:
         """One round: read the deliveries, build the model, put it in use."""
         samples = await load_samples(self.engine, since=self.clock.now() - self.window)
         model = TransitModel.learn(samples, min_sample=self.min_sample)
-        self.pipeline.forecast = Forecast(model, timedelta(seconds=self.every_s))
+        self._forecast = Forecast(model, timedelta(seconds=self.every_s))
+        self.pipeline().forecast = self._forecast
         return model
 
     async def _run(self) -> None:
         while True:
             try:
-                model = await self.learn()
-                log.debug("transit model: %s", model.groups())
+                current = self.pipeline()
+                if self.wanted:
+                    model = await self.learn()
+                    log.debug("transit model: %s", model.groups())
+                elif current.forecast is not self._forecast:
+                    current.forecast = self._forecast  # rules swapped: keep what was learned
             except asyncio.CancelledError:
                 raise
             except Exception:

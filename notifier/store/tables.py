@@ -247,3 +247,15 @@ timers = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     Index("ix_timers_due", "fired_at", "due_at"),
 )
+
+#: the rules documents stored through the API, one row per version (the newest is in
+#: effect; the rules file is version 0, used while there is none). No personal data:
+#: ``author`` is who changed them, a handle an operator chooses (``X-Notifier-Actor``)
+rule_sets = Table(
+    "rule_sets",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("document", Text, nullable=False),
+    Column("author", String(100), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)

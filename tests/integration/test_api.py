@@ -84,7 +84,13 @@ async def test_healthz_and_readyz(nats: NatsServer, mail: MailCatcher, database_
         assert ready.status_code == 200
         assert ready.json() == {
             "status": "ok",
-            "checks": {"nats": "ok", "database": "ok", "dead_letters": "ok", "ingest": "ok"},
+            "checks": {
+                "nats": "ok",
+                "database": "ok",
+                "dead_letters": "ok",
+                "rules": "ok",
+                "ingest": "ok",
+            },
         }
 
 
