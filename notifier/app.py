@@ -30,6 +30,7 @@ from notifier.core.drafts import Check
 from notifier.core.intents import WebhookRoutes
 from notifier.core.links import LinkMaker, TrackLinks, no_links
 from notifier.core.pipeline import Pipeline
+from notifier.core.quiet_hours import QuietHours, QuietWindow
 from notifier.core.rules import RuleSet, load_rules
 from notifier.delivery.alerts import (
     AlertSettings,
@@ -236,6 +237,7 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         links=track_links(settings),
         stores=stores,
         senders=sender_pickers(settings, plugins),
+        quiet=QuietHours(QuietWindow.parse(settings.quiet_hours)),
     )
     dead_letter_store = DeadLetterStore(engine, metrics)
     limits = EventLimits(

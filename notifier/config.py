@@ -20,6 +20,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_RULES_FILE = PACKAGE_DIR / "defaults" / "rules.yaml"
 #: the channels ``NOTIFIER_NULL_CHANNELS`` can replace with an instant in-process sink
 NULL_CAPABLE = CUSTOMER_CHANNELS
+#: ``HH:MM-HH:MM`` (24-hour, two digits each), or empty for no quiet hours
+_QUIET_HOURS = r"^(([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9])?$"
 
 
 def default_templates_dir() -> Path:
@@ -152,6 +154,10 @@ class Settings(BaseSettings):
     #: database instead
     feed_stream_queue: int = Field(default=100, ge=1, le=10_000)
 
+    #: the customer's local quiet hours (``HH:MM-HH:MM``, may run over midnight; empty:
+    #: off): ``normal``/``low`` SMS and push planned inside wait until the window ends
+    quiet_hours: str = Field(default="21:00-08:00", pattern=_QUIET_HOURS)
+
     rules_file: Path = DEFAULT_RULES_FILE
     templates_dir: Path = Field(default_factory=default_templates_dir)
     default_locale: str = "en"
@@ -182,6 +188,14 @@ class Settings(BaseSettings):
         if path is not None and not path.is_file():
             raise ValueError(f"{path} is not a readable file")
         return path
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_window(cls, value: str) -> str:
+        start, _, end = value.partition("-")
+        if value and start == end:
+            raise ValueError("start and end must differ")
+        return value
 
     @field_validator("feed_secret")
     @classmethod

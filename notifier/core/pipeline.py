@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from notifier.clock import Clock, SystemClock
 from notifier.contracts.channels import ChannelSpec, SenderPicker
 from notifier.contracts.stores import StoreBook
 from notifier.core.dedupe import CHANGES_HISTORY, dedupe, replay_order
@@ -26,8 +27,10 @@ from notifier.core.lifecycle import OrderView, Replay
 from notifier.core.links import LinkMaker, no_links
 from notifier.core.model import DeadLetter, DeadLetterReason, IncomingEvent, OrderAggregate
 from notifier.core.plan import BatchPlan, OrderWrite
+from notifier.core.quiet_hours import QuietHours
 from notifier.core.reconcile import reconcile_order
 from notifier.core.rules import RuleSet
+from notifier.core.timing import time_rows
 
 
 @dataclass(slots=True)
@@ -50,6 +53,10 @@ class Pipeline:
     #: store's message is sent as
     stores: StoreBook = field(default_factory=StoreBook)
     senders: Mapping[str, SenderPicker] = field(default_factory=dict)
+    #: which messages wait for the customer's morning (off unless configured)
+    quiet: QuietHours = field(default_factory=QuietHours)
+    #: what "now" is for quiet hours
+    clock: Clock = field(default_factory=SystemClock)
 
     def plan_batch(
         self,
@@ -150,7 +157,18 @@ class Pipeline:
         new = derive_intents(
             view, self.rules, order.order_id, source=latest_event.source, webhooks=self.webhooks
         )
+        planned, revised = len(plan.notifications), len(plan.updates)
         reconcile_order(d, order, old, new, touched, plan=plan)
+        rows = [
+            *plan.notifications[planned:],
+            *(u.replacement for u in plan.updates[revised:] if u.replacement is not None),
+        ]
+        if rows:
+            # judged against where the whole batch left the order: stale rows are
+            # suppressed, quiet-hours ones held (timing.py)
+            time_rows(
+                rows, order, view, quiet=self.quiet, channels=self.channels, now=self.clock.now()
+            )
         for stored in order.events.values():
             stored.before = None  # told now: the next batch compares with this version
 

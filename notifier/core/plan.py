@@ -37,6 +37,8 @@ class NewNotification:
     #: who it comes from (its store's), and where replies go; None: the channel's own
     sender: str | None = None
     reply_to: str | None = None
+    #: held by quiet hours: the outbox publishes it from this moment (UTC); None: now
+    not_before: datetime | None = None
 
 
 @dataclass(slots=True)

@@ -129,6 +129,8 @@ notifications = Table(
     #: a fallback rule's notifications share a group; ``standby`` rows wait by rank
     Column("fallback_group", String(700)),
     Column("fallback_rank", Integer),
+    #: held by the customer's quiet hours: not published nor sent before this moment
+    Column("not_before", UtcDateTime()),
     Index("ix_notifications_due", "status", "channel", "next_attempt_at"),
     Index("ix_notifications_pending", "dispatch_pending"),
     Index("ix_notifications_fallback", "fallback_group", "status", "fallback_rank"),
