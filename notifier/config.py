@@ -20,8 +20,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_RULES_FILE = PACKAGE_DIR / "defaults" / "rules.yaml"
 #: the channels ``NOTIFIER_NULL_CHANNELS`` can replace with an instant in-process sink
 NULL_CAPABLE = CUSTOMER_CHANNELS
-#: ``HH:MM-HH:MM`` (24-hour, two digits each), or empty for no quiet hours
-_QUIET_HOURS = r"^(([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9])?$"
+#: ``HH:MM-HH:MM`` (24-hour, two digits each, seconds optional), or empty for none
+_HHMM = r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?"
+_QUIET_HOURS = rf"^({_HHMM}-{_HHMM})?$"
 
 
 def default_templates_dir() -> Path:
@@ -192,7 +193,7 @@ class Settings(BaseSettings):
     @field_validator("quiet_hours")
     @classmethod
     def _quiet_window(cls, value: str) -> str:
-        start, _, end = value.partition("-")
+        start, _, end = (t if t.count(":") == 2 else f"{t}:00" for t in value.partition("-"))
         if value and start == end:
             raise ValueError("start and end must differ")
         return value

@@ -24,7 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from notifier.core.rules import Priority
 
-_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_TIME = r"(\d{1,2}):(\d{2})(?::(\d{2}))?"
+_WINDOW = re.compile(rf"^\s*{_TIME}\s*-\s*{_TIME}\s*$")
 #: priorities that wait for the end of quiet hours (``urgent`` is ``high``: never)
 HELD_PRIORITIES = frozenset({Priority.NORMAL, Priority.LOW})
 
@@ -39,17 +40,17 @@ class QuietWindow:
 
     @classmethod
     def parse(cls, text: str) -> QuietWindow | None:
-        """``"21:00-08:00"`` → a window; ``""`` → none (quiet hours off). ``ValueError``
-        says what is wrong with anything else."""
+        """``"21:00-08:00"`` → a window; ``""`` → none (quiet hours off). Seconds are
+        optional (``21:00:00``). ``ValueError`` says what is wrong with anything else."""
         if not text.strip():
             return None
         found = _WINDOW.match(text)
         if found is None:
             raise ValueError("expected HH:MM-HH:MM (for example 21:00-08:00), or empty for off")
-        h1, m1, h2, m2 = (int(g) for g in found.groups())
-        if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
-            raise ValueError("hours run 00-23 and minutes 00-59")
-        window = cls(time(h1, m1), time(h2, m2))
+        h1, m1, s1, h2, m2, s2 = (int(g or 0) for g in found.groups())
+        if h1 > 23 or h2 > 23 or max(m1, m2, s1, s2) > 59:
+            raise ValueError("hours run 00-23, minutes and seconds 00-59")
+        window = cls(time(h1, m1, s1), time(h2, m2, s2))
         if window.start == window.end:
             raise ValueError("start and end must differ")
         return window

@@ -7,8 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from notifier.config import load_settings
 from notifier.core.quiet_hours import QuietHours, QuietWindow
 from notifier.core.rules import Priority
+from notifier.errors import ConfigError
 
 NIGHT = QuietWindow(time(21, 0), time(8, 0))
 PARIS = ZoneInfo("Europe/Paris")
@@ -24,6 +26,7 @@ def utc(*args: int) -> datetime:
     [
         ("21:00-08:00", NIGHT),
         (" 9:30 - 17:45 ", QuietWindow(time(9, 30), time(17, 45))),
+        ("23:59:30-00:00:15", QuietWindow(time(23, 59, 30), time(0, 0, 15))),
         ("", None),
         ("   ", None),
     ],
@@ -38,6 +41,7 @@ def test_parse(text: str, expected: QuietWindow | None) -> None:
         ("21-8", "HH:MM-HH:MM"),
         ("24:00-08:00", "00-23"),
         ("21:60-08:00", "00-59"),
+        ("21:00:61-08:00", "00-59"),
         ("08:00-08:00", "differ"),
     ],
 )
@@ -133,3 +137,16 @@ def test_an_unknown_time_zone_reads_as_utc() -> None:
         customer_id="c1", timezone="Mars/Olympus", priority=1, held_channel=True, now=NOW
     )
     assert got == utc(2026, 6, 11, 8, 0)
+
+
+@pytest.mark.parametrize("value", ["9pm-8am", "21:00-24:00", "21:00-21:00:00"])
+def test_a_bad_setting_is_one_line_naming_it(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^NOTIFIER_QUIET_HOURS: "):
+        load_settings(quiet_hours=value)
+
+
+@pytest.mark.parametrize("value", ["", "21:00-08:00", "21:00:30-08:00"])
+def test_every_setting_the_config_takes_parses(value: str) -> None:
+    assert QuietWindow.parse(load_settings(quiet_hours=value).quiet_hours) == QuietWindow.parse(
+        value
+    )
