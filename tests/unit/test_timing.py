@@ -8,6 +8,7 @@ from typing import Any
 from notifier.core.model import NotificationStatus
 from notifier.core.plan import BatchPlan, NewNotification
 from notifier.core.quiet_hours import QuietHours, QuietWindow
+from notifier.core.timing import is_exempt
 from tests.unit.test_pipeline import Harness, ev
 
 NIGHT = QuietWindow(time(21, 0), time(8, 0))
@@ -126,3 +127,23 @@ def test_quiet_hours_off_by_default_in_the_pipeline() -> None:
     h = harness(MIDNIGHT_PARIS)
     plan = h.apply(h.message(shipment_event("shipped", 1)))
     assert all(n.not_before is None for n in plan.notifications)
+
+
+def test_partner_webhooks_get_every_transition_even_stale_ones() -> None:
+    h = Harness(frozenset({"email", "push", "webhook"}))
+    h.pipeline.webhooks = lambda _source, _state: ("partner",)
+    plan = h.apply(
+        h.message(shipment_event("out_for_delivery", 1)),
+        h.message(shipment_event("delivered", 2)),
+    )
+    hooks = {n.state: n.status for n in plan.notifications if n.channel == "webhook"}
+    assert hooks == {
+        "out_for_delivery": NotificationStatus.QUEUED,
+        "delivered": NotificationStatus.QUEUED,
+    }
+
+
+def test_corrections_and_webhooks_are_exempt() -> None:
+    assert is_exempt("webhook", "O-1:e1:out_for_delivery:webhook:partner")
+    assert is_exempt("push", "O-1:e1:shipped:push:correction:1")
+    assert not is_exempt("push", "O-1:e1:shipped:push")
