@@ -194,8 +194,9 @@ async def test_order_view_never_shows_contacts(
     nats: NatsServer, mail: MailCatcher, database_url: str
 ) -> None:
     async with running(settings_for(nats.url, database_url, mail.port)) as (_service, client):
-        await publish(
+        await publish_apart(
             nats.url,
+            client,
             *[event("V-1", s, i, customer=_customer("V-1")) for i, s in enumerate(LIFECYCLE)],
         )
         got = await mail.wait_for(4, timeout=15)

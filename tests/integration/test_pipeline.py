@@ -157,7 +157,10 @@ async def test_retraction_recomputes_state_and_corrects(
     settings = settings_for(nats.url, database_url, mail.port)
     async with running(settings) as (_service, client):
         cancelled = event("R-1", "cancelled", 1, reason="out of stock")
-        await publish(nats.url, event("R-1", "placed", 0), cancelled)
+        # apart: a confirmation arriving with its cancellation would be stale, never sent
+        await publish(nats.url, event("R-1", "placed", 0))
+        await mail.wait_for(1, timeout=15)
+        await publish(nats.url, cancelled)
         await mail.wait_for(2, timeout=15)
         await publish(nats.url, dict(cancelled, retracted=True), msg_ids=["retract"])
         got = await mail.wait_for(3, timeout=15)
