@@ -34,6 +34,7 @@ from notifier.core.intents import WebhookRoutes
 from notifier.core.links import LinkMaker, TrackLinks, no_links
 from notifier.core.optout_links import OptOutLinks
 from notifier.core.pipeline import Pipeline
+from notifier.core.quiet_hours import QuietHours, QuietWindow
 from notifier.core.rule_kinds import Audience
 from notifier.core.rules import RuleSet, parse_rules
 from notifier.delivery.alerts import (
@@ -289,6 +290,7 @@ def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None
         senders=sender_pickers(settings, plugins),
         optout_links=optout_links(settings),
         ops_email=settings.ops_email,
+        quiet=QuietHours(QuietWindow.parse(settings.quiet_hours)),
     )
     dead_letter_store = DeadLetterStore(engine, metrics)
     limits = EventLimits(

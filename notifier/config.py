@@ -20,6 +20,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_RULES_FILE = PACKAGE_DIR / "defaults" / "rules.yaml"
 #: the channels ``NOTIFIER_NULL_CHANNELS`` can replace with an instant in-process sink
 NULL_CAPABLE = CUSTOMER_CHANNELS
+#: ``HH:MM-HH:MM`` (24-hour, two digits each, seconds optional), or empty for none
+_HHMM = r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?"
+_QUIET_HOURS = rf"^({_HHMM}-{_HHMM})?$"
 
 
 def default_templates_dir() -> Path:
@@ -152,6 +155,10 @@ class Settings(BaseSettings):
     #: database instead
     feed_stream_queue: int = Field(default=100, ge=1, le=10_000)
 
+    #: the customer's local quiet hours (``HH:MM-HH:MM``, may run over midnight; empty:
+    #: off): ``normal``/``low`` SMS and push planned inside wait until the window ends
+    quiet_hours: str = Field(default="21:00-08:00", pattern=_QUIET_HOURS)
+
     rules_file: Path = DEFAULT_RULES_FILE
     #: how often due timers of the time rules (held, promise_missed) are looked for
     timer_poll_s: float = Field(default=1.0, gt=0, le=60)
@@ -195,6 +202,14 @@ class Settings(BaseSettings):
         if path is not None and not path.is_file():
             raise ValueError(f"{path} is not a readable file")
         return path
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_window(cls, value: str) -> str:
+        start, _, end = (t if t.count(":") == 2 else f"{t}:00" for t in value.partition("-"))
+        if value and start == end:
+            raise ValueError("start and end must differ")
+        return value
 
     @field_validator("feed_secret")
     @classmethod

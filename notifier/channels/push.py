@@ -307,6 +307,7 @@ PLUGIN = ChannelPlugin(
         parts=TemplateParts(subject="title", text="body"),
         recipient=lambda customer: customer.push_tokens[0] if customer.push_tokens else None,
         contact="push token",
+        quiet_hours=True,
     ),
     requires=("fcm_credentials_file",),
     build=PushChannel.from_settings,

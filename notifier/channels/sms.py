@@ -329,6 +329,7 @@ PLUGIN = ChannelPlugin(
         parts=TemplateParts(text="text"),
         recipient=lambda customer: customer.phone,
         contact="phone",
+        quiet_hours=True,
     ),
     requires=REQUIRED_SETTINGS,
     build=SmsChannel.from_settings,

@@ -88,6 +88,8 @@ class ChannelSpec:
     #: every customer has an address on it (the in-app feed): in a fallback chain, the
     #: channels after it would never be tried
     reaches_everyone: bool = False
+    #: a ``normal``/``low`` message on it waits out the customer's quiet hours (SMS, push)
+    quiet_hours: bool = False
 
     @property
     def for_customers(self) -> bool:

@@ -14,6 +14,7 @@ table. ``(new)`` is the row's insertion by the batch that plans it::
                 revise            queued, failed, suppressed
                 withdraw          suppressed
                 erase             suppressed
+                supersede         suppressed
     sending     reclaim           sending
                 send              sent
                 receipt_ok        delivered
@@ -33,6 +34,7 @@ table. ``(new)`` is the row's insertion by the batch that plans it::
                 revise            queued, failed, suppressed, standby
                 withdraw          suppressed
                 erase             suppressed
+                supersede         suppressed
 
 A revision never puts a queued row on standby: the channel was already handed the
 message, so it keeps it. A send recorded after its receipt (a fast SMS callback)
@@ -66,7 +68,7 @@ class NotificationStatus(StrEnum):
     #: not fit, or a receipt saying ``failed``
     FAILED = "failed"
     #: decided not to send (no contact, opted out, channel off, withdrawn, erased, dead
-    #: token, or not needed: an earlier channel of its fallback rule got through)
+    #: token, stale, or not needed: an earlier channel of its fallback rule got through)
     SUPPRESSED = "suppressed"
     #: a fallback channel, sent only if the ones before it in its rule fail
     STANDBY = "standby"
@@ -107,6 +109,8 @@ class Move(StrEnum):
     WITHDRAW = "withdraw"
     #: its customer was erased before it went out
     ERASE = "erase"
+    #: its order moved on before it went out ("out for delivery" once delivered): stale
+    SUPERSEDE = "supersede"
     #: an operator re-drives its dead letter (``notifier dlq replay``)
     REPLAY = "replay"
 
@@ -122,7 +126,7 @@ MOVES: dict[NotificationStatus | None, dict[NotificationStatus, frozenset[Move]]
         S.SENDING: frozenset({M.CLAIM}),
         S.QUEUED: frozenset({M.REVISE}),
         S.FAILED: frozenset({M.REVISE}),
-        S.SUPPRESSED: frozenset({M.REVISE, M.WITHDRAW, M.ERASE}),
+        S.SUPPRESSED: frozenset({M.REVISE, M.WITHDRAW, M.ERASE, M.SUPERSEDE}),
     },
     S.SENDING: {
         S.SENDING: frozenset({M.RECLAIM}),
@@ -150,7 +154,7 @@ MOVES: dict[NotificationStatus | None, dict[NotificationStatus, frozenset[Move]]
     S.STANDBY: {
         S.QUEUED: frozenset({M.REVISE, M.FALL_BACK}),
         S.FAILED: frozenset({M.REVISE}),
-        S.SUPPRESSED: frozenset({M.REVISE, M.WITHDRAW, M.ERASE, M.STAND_DOWN}),
+        S.SUPPRESSED: frozenset({M.REVISE, M.WITHDRAW, M.ERASE, M.STAND_DOWN, M.SUPERSEDE}),
         S.STANDBY: frozenset({M.REVISE}),
     },
 }

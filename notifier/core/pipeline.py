@@ -15,9 +15,10 @@ customer was told against what the new history calls for).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from notifier.clock import Clock, SystemClock
 from notifier.contracts.channels import ChannelSpec, SenderPicker
 from notifier.contracts.stores import StoreBook
 from notifier.core.dedupe import CHANGES_HISTORY, dedupe, replay_order
@@ -35,10 +36,12 @@ from notifier.core.model import (
 from notifier.core.optout_links import OptOutLinks
 from notifier.core.plan import BatchPlan, OrderWrite
 from notifier.core.preferences import PreferenceBook
+from notifier.core.quiet_hours import QuietHours, QuietWindow
 from notifier.core.reconcile import reconcile_order
 from notifier.core.rules import RuleSet
 from notifier.core.timer_plan import plan_due
 from notifier.core.timers import timer_writes
+from notifier.core.timing import time_rows
 from notifier.core.transit import Forecast
 
 
@@ -68,6 +71,10 @@ class Pipeline:
     ops_email: str | None = None
     #: the transit model ``predicted_late`` rules consult, replaced as it is relearned
     forecast: Forecast = field(default_factory=Forecast)
+    #: which messages wait for the customer's morning (off unless configured)
+    quiet: QuietHours = field(default_factory=QuietHours)
+    #: what "now" is for quiet hours
+    clock: Clock = field(default_factory=SystemClock)
 
     def drafting(self, preferences: PreferenceBook | None = None) -> Drafting:
         """A fresh drafting for one batch (it remembers template contexts), with the
@@ -85,6 +92,23 @@ class Pipeline:
             ops_email=self.ops_email,
         )
 
+    def quiet_for(self, preferences: PreferenceBook) -> QuietHours:
+        """Quiet hours as the customers of a batch stored them (their own window and
+        time zone), the service's default for everyone else."""
+        if not preferences:
+            return self.quiet
+
+        def window(customer_id: str) -> QuietWindow | None:
+            own = preferences.get(customer_id)
+            hours = own.quiet_hours if own is not None else None
+            return QuietWindow.parse(f"{hours.start}-{hours.end}") if hours else None
+
+        def zone(customer_id: str) -> str | None:
+            own = preferences.get(customer_id)
+            return own.timezone if own is not None else None
+
+        return replace(self.quiet, override=window, zones=zone)
+
     def plan_timers(
         self,
         orders: Mapping[str, OrderAggregate],
@@ -92,10 +116,18 @@ class Pipeline:
         now: datetime,
         preferences: PreferenceBook | None = None,
     ) -> BatchPlan:
-        """Plan what claimed, due timers call for (``core.timer_plan``)."""
-        return plan_due(
+        """Plan what claimed, due timers call for (``core.timer_plan``); what they send
+        is held by quiet hours as a transition's messages are."""
+        plan = plan_due(
             self.drafting(preferences), self.rules, orders, due, now, forecast=self.forecast
         )
+        quiet = self.quiet_for(preferences or {})
+        for order_id in {n.order_id for n in plan.notifications}:
+            order = orders[order_id]
+            rows = [n for n in plan.notifications if n.order_id == order_id]
+            view = replay_order(order).view
+            time_rows(rows, order, view, quiet=quiet, channels=self.channels, now=now)
+        return plan
 
     def plan_batch(
         self,
@@ -196,8 +228,18 @@ class Pipeline:
             webhooks=self.webhooks,
             order=order,
         )
+        planned, revised = len(plan.notifications), len(plan.updates)
         reconcile_order(d, order, old, new, touched, plan=plan)
         plan.timers.extend(timer_writes(order, view, self.rules, self.forecast))
+        rows = [
+            *plan.notifications[planned:],
+            *(u.replacement for u in plan.updates[revised:] if u.replacement is not None),
+        ]
+        if rows:
+            # judged against where the whole batch left the order: stale rows are
+            # suppressed, quiet-hours ones held (timing.py)
+            quiet = self.quiet_for(d.preferences)
+            time_rows(rows, order, view, quiet=quiet, channels=self.channels, now=self.clock.now())
         for stored in order.events.values():
             stored.before = None  # told now: the next batch compares with this version
 

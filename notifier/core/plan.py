@@ -47,6 +47,8 @@ class NewNotification:
     #: unsubscribe link an alert carries (an email's ``List-Unsubscribe``)
     category: str = "transactional"
     unsubscribe_url: str | None = None
+    #: held by quiet hours: the outbox publishes it from this moment (UTC); None: now
+    not_before: datetime | None = None
 
 
 @dataclass(slots=True)

@@ -5,7 +5,10 @@ at this one now". A claim is a conditional update (``queued`` → ``sending`` wi
 lease), so a redelivered or duplicated dispatch message for a notification that is
 already sent finds nothing to claim and sends nothing. An expired lease (a crashed
 sender) is claimed again; a message behind an earlier one of its order is held with
-the time to look again. The dead push tokens a claim skips are remembered here too.
+the time to look again. A row whose order has moved on is suppressed as stale instead
+(``superseded.py``); one held by quiet hours (``not_before`` still ahead) is handed back
+to the outbox, which publishes it again when it is due. The dead push tokens a claim
+skips are remembered here too.
 
 What happens after a send lives elsewhere: its fate is written by ``fates.py``, a
 provider's delivery receipt by ``receipts.py``, and both settle fallback groups
@@ -35,6 +38,7 @@ from notifier.core.notification_status import (
 )
 from notifier.delivery import optouts
 from notifier.delivery.receipts import find_by_provider_id, record_receipt
+from notifier.delivery.superseded import suppress_stale
 from notifier.store.moves import any_of, status_values
 from notifier.store.tables import dead_push_tokens, notifications
 
@@ -141,18 +145,25 @@ class Claim:
     dead_tokens: set[str]
 
 
+def _due(column: Any, now: Any) -> Any:
+    """Not held by quiet hours (any more)."""
+    return or_(column.is_(None), column <= now)
+
+
 def _claim_statement() -> Any:
     earlier = aliased(notifications, name="earlier")
     E = earlier.c
+    now = bindparam("b_now", type_=N.updated_at.type)
+    # a message held by quiet hours holds back no later one: an urgent message goes now
     blocked = (
         select(E.id)
         .where(E.order_id == N.order_id)
         .where(E.channel == N.channel)
         .where(E.status.in_(status_values(PENDING)))
         .where(E.event_seq < N.event_seq)
+        .where(_due(E.not_before, now))
         .exists()
     )
-    now = bindparam("b_now", type_=N.updated_at.type)
     # ``status || ''``: the same value, but no index can serve it, so the rows are found by
     # id. Given a plain ``status = 'queued'``, SQLite (without statistics) judged a few dozen
     # ids dearer than the status index and scanned every queued row of the ledger for each
@@ -167,6 +178,7 @@ def _claim_statement() -> Any:
                 and_(any_of(status, sources(Move.RECLAIM, Q.SENDING)), N.lease_until < now),
             )
         )
+        .where(_due(N.not_before, now))
         .where(~blocked)
         .values(
             status=Q.SENDING.value,
@@ -198,8 +210,16 @@ def _next_due_statement() -> Any:
 #: with null channels
 _CLAIM = _claim_statement()
 _NEXT_DUE = _next_due_statement()
-_STATES = select(N.id, N.status, N.lease_until, N.order_id).where(
+_STATES = select(N.id, N.status, N.lease_until, N.order_id, N.not_before).where(
     N.id.in_(bindparam("b_ids", expanding=True))
+)
+#: a dispatch message came before its row's quiet hours ended (a revision held a row
+#: already published): the outbox publishes it again once it is due
+_HAND_BACK = (
+    update(notifications)
+    .where(N.id == bindparam("b_id"))
+    .where(any_of(N.status, sources(Move.CLAIM, Q.SENDING)))
+    .values(dispatch_pending=True, dispatch_gen=N.dispatch_gen + 1)
 )
 _DEAD = select(dead_push_tokens.c.token_sha256).where(
     dead_push_tokens.c.token_sha256.in_(bindparam("b_hashes", expanding=True))
@@ -214,9 +234,11 @@ async def claim(
 
     A notification waits while an earlier one (by event) for the same order on the same
     channel is still queued or in flight, so a retried "confirmed" is never overtaken
-    by "shipped". An expired lease (a crashed sender) may be claimed again.
+    by "shipped". An expired lease (a crashed sender) may be claimed again. A row the
+    order has moved past is suppressed as stale rather than claimed.
     """
     now = _now()
+    await suppress_stale(conn, ids, now)
     params = {"b_ids": list(ids), "b_now": now, "b_until": now + timedelta(seconds=lease_s)}
     rows = (await conn.execute(_CLAIM, params)).all()
     refused = await optouts.refusals(conn, [r.id for r in rows])
@@ -271,6 +293,10 @@ async def _why_not(conn: AsyncConnection, ids: list[str], now: datetime) -> dict
         elif row.status in IN_FLIGHT and row.lease_until is not None:
             left = (_aware(row.lease_until) - now).total_seconds()
             held[nid] = Held(done=False, delay_s=max(left, 0.0) + 0.5, why="in flight")
+        elif row.not_before is not None and _aware(row.not_before) > now:
+            await conn.execute(_HAND_BACK, {"b_id": nid})
+            until = _aware(row.not_before).isoformat()
+            held[nid] = Held(done=True, why=f"held by quiet hours until {until}")
         else:
             waiting[nid] = row.order_id
     if waiting:

@@ -5,6 +5,10 @@ transaction as everything else; this relay then publishes one message per row to
 ``notify.<channel>`` and clears the mark. A crash between the two only means the row
 is published again on the next pass, with the same ``Nats-Msg-Id`` (deduplicated by
 JetStream), and a dispatch message for a row that is no longer queued sends nothing.
+
+A row held by the customer's quiet hours keeps its mark until ``not_before`` passes:
+the relay publishes it only then (within a poll), so a night's held messages wait in
+the ledger, not as delayed messages holding the queue's acknowledgement slots.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import logging
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -74,6 +78,12 @@ class Outbox:
         self._pending = (
             select(N.id, N.channel, N.dispatch_gen, N.created_at)
             .where(N.dispatch_pending.is_(True))
+            .where(
+                or_(
+                    N.not_before.is_(None),
+                    N.not_before <= bindparam("b_now", type_=N.not_before.type),
+                )
+            )
             .order_by(N.priority, N.created_at)
             .limit(batch_size)
         )
@@ -116,7 +126,8 @@ class Outbox:
     async def relay_once(self, js: JetStreamContext) -> bool:
         """Publish one batch of pending rows; whether there may be more."""
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(self._pending)).all()
+            now = datetime.now(UTC)
+            rows = (await conn.execute(self._pending, {"b_now": now})).all()
         if not rows:
             return False
         futures = [

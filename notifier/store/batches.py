@@ -216,6 +216,7 @@ def _notification_row(d: NewNotification, now: datetime) -> dict[str, Any]:
         "digest": d.digest,
         "fallback_group": d.fallback_group,
         "fallback_rank": d.fallback_rank,
+        "not_before": d.not_before,
         # the outbox: a queued row is published to its channel's dispatch queue
         "dispatch_pending": d.status is NotificationStatus.QUEUED,
         "dispatch_gen": 1 if d.status is NotificationStatus.QUEUED else 0,

@@ -77,6 +77,7 @@ async def order_view(engine: AsyncEngine, order_id: str) -> dict[str, Any] | Non
                         n.fallback_rank,
                         n.sender,
                         n.reply_to,
+                        n.not_before,
                     )
                     .where(n.order_id == order_id)
                     .order_by(n.event_seq, n.created_at, n.id)

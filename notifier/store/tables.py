@@ -135,6 +135,8 @@ notifications = Table(
     Column("category", String(20)),
     #: an alert's one-click unsubscribe link (an email's ``List-Unsubscribe``)
     Column("unsubscribe_url", Text),
+    #: held by the customer's quiet hours: not published nor sent before this moment
+    Column("not_before", UtcDateTime()),
     Index("ix_notifications_due", "status", "channel", "next_attempt_at"),
     Index("ix_notifications_pending", "dispatch_pending"),
     Index("ix_notifications_fallback", "fallback_group", "status", "fallback_rank"),

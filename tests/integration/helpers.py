@@ -13,13 +13,17 @@ from typing import Any
 import nats
 import uvicorn
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy import select
 
 from notifier.app import build_service, create_app
 from notifier.config import Settings, load_settings
 from notifier.devtools.fcmfake import FcmFake
 from notifier.devtools.twiliofake import TwilioFake
 from notifier.service import Service
+from notifier.store.db import create_engine
+from notifier.store.tables import notifications
 from notifier.streams import StreamSettings, ensure_streams
+from tests.support import wait_until
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -111,6 +115,8 @@ def settings_for(
         "dispatch_backoff_max_s": 1.0,
         "dispatch_max_attempts": 50,
         "breaker_open_s": 1.0,
+        # off unless a test is about it: the tests run at any hour
+        "quiet_hours": "",
     }
     values.update(overrides)
     return load_settings(**values)
@@ -203,8 +209,46 @@ async def order(client: AsyncClient, order_id: str) -> dict[str, Any] | None:
     return data
 
 
+async def publish_apart(url: str, client: AsyncClient, *bodies: dict[str, Any]) -> None:
+    """Publish one order's events one at a time, each once the messages of the one before
+    are out: steps that arrive apart. (Arriving together, a later step makes the earlier
+    steps' messages stale, and they are suppressed: ``test_timing.py``.)"""
+    for n, body in enumerate(bodies, 1):
+        await publish(url, body)
+
+        async def settled(n: int = n, order_id: str = body["order_id"]) -> bool:
+            view = await order(client, order_id)
+            return (
+                view is not None
+                and len(view["events"]) >= n
+                and all(x["status"] not in ("queued", "sending") for x in view["notifications"])
+            )
+
+        await wait_until(settled, timeout=15)
+
+
 def statuses(view: dict[str, Any] | None, channel: str = "email") -> dict[str, str]:
     """template → status of the order's notifications on a channel."""
     if view is None:
         return {}
     return {n["template"]: n["status"] for n in view["notifications"] if n["channel"] == channel}
+
+
+async def stale_rows(database_url: str) -> set[tuple[str, str, str, str]]:
+    """(order, channel, template, state) of every notification the ledger suppressed as
+    stale: still queued when a later state of its order arrived, so never sent. A test
+    that publishes whole lifecycles at once counts each message as sent or stale."""
+    n = notifications.c
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(n.order_id, n.channel, n.template, n.state).where(
+                        n.last_error.like("stale:%")
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    return {(r.order_id, r.channel, r.template, r.state) for r in rows}

@@ -15,7 +15,15 @@ from sqlalchemy import select
 from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer
 from notifier.store.tables import events, notifications
-from tests.integration.helpers import event, order, publish, running, settings_for, statuses
+from tests.integration.helpers import (
+    event,
+    order,
+    publish,
+    publish_apart,
+    running,
+    settings_for,
+    statuses,
+)
 from tests.support import free_port, wait_until
 
 LIFECYCLE = ["placed", "confirmed", "shipped", "out_for_delivery", "delivered"]
@@ -126,7 +134,9 @@ async def test_metrics_count_events_and_sent_emails(
     async with running(settings_for(nats.url, database_url, mail.port)) as (_service, client):
         before = await _metrics(client)
         assert _sample(before, "notifier_events_total", outcome="new") in (None, 0.0)
-        await publish(nats.url, *[event("M-1", s, i) for i, s in enumerate(LIFECYCLE)])
+        await publish_apart(
+            nats.url, client, *[event("M-1", s, i) for i, s in enumerate(LIFECYCLE)]
+        )
         await mail.wait_for(4, timeout=15)
         view = await _settled(client, "M-1")
         assert statuses(view) == {
@@ -190,8 +200,9 @@ async def test_order_view_never_shows_contacts(
     nats: NatsServer, mail: MailCatcher, database_url: str
 ) -> None:
     async with running(settings_for(nats.url, database_url, mail.port)) as (_service, client):
-        await publish(
+        await publish_apart(
             nats.url,
+            client,
             *[event("V-1", s, i, customer=_customer("V-1")) for i, s in enumerate(LIFECYCLE)],
         )
         got = await mail.wait_for(4, timeout=15)

@@ -9,7 +9,15 @@ import nats
 from notifier.devtools.mailcatcher import MailCatcher
 from notifier.devtools.natsserver import NatsServer
 from notifier.ingest.deadletters import list_dead_letters
-from tests.integration.helpers import event, order, publish, running, settings_for, statuses
+from tests.integration.helpers import (
+    event,
+    order,
+    publish,
+    publish_apart,
+    running,
+    settings_for,
+    statuses,
+)
 from tests.support import free_port, wait_until
 
 LIFECYCLE = ["placed", "confirmed", "shipped", "out_for_delivery", "delivered"]
@@ -20,7 +28,9 @@ async def test_full_lifecycle_sends_the_right_emails_once(
 ) -> None:
     settings = settings_for(nats.url, database_url, mail.port)
     async with running(settings) as (_service, client):
-        await publish(nats.url, *[event("A-1", s, i) for i, s in enumerate(LIFECYCLE)])
+        await publish_apart(
+            nats.url, client, *[event("A-1", s, i) for i, s in enumerate(LIFECYCLE)]
+        )
         got = await mail.wait_for(4, timeout=15)
         await _settled(client, "A-1")
         assert [m.subject for m in mail.messages()] == [
@@ -147,7 +157,10 @@ async def test_retraction_recomputes_state_and_corrects(
     settings = settings_for(nats.url, database_url, mail.port)
     async with running(settings) as (_service, client):
         cancelled = event("R-1", "cancelled", 1, reason="out of stock")
-        await publish(nats.url, event("R-1", "placed", 0), cancelled)
+        # apart: a confirmation arriving with its cancellation would be stale, never sent
+        await publish(nats.url, event("R-1", "placed", 0))
+        await mail.wait_for(1, timeout=15)
+        await publish(nats.url, cancelled)
         await mail.wait_for(2, timeout=15)
         await publish(nats.url, dict(cancelled, retracted=True), msg_ids=["retract"])
         got = await mail.wait_for(3, timeout=15)

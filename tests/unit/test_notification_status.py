@@ -95,6 +95,8 @@ LEGAL = [
     (S.SUPPRESSED, Move.REVISE, S.STANDBY),
     (S.QUEUED, Move.WITHDRAW, S.SUPPRESSED),
     (S.STANDBY, Move.ERASE, S.SUPPRESSED),
+    (S.QUEUED, Move.SUPERSEDE, S.SUPPRESSED),
+    (S.STANDBY, Move.SUPERSEDE, S.SUPPRESSED),
 ]
 
 
@@ -115,6 +117,8 @@ ILLEGAL = [
     (S.UNDELIVERED, Move.REPLAY, S.QUEUED),  # only failed rows have dead letters
     (S.SENT, Move.REVISE, S.QUEUED),  # told: corrected, not rewritten
     (S.SUPPRESSED, Move.FALL_BACK, S.QUEUED),
+    (S.SENDING, Move.SUPERSEDE, S.SUPPRESSED),  # being sent: too late to call it stale
+    (S.SENT, Move.SUPERSEDE, S.SUPPRESSED),  # already told: untouched
 ]
 
 
