@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time
 from typing import Any
 
-from notifier.core.model import NotificationStatus
+from notifier.core.model import NotificationStatus, OrderAggregate
 from notifier.core.plan import BatchPlan, NewNotification
 from notifier.core.quiet_hours import QuietHours, QuietWindow
 from notifier.core.timing import is_exempt
@@ -147,3 +147,27 @@ def test_corrections_and_webhooks_are_exempt() -> None:
     assert is_exempt("webhook", "O-1:e1:out_for_delivery:webhook:partner")
     assert is_exempt("push", "O-1:e1:shipped:push:correction:1")
     assert not is_exempt("push", "O-1:e1:shipped:push")
+
+
+def test_a_customers_stored_quiet_hours_and_time_zone_replace_the_defaults() -> None:
+    from notifier.contracts.preferences import CustomerPreferences
+
+    h = harness(MIDNIGHT_PARIS, QuietHours(NIGHT))
+    message = h.message(shipment_event("shipped", 1))
+    owners = {eid: o.order_id for o in h.orders.values() for eid in o.events}
+    h.orders["O-1"] = OrderAggregate(order_id="O-1", exists=False)
+    # awake until 01:00 in Paris: nothing held at midnight
+    late = CustomerPreferences.model_validate({"quiet_hours": {"start": "01:00", "end": "07:00"}})
+    plan = h.pipeline.plan_batch({"O-1": h.orders["O-1"]}, [message], owners, {"c1": late})
+    assert all(n.not_before is None for n in plan.notifications)
+    # moved to New York (18:00 there): not quiet yet for them
+    h.orders["O-2"] = OrderAggregate(order_id="O-2", exists=False)
+    body = ev("O-2", "shipped", 1, customer=customer(), shipment={"id": "p1"})
+    moved = CustomerPreferences.model_validate({"timezone": "America/New_York"})
+    plan = h.pipeline.plan_batch({"O-2": h.orders["O-2"]}, [h.message(body)], {}, {"c1": moved})
+    assert all(n.not_before is None for n in plan.notifications)
+    # without stored preferences, the default window holds the same push
+    h.orders["O-3"] = OrderAggregate(order_id="O-3", exists=False)
+    body = ev("O-3", "shipped", 1, customer=customer(), shipment={"id": "p1"})
+    plan = h.pipeline.plan_batch({"O-3": h.orders["O-3"]}, [h.message(body)], {}, {})
+    assert {n.channel: n.not_before for n in plan.notifications}["push"] == MORNING_PARIS
