@@ -8,6 +8,9 @@ was cancelled. The table, read as "a message about ``state`` is stale once …":
     message state                                   stale once
     shipped, in_transit, out_for_delivery,          its shipment is delivered or returned
       delivery_failed
+    out_for_delivery                                its shipment's delivery failed (that
+                                                    van has been; the next attempt brings
+                                                    a new "out for delivery")
     anything but cancelled and refunded             the order is cancelled
 
 The same table is asked twice: when a batch plans its rows (a batch holding
@@ -29,6 +32,10 @@ S = OrderState
 SHIPMENT_PROGRESS = frozenset({S.SHIPPED, S.IN_TRANSIT, S.OUT_FOR_DELIVERY, S.DELIVERY_FAILED})
 #: shipment states that end its progress
 SHIPMENT_DONE = frozenset({S.DELIVERED, S.RETURNED})
+#: a message about one round of delivery, wrong once that round ended without delivery
+ROUND_ENDED: Mapping[OrderState, frozenset[OrderState]] = {
+    S.OUT_FOR_DELIVERY: frozenset({S.DELIVERY_FAILED}),
+}
 #: order states after which only these messages still hold
 ORDER_ENDED: Mapping[OrderState, frozenset[OrderState]] = {
     S.CANCELLED: frozenset({S.CANCELLED, S.REFUNDED}),
@@ -57,6 +64,8 @@ def stale_reason(
         return f"{STALE}: order is {ended.value}"
     shipment = _state(shipment_state)
     if state in SHIPMENT_PROGRESS and shipment in SHIPMENT_DONE:
+        return f"{STALE}: shipment is {shipment.value}"
+    if shipment is not None and shipment in ROUND_ENDED.get(state, ()):
         return f"{STALE}: shipment is {shipment.value}"
     return None
 

@@ -1,5 +1,6 @@
-"""Demo orders for the time rules: stuck in processing, a parcel that stopped moving, a
-missed delivery promise, and a parcel slower than its carrier usually is. Their events
+"""Demo orders for the alerts: stuck in processing, a parcel that stopped moving, a
+missed delivery promise, a parcel slower than its carrier usually is, and a failed
+delivery attempt. Their events
 happened long enough ago (``occurred_at`` in the past) that the shipped rules' timers
 are already due, so ``notifier dev`` shows the alerts within a poll or two of
 ``notifier emit --demo``. The prediction needs a carrier's history first: the demo
@@ -38,6 +39,17 @@ _STORIES: tuple[tuple[str, str, tuple[tuple[str, timedelta], ...], timedelta], .
         "promise_missed",
         (("placed", timedelta(days=4)), ("shipped", timedelta(hours=3))),
         -timedelta(hours=13),
+    ),
+    (
+        "FAILED",
+        "delivery_failed",
+        (
+            ("placed", timedelta(hours=30)),
+            ("shipped", timedelta(hours=26)),
+            ("out_for_delivery", timedelta(hours=3)),
+            ("delivery_failed", timedelta(hours=1)),
+        ),
+        timedelta(days=1),
     ),
 )
 
@@ -138,7 +150,9 @@ def alert_events(*, now: datetime | None = None, run_id: str | None = None) -> l
                     "demo_shows": rule,
                 },
             }
-            if state in ("shipped", "in_transit"):
+            if state == "delivery_failed":
+                event["reason"] = "No one was available to sign for the parcel"
+            if state in ("shipped", "in_transit", "out_for_delivery", "delivery_failed"):
                 event["shipment"] = {
                     "id": f"{order_id}-S1",
                     "carrier": "UPS",

@@ -165,21 +165,22 @@ def test_emit_demo_publishes_the_demo_and_its_alert_orders(
 ) -> None:
     result = _cli("emit", "--demo", cwd=tmp_path, NOTIFIER_NATS_URL=nats.url)
     assert result.returncode == 0, result.stderr
-    # 3 lifecycle orders (14 events), 4 alert orders (10), 32 orders of carrier history (96)
-    assert "published 120 event(s)" in result.stdout
+    # 3 lifecycle orders (14 events), 5 alert orders (14), 32 orders of carrier history (96)
+    assert "published 124 event(s)" in result.stdout
     assert nats.url in result.stdout
     listed = result.stdout.split("demo orders: ")[1].split(" (see")[0].split(", ")
     assert [o.rsplit("-", 1)[0] for o in listed] == [
         "DEMO-1001",
         "DEMO-1002",
         "DEMO-1003",
+        "DEMO-FAILED",
         "DEMO-LATE",
         "DEMO-SILENT",
         "DEMO-SLOW",
         "DEMO-STUCK",
     ]
     assert "and 32 delivered orders of carrier history" in result.stdout
-    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 120
+    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 124
 
 
 def test_emit_needs_a_file_or_demo(tmp_path: Path) -> None:

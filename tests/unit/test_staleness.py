@@ -18,6 +18,9 @@ CASES = [
     ("out_for_delivery", "out_for_delivery", None, None),  # its own state: current
     ("shipped", "in_transit", None, None),  # moved on, but not past what it says
     ("delivery_failed", "out_for_delivery", None, None),  # a retry of the delivery
+    # the van came and went: "on its way today" is over, the failure is the news
+    ("out_for_delivery", "delivery_failed", None, "stale: shipment is delivery_failed"),
+    ("shipped", "delivery_failed", None, None),
     ("delivered", "returned", None, None),  # "delivered" was true, and stays news
     ("returned", "returned", None, None),
     ("confirmed", None, "cancelled", "stale: order is cancelled"),
