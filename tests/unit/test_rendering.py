@@ -31,6 +31,7 @@ SHIPPED = (
     "promise_missed",
     "new_delivery_date",
     "predicted_late",
+    "returned",
 )
 CHANNELS = ("email", "sms", "push")
 #: the registered channels' template files
