@@ -266,7 +266,7 @@ def test_emit_names_an_unreachable_server_quickly(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = _lines(result.stderr)
     assert len(lines) == 2, result.stderr
-    assert lines[0] == f"notifier: publishing 14 event(s) to {url} (from NOTIFIER_NATS_URL)"
+    assert lines[0] == f"notifier: publishing 124 event(s) to {url} (from NOTIFIER_NATS_URL)"
     assert lines[1].startswith(f"notifier: cannot publish to {url}")
     assert "published" not in result.stdout
 
@@ -359,12 +359,12 @@ def test_emit_check_publishes_a_valid_file_and_dry_run_needs_no_server(
 ) -> None:
     dry = _cli("emit", "--demo", "--dry-run", cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout == "14 event(s) pass the contract; nothing published (--dry-run)\n"
+    assert dry.stdout == "124 event(s) pass the contract; nothing published (--dry-run)\n"
     assert dry.stderr == ""
     checked = _cli("emit", "--demo", "--check", cwd=tmp_path, NOTIFIER_NATS_URL=nats.url)
     assert checked.returncode == 0, checked.stderr
-    assert "published 14 event(s)" in checked.stdout
-    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 14
+    assert "published 124 event(s)" in checked.stdout
+    assert asyncio.run(_stream_messages(nats.url, "ORDERS")) == 124
 
 
 def test_dlq_replay_dry_run_says_when_nothing_matches(tmp_path: Path, nats: NatsServer) -> None:
