@@ -62,7 +62,8 @@ async def _put(client: AsyncClient, document: str, **headers: str) -> dict[str, 
 async def test_rules_round_trip_with_versions_and_rollback(
     nats: NatsServer, database_url: str
 ) -> None:
-    async with running(settings_for(nats.url, database_url, None)) as (_service, client):
+    settings = settings_for(nats.url, database_url, None, rules_file=DEFAULT_RULES_FILE)
+    async with running(settings) as (_service, client):
         first = (await client.get("/v1/rules")).json()
         assert first["version"] == 0
         assert first["author"] is None and first["created_at"] is None
