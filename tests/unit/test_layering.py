@@ -111,7 +111,7 @@ def test_the_import_contracts_hold() -> None:
     [
         ("store/queries.py", "import notifier.delivery.ledger"),
         ("delivery/outbox.py", "import notifier.ingest.processor"),
-        ("app.py", "import notifier.devtools.mailcatcher"),
+        ("app/channels.py", "import notifier.devtools.mailcatcher"),
     ],
 )
 def test_the_contracts_catch_an_import_pointing_back_up(

@@ -1,7 +1,9 @@
 """Composition root: the only place that builds things and wires them together.
 
 Channels, their limits, render checks, partner routes and alert sinks are built from
-the channel plug-ins and the settings; ``build_service`` assembles them into a
+the channel plug-ins and the settings (``app.channels``), the rules and the signed
+links from the settings and templates (``app.messages``); ``build_service`` assembles
+them into a
 :class:`~notifier.service.Service` (which is what runs, starts and stops), and
 ``create_app`` puts the HTTP API in front of it. Nothing here connects or starts.
 """
@@ -9,7 +11,7 @@ the channel plug-ins and the settings; ``build_service`` assembles them into a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI
@@ -22,30 +24,28 @@ from notifier.api.receipts import build_receipts_router
 from notifier.api.routes import build_ops_router, build_router
 from notifier.api.rules import build_rules_router
 from notifier.api.track import build_track_router
-from notifier.channels.base import ChannelAdapter, ChannelPlugin, FeedWriter, missing_settings
-from notifier.channels.null import null_channel
+from notifier.app.channels import (
+    alert_sinks,
+    build_channels,
+    channel_limits,
+    partner_routes,
+    render_checks,
+    sender_pickers,
+)
+from notifier.app.messages import file_rules, optout_links, rules_parser, track_links
+from notifier.channels.base import ChannelPlugin
 from notifier.channels.registry import registered, specs, template_parts
 from notifier.config import Settings
-from notifier.contracts.channels import SenderPicker, channel_names
+from notifier.contracts.channels import channel_names
 from notifier.contracts.limits import EventLimits
 from notifier.contracts.stores import load_stores
-from notifier.core.drafts import Check
-from notifier.core.intents import WebhookRoutes
-from notifier.core.links import LinkMaker, TrackLinks, no_links
-from notifier.core.optout_links import OptOutLinks
 from notifier.core.pipeline import Pipeline
 from notifier.core.quiet_hours import QuietHours, QuietWindow
-from notifier.core.rule_kinds import Audience
-from notifier.core.rules import RuleSet, parse_rules
 from notifier.delivery.alerts import (
     AlertSettings,
-    AlertSink,
     DeliveryAlerter,
-    channel_sink,
-    webhook_sink,
 )
 from notifier.delivery.dispatcher import (
-    ChannelLimits,
     ChannelWorker,
     Dispatcher,
     DispatchSettings,
@@ -53,11 +53,10 @@ from notifier.delivery.dispatcher import (
 from notifier.delivery.feed import Announcer, FeedDelivery
 from notifier.delivery.outbox import Outbox
 from notifier.delivery.retry import RetryPolicy
-from notifier.errors import RulesError
 from notifier.ingest.consumer import ConsumerSettings, IngestConsumer
 from notifier.ingest.deadletter_store import DeadLetterStore
 from notifier.ingest.health import IngestHealth
-from notifier.ingest.live_rules import ActiveRules, LiveRules, RulesParser
+from notifier.ingest.live_rules import LiveRules
 from notifier.ingest.processor import BatchProcessor
 from notifier.ingest.timer_poller import TimerPoller
 from notifier.ingest.transit_learner import TransitLearner
@@ -68,169 +67,6 @@ from notifier.store.db import create_engine
 from notifier.workers import WorkerPool
 
 log = logging.getLogger("notifier")
-
-
-def build_channels(
-    settings: Settings,
-    plugins: Iterable[ChannelPlugin] | None = None,
-    *,
-    feed: FeedWriter | None = None,
-) -> dict[str, ChannelAdapter]:
-    """Every channel that has what it needs; the others are off, said once at start-up.
-
-    ``feed``: the service's in-app feed, for a channel whose messages stay in it."""
-    channels: dict[str, ChannelAdapter] = {}
-    for plugin in registered() if plugins is None else plugins:
-        name = plugin.name
-        if name in settings.null_channel_names:
-            channels[name] = null_channel(name)
-            log.warning(
-                "%s channel is NULL (NOTIFIER_NULL_CHANNELS): messages are recorded as "
-                "sent, but nobody receives them",
-                name,
-            )
-        elif plugin.on_feed is not None:
-            if feed is None:
-                log.warning("%s channel disabled: no feed to write to", name)
-            else:
-                channels[name] = plugin.on_feed(feed)
-        elif (reason := plugin.disabled_reason(settings)) is None:
-            channels[name] = plugin.build(settings)
-            if plugin.receipts_require is not None and not plugin.takes_receipts(settings):
-                log.warning(
-                    "%s: %s delivery receipts are off",
-                    missing_settings(settings, plugin.receipts_require),
-                    name,
-                )
-        else:
-            log.warning("%s channel disabled: %s", name, reason)
-    return channels
-
-
-def render_checks(settings: Settings, plugins: Iterable[ChannelPlugin]) -> dict[str, Check]:
-    """What each channel cannot send, checked when a notification is rendered."""
-    return {p.name: p.render_check(settings) for p in plugins if p.render_check is not None}
-
-
-def sender_pickers(settings: Settings, plugins: Iterable[ChannelPlugin]) -> dict[str, SenderPicker]:
-    """Per channel, who a store's message is sent as (its rule, from the settings)."""
-    return {p.name: p.sender(settings) for p in plugins if p.sender is not None}
-
-
-def partner_routes(
-    plugins: Iterable[ChannelPlugin], channels: Mapping[str, ChannelAdapter]
-) -> WebhookRoutes:
-    """The endpoints of the partner channel, if it is on, as the pipeline asks for them."""
-    for plugin in plugins:
-        if plugin.routes is not None and plugin.name in channels:
-            return plugin.routes(channels[plugin.name])
-    return lambda _source, _state: ()
-
-
-def alert_sinks(
-    settings: Settings, plugins: Iterable[ChannelPlugin], channels: Mapping[str, ChannelAdapter]
-) -> list[AlertSink]:
-    """Where operations alerts go: an ops address on a channel (email), a webhook."""
-    sinks: list[AlertSink] = []
-    for plugin in plugins:
-        if plugin.alerts_to is None or not (to := getattr(settings, plugin.alerts_to)):
-            continue
-        if plugin.name in channels:
-            sinks.append(channel_sink(channels[plugin.name], to))
-        else:
-            log.warning(
-                "NOTIFIER_%s is set but the %s channel is off",
-                plugin.alerts_to.upper(),
-                plugin.name,
-            )
-    if settings.alert_webhook_url:
-        sinks.append(webhook_sink(settings.alert_webhook_url))
-    if not sinks:
-        log.info(
-            "no ops alert sink (NOTIFIER_ALERT_EMAIL / NOTIFIER_ALERT_WEBHOOK_URL): "
-            "delivery-rate alerts are logged only"
-        )
-    return sinks
-
-
-def channel_limits(settings: Settings, plugin: ChannelPlugin) -> ChannelLimits:
-    """The concurrency, rate and breaker settings of one channel."""
-    limits = plugin.limits(settings)
-    return ChannelLimits(
-        concurrency=limits.concurrency,
-        rate_per_s=limits.rate_per_s,
-        breaker_failures=settings.breaker_failures,
-        breaker_open_s=settings.breaker_open_s,
-    )
-
-
-def rules_parser(
-    settings: Settings, renderer: TemplateRenderer, plugins: Iterable[ChannelPlugin]
-) -> RulesParser:
-    """How a rules document is validated, against the channels and the templates on disk:
-    the rules file at start-up and every document sent to the rules API alike. A rule
-    for the operations team needs their address (``NOTIFIER_OPS_EMAIL``)."""
-    plugins = tuple(plugins)
-    customers = [p.name for p in plugins if p.spec.for_customers]
-    everyone = [p.name for p in plugins if p.spec.reaches_everyone]
-    ops_channels = [p.name for p in plugins if p.alerts_to is not None]
-
-    def parse(document: str, origin: str) -> RuleSet:
-        rules = parse_rules(
-            document,
-            origin,
-            template_exists=renderer.has,
-            channels=customers,
-            reaching_everyone=everyone,
-            ops_channels=ops_channels,
-        )
-        ops = next((r for r in rules.rules if r.audience is Audience.OPS), None)
-        if ops is not None and settings.ops_email is None:
-            raise RulesError(
-                f"{origin}: rule {ops.name}: audience ops needs NOTIFIER_OPS_EMAIL, "
-                "the address it is sent to"
-            )
-        return rules
-
-    return parse
-
-
-def file_rules(settings: Settings, parse: RulesParser) -> ActiveRules:
-    """The rules file, validated: version 0, in effect while no version is stored."""
-    path = settings.rules_file
-    try:
-        document = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RulesError(f"{path}: cannot read rules file: {exc.strerror}") from exc
-    return ActiveRules(0, document, parse(document, str(path)))
-
-
-def track_links(settings: Settings) -> LinkMaker:
-    """Signed links to the order-status page, when it is configured; else none."""
-    if settings.public_base_url is None or settings.track_secret is None:
-        if settings.public_base_url is not None or settings.track_secret is not None:
-            log.warning(
-                "the order-status page needs both NOTIFIER_PUBLIC_BASE_URL and "
-                "NOTIFIER_TRACK_SECRET: messages carry no tracking-page link"
-            )
-        return no_links
-    return TrackLinks(
-        settings.public_base_url,
-        settings.track_secret.get_secret_value(),
-        settings.track_link_ttl_days * 86_400,
-    )
-
-
-def optout_links(settings: Settings) -> OptOutLinks | None:
-    """Signed unsubscribe and preferences links (signed with the tracking secret, under
-    purposes of their own), when the public base URL and that secret are set."""
-    if settings.public_base_url is None or settings.track_secret is None:
-        return None
-    return OptOutLinks(
-        settings.public_base_url,
-        settings.track_secret.get_secret_value(),
-        settings.track_link_ttl_days * 86_400,
-    )
 
 
 def build_service(settings: Settings, *, plugins: Sequence[ChannelPlugin] | None = None) -> Service:
