@@ -91,6 +91,11 @@ class QuietHours:
     #: customer id → the time zone they stored, or None for the event's
     zones: Callable[[str], str | None] = field(default=no_zone)
 
+    @property
+    def off(self) -> bool:
+        """No window for anyone: nothing is ever held."""
+        return self.window is None and self.override is no_override
+
     def hold_until(
         self,
         *,

@@ -59,11 +59,13 @@ def time_rows(
             row.last_error = why
             continue
         spec = channels.get(row.channel)
+        if spec is None or not spec.quiet_hours or quiet.off:
+            continue  # never held: no need to read the customer's time zone
         row.not_before = quiet.hold_until(
             customer_id=row.customer_id,
             timezone=stored.parsed().customer.timezone,
             priority=row.priority,
-            held_channel=spec is not None and spec.quiet_hours,
+            held_channel=True,
             now=now,
         )
 
