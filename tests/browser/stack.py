@@ -130,10 +130,12 @@ class DevStack:
         return out.decode()
 
     async def emit_demo(self, orders: int = 3) -> list[str]:
-        """Publish the built-in demo; the order ids it made."""
+        """Publish the built-in demo; the ids of its lifecycle orders (``DEMO-1001-…``:
+        the alert orders it also makes, ``DEMO-STUCK-…`` and the like, are left out)."""
         out = await self.emit("--demo", "--orders", str(orders))
         [line] = [line for line in out.splitlines() if line.startswith("demo orders:")]
-        return line.removeprefix("demo orders:").split("(")[0].replace(",", " ").split()
+        made = line.removeprefix("demo orders:").split("(")[0].replace(",", " ").split()
+        return [o for o in made if o.split("-")[1].isdigit()]
 
     async def emit_events(self, events: Sequence[Mapping[str, Any]]) -> None:
         """Publish ``events`` (contract-v1 dicts) as ``notifier emit`` would from a file."""
