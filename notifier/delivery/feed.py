@@ -77,10 +77,21 @@ class FeedDelivery:
             ) from exc
 
     async def close(self) -> None:
-        """Flush announcements in flight and disconnect."""
+        """Flush announcements in flight and disconnect. A connection that is down (the
+        server stopped first, as ``notifier dev`` does on Ctrl-C) cannot be drained:
+        it is closed, and what it held is lost only as announcements (the items are
+        stored; a stream's look-back re-sends them)."""
         nc, self._nc = self._nc, None
-        if nc is not None and not nc.is_closed:
+        if nc is None or nc.is_closed:
+            return
+        if nc.is_connecting or nc.is_reconnecting:
+            await nc.close()
+            return
+        try:
             await nc.drain()
+        except Exception as exc:  # nats-py's own errors: closing must not fail the stop
+            log.warning("NATS (feed): not drained on close: %s", type(exc).__name__)
+            await nc.close()
 
 
 async def _nats_error(exc: Exception) -> None:
