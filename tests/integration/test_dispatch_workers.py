@@ -16,7 +16,7 @@ import pytest
 
 from notifier.devtools.fcmfake import FcmFake
 from notifier.devtools.mailcatcher import MailCatcher
-from notifier.devtools.natsserver import NatsServer
+from notifier.devtools.natsserver import NatsServer, free_port
 from tests.integration.helpers import event, publish, stale_rows
 from tests.integration.test_crash import _env
 from tests.integration.workers import (
@@ -148,23 +148,25 @@ async def test_two_dispatch_workers_send_everything_once_in_order(
 async def test_ingest_and_dispatch_roles_run_as_separate_deployments(
     nats: NatsServer, mail: MailCatcher, database_url: str, tmp_path: Path
 ) -> None:
-    base = free_ports(2)
+    # two ports the kernel hands out, not a probed neighbour (once in CI another
+    # connection took the port after the free one between the probe and the bind)
+    ports = (free_port(), free_port())
     env = _env(nats.url, database_url, mail.port)
     log = tmp_path / "service.log"
-    ingest = start(env | {"NOTIFIER_HTTP_PORT": str(base)}, log, "--role", "ingest")
-    dispatch = start(env | {"NOTIFIER_HTTP_PORT": str(base + 1)}, log, "--role", "dispatch")
+    ingest = start(env | {"NOTIFIER_HTTP_PORT": str(ports[0])}, log, "--role", "ingest")
+    dispatch = start(env | {"NOTIFIER_HTTP_PORT": str(ports[1])}, log, "--role", "dispatch")
     try:
-        for port in (base, base + 1):
+        for port in ports:
             await wait_until(lambda p=port: _ok(p), timeout=60)
         await publish(nats.url, *[event(f"S-{i}", "placed", 0) for i in range(10)])
         await wait_until(lambda: len(mail.messages()) >= 10, timeout=60)
-        sent_by_ingest = await sample_sum(base, "notifier_notifications_total", status="sent")
+        sent_by_ingest = await sample_sum(ports[0], "notifier_notifications_total", status="sent")
         sent_by_dispatch = await sample_sum(
-            base + 1, "notifier_notifications_total", status="sent", provider="smtp"
+            ports[1], "notifier_notifications_total", status="sent", provider="smtp"
         )
         async with httpx.AsyncClient() as client:
-            api = await client.get(f"http://127.0.0.1:{base}/v1/orders/S-0")
-            not_on_dispatch = await client.get(f"http://127.0.0.1:{base + 1}/v1/orders/S-0")
+            api = await client.get(f"http://127.0.0.1:{ports[0]}/v1/orders/S-0")
+            not_on_dispatch = await client.get(f"http://127.0.0.1:{ports[1]}/v1/orders/S-0")
     finally:
         codes = [await asyncio.to_thread(stop, p) for p in (ingest, dispatch)]
     assert codes == [0, 0], log.read_text()[-3000:]
