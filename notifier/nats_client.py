@@ -10,6 +10,7 @@ hang for two minutes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -72,3 +73,26 @@ async def connect_for_life(
             f"NATS at {url} unreachable for {STARTUP_TIMEOUT_S:.0f} s ({name})"
         ) from None
     return client
+
+
+async def close_for_good(nc: Client) -> str | None:
+    """Drain a long-lived connection (what it still holds goes out), or, when the
+    server is already gone (stopped first, as ``notifier dev`` on Ctrl-C does), close
+    it: a connection that is reconnecting cannot be drained, and closing one whose
+    socket was lost raises from the flush nats-py attempts. Never raises; returns why
+    it was not drained, if it was not."""
+    if nc.is_closed:
+        return None
+    why: str | None = None
+    if nc.is_connecting or nc.is_reconnecting:
+        why = "the server was gone"
+    else:
+        try:
+            await nc.drain()
+        except Exception as exc:  # nats-py's own errors and OSError alike
+            why = type(exc).__name__
+    if why is not None and not nc.is_closed:
+        # the socket is gone: the connection ends closed all the same
+        with contextlib.suppress(Exception):
+            await nc.close()
+    return why

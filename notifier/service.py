@@ -36,7 +36,7 @@ from notifier.ingest.live_rules import LiveRules
 from notifier.ingest.timer_poller import TimerPoller
 from notifier.ingest.transit_learner import TransitLearner
 from notifier.metrics import Metrics
-from notifier.nats_client import connect_for_life
+from notifier.nats_client import close_for_good, connect_for_life
 from notifier.store.maintenance import prune
 from notifier.store.migrate import upgrade
 from notifier.streams import StreamSettings, ensure_streams
@@ -154,8 +154,8 @@ class Service:
         if s.ingests:
             await self.outbox.stop()
         self._closing = True
-        if self.nc is not None:
-            await self.nc.drain()
+        if self.nc is not None and (why := await close_for_good(self.nc)) is not None:
+            log.warning("NATS connection closed without draining: %s", why)
         await self.engine.dispose()
         log.info("notifier stopped")
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.contracts.feed import NewFeedItem, feed_subject
 from notifier.errors import TransientDeliveryError
-from notifier.nats_client import connect_for_life
+from notifier.nats_client import close_for_good, connect_for_life
 from notifier.store.feed import add_item
 
 log = logging.getLogger(__name__)
@@ -82,16 +82,8 @@ class FeedDelivery:
         it is closed, and what it held is lost only as announcements (the items are
         stored; a stream's look-back re-sends them)."""
         nc, self._nc = self._nc, None
-        if nc is None or nc.is_closed:
-            return
-        if nc.is_connecting or nc.is_reconnecting:
-            await nc.close()
-            return
-        try:
-            await nc.drain()
-        except Exception as exc:  # nats-py's own errors: closing must not fail the stop
-            log.warning("NATS (feed): not drained on close: %s", type(exc).__name__)
-            await nc.close()
+        if nc is not None and (why := await close_for_good(nc)) is not None:
+            log.warning("NATS (feed): closed without draining: %s", why)
 
 
 async def _nats_error(exc: Exception) -> None:
