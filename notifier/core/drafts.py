@@ -167,28 +167,11 @@ def materialize(
     of (the category on this channel, or a muted order) is suppressed saying so.
     ``to_ops``: it goes to the operations address, not to the customer, whose
     preferences do not apply to it."""
-    draft = NewNotification(
-        id=notification_id(key),
-        idempotency_key=key,
-        event_id=event.event_id,
-        order_id=order.order_id,
-        customer_id=event.customer.id,
-        channel=channel,
-        template=template,
-        template_version=None,
-        locale=None,
-        recipient=None,
-        subject=None,
-        body_text=None,
-        body_html=None,
-        status=NotificationStatus.SUPPRESSED,
-        priority=int(priority),
-        event_seq=order.events[event.event_id].revised_seq,
-        digest="",
-        state=state,
-        last_error=None,
-        category=category,
+    # suppressed until it is shown to be sendable below
+    draft = withheld(
+        order, event, key, template=template, channel=channel, priority=priority, state=state
     )
+    draft.category = category
     spec = d.channels.get(channel)
     if spec is None:  # a correction of a message on a channel no longer registered
         draft.last_error = f"channel {channel} is not registered"
@@ -368,10 +351,11 @@ def withheld(
     channel: str,
     priority: Priority,
     state: str,
-    reason: str,
+    reason: str | None = None,
 ) -> NewNotification:
     """A ledger row for a notification decided against (``suppressed``, with why): what
-    a due timer leaves when the order moved on, so the order's page says so."""
+    a due timer leaves when the order moved on, so the order's page says so. Drafting
+    starts every row from this and lifts it to queued once it is shown sendable."""
     return NewNotification(
         id=notification_id(key),
         idempotency_key=key,
